@@ -1,0 +1,1 @@
+//! anthropic dialect (being written).

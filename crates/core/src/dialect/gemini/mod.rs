@@ -1,0 +1,1 @@
+//! gemini dialect (being written).

@@ -1,0 +1,22 @@
+//! # switchyard-core
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+//!
+//! The embeddable heart of Switchyard: everything needed to talk to LLM
+//! providers, with no server, database or Redis dependency.
+//!
+//! ## Layout
+//! - [`ir`]: canonical request/response/stream types (not wire types).
+//! - [`dialect`]: one module per wire format (OpenAI chat, Anthropic
+//!   messages, Gemini), pure translation functions and stream state machines.
+//! - [`sse`]: incremental Server-Sent Events decoding/encoding.
+//! - [`provider`]: the provider catalog (presets as data) and how to build
+//!   an upstream HTTP request for a provider.
+//!
+//! ## Invariants
+//! - Only `dialect::*` knows any provider's JSON.
+//! - Translation functions do no I/O and never panic on any input.
+
+pub mod dialect;
+pub mod ir;
+pub mod provider;
+pub mod sse;

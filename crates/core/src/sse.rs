@@ -1,0 +1,195 @@
+//! Incremental Server-Sent Events decoding and encoding over bytes.
+//!
+//! The decoder follows the WHATWG event-stream parsing rules: lines end in
+//! `\n`, `\r\n` or `\r`; `data:` lines accumulate joined by `\n`; a blank line
+//! dispatches the event; lines starting with `:` are comments; a single space
+//! after the colon is stripped. Frames with no data lines are not dispatched.
+
+use bytes::{Buf, BytesMut};
+
+/// One dispatched SSE event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseFrame {
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// Incremental SSE decoder: feed it chunks as they arrive.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: BytesMut,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+    /// The previous chunk ended in `\r`; a leading `\n` belongs to it.
+    skip_lf: bool,
+}
+
+/// Upper bound on one buffered, unterminated line (a defence against an
+/// upstream that never sends a newline).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// The decoder was fed a line longer than [`MAX_LINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("SSE line exceeds {MAX_LINE} bytes")]
+pub struct LineTooLong;
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed bytes; complete frames are pushed to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseFrame>) -> Result<(), LineTooLong> {
+        let mut chunk = chunk;
+        if self.skip_lf {
+            if let Some(rest) = chunk.strip_prefix(b"\n") {
+                chunk = rest;
+            }
+            self.skip_lf = false;
+        }
+        self.buf.extend_from_slice(chunk);
+        loop {
+            let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf) else {
+                if self.buf.len() > MAX_LINE {
+                    return Err(LineTooLong);
+                }
+                return Ok(());
+            };
+            let line = self.buf.split_to(pos);
+            let term = self.buf[0];
+            self.buf.advance(1);
+            if term == b'\r' {
+                if self.buf.is_empty() {
+                    self.skip_lf = true;
+                } else if self.buf[0] == b'\n' {
+                    self.buf.advance(1);
+                }
+            }
+            self.line(&line, out);
+        }
+    }
+
+    /// End of input: dispatch nothing further (an unterminated final event is
+    /// discarded per spec), but return whether bytes were left over.
+    pub fn finish(&mut self) -> bool {
+        let leftover = !self.buf.is_empty() || self.has_data;
+        self.buf.clear();
+        self.data.clear();
+        self.has_data = false;
+        self.event = None;
+        leftover
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<SseFrame>) {
+        if line.is_empty() {
+            if self.has_data {
+                out.push(SseFrame {
+                    event: self.event.take(),
+                    data: std::mem::take(&mut self.data),
+                });
+            } else {
+                self.event = None;
+            }
+            self.has_data = false;
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&value);
+                self.has_data = true;
+            }
+            b"event" => self.event = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+}
+
+/// Append one SSE event to `out`.
+pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
+    if let Some(e) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(e.as_bytes());
+        out.push(b'\n');
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(chunks: &[&[u8]]) -> Vec<SseFrame> {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.feed(c, &mut out).expect("feed");
+        }
+        out
+    }
+
+    #[test]
+    fn splits_across_chunks_and_line_endings() {
+        let f = frames(&[
+            b"event: a\r",
+            b"\ndata: {\"x\"",
+            b":1}\r\n\r\n: ping\n\ndata:2\rdata: 3\r\r",
+        ]);
+        assert_eq!(
+            f,
+            vec![
+                SseFrame {
+                    event: Some("a".into()),
+                    data: "{\"x\":1}".into()
+                },
+                SseFrame {
+                    event: None,
+                    data: "2\n3".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn event_without_data_is_not_dispatched() {
+        assert!(frames(&[b"event: x\n\n"]).is_empty());
+    }
+
+    #[test]
+    fn roundtrip() {
+        let mut out = Vec::new();
+        write_event(
+            &mut out,
+            Some("message_stop"),
+            "{\"type\":\"message_stop\"}",
+        );
+        assert_eq!(
+            frames(&[&out]),
+            vec![SseFrame {
+                event: Some("message_stop".into()),
+                data: "{\"type\":\"message_stop\"}".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Mock providers (being written).

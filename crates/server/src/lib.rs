@@ -1,0 +1,1 @@
+//! Switchyard server (being written).
