@@ -1,1 +1,191 @@
-//! Provider catalog (being written).
+//! Providers: the built-in catalog of presets and a resolved [`Provider`]
+//! that knows how to address and authenticate requests to one upstream.
+
+mod catalog;
+
+pub use catalog::{preset, presets, AuthStyle, PathStyle, Preset};
+
+use crate::dialect::{Dialect, Quirks};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A secret string (API key) that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is sent upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Per-provider timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers (non-streaming: to
+    /// the whole body) — for streams, to the first event.
+    pub first_byte: Duration,
+    /// Longest gap between two stream chunks.
+    pub idle: Duration,
+    /// Whole request, stream included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A configured provider, ready to address requests.
+#[derive(Debug)]
+pub struct Provider {
+    /// The name in the config file (`providers.<name>`).
+    pub name: String,
+    pub preset: &'static Preset,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Keys, rotated round-robin. Empty when the provider needs none.
+    pub keys: Vec<Secret>,
+    pub headers: Vec<(String, String)>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+    pub quirks: Quirks,
+    pub timeouts: Timeouts,
+    /// Label shown in listings ("demo" for the built-in mocks).
+    pub label: Option<String>,
+    next_key: AtomicUsize,
+}
+
+/// Default Azure OpenAI data-plane API version.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
+impl Provider {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        preset: &'static Preset,
+        base_url: String,
+        keys: Vec<Secret>,
+        headers: Vec<(String, String)>,
+        api_version: Option<String>,
+        timeouts: Timeouts,
+    ) -> Self {
+        Provider {
+            name,
+            preset,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            keys,
+            headers,
+            api_version,
+            quirks: preset.quirks.clone(),
+            timeouts,
+            label: None,
+            next_key: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.preset.dialect
+    }
+
+    /// URL for a chat request.
+    pub fn chat_url(&self, upstream_model: &str, stream: bool) -> String {
+        match self.preset.path_style {
+            PathStyle::OpenAi => format!("{}/chat/completions", self.base_url),
+            PathStyle::AzureDeployment => format!(
+                "{}/openai/deployments/{}/chat/completions?api-version={}",
+                self.base_url,
+                upstream_model,
+                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+            ),
+            PathStyle::Anthropic => format!("{}/v1/messages", self.base_url),
+            PathStyle::Gemini => {
+                let m = gemini_model(upstream_model);
+                if stream {
+                    format!("{}/models/{m}:streamGenerateContent?alt=sse", self.base_url)
+                } else {
+                    format!("{}/models/{m}:generateContent", self.base_url)
+                }
+            }
+        }
+    }
+
+    /// URL for an embeddings request, when the provider has one.
+    pub fn embeddings_url(&self, upstream_model: &str) -> Option<String> {
+        if !self.preset.embeddings {
+            return None;
+        }
+        Some(match self.preset.path_style {
+            PathStyle::OpenAi => format!("{}/embeddings", self.base_url),
+            PathStyle::AzureDeployment => format!(
+                "{}/openai/deployments/{}/embeddings?api-version={}",
+                self.base_url,
+                upstream_model,
+                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+            ),
+            PathStyle::Anthropic => return None,
+            PathStyle::Gemini => {
+                format!("{}/models/{}:batchEmbedContents", self.base_url, gemini_model(upstream_model))
+            }
+        })
+    }
+
+    /// The next API key in rotation.
+    pub fn key(&self) -> Option<&Secret> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys.len();
+        self.keys.get(i)
+    }
+
+    /// Every header an upstream request carries: auth, preset defaults,
+    /// configured extras (which win).
+    pub fn request_headers(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::with_capacity(4 + self.headers.len());
+        if let Some(k) = self.key() {
+            match self.preset.auth {
+                AuthStyle::Bearer => {
+                    out.push(("authorization".into(), format!("Bearer {}", k.expose())))
+                }
+                AuthStyle::Header(h) => out.push((h.into(), k.expose().to_owned())),
+            }
+        }
+        for (k, v) in self.preset.default_headers {
+            if !self.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                out.push(((*k).into(), (*v).into()));
+            }
+        }
+        out.extend(self.headers.iter().cloned());
+        out
+    }
+
+    /// True when a same-dialect request can be forwarded as bytes.
+    pub fn passthrough_ok(&self) -> bool {
+        self.quirks.is_passthrough()
+    }
+}
+
+/// Gemini model ids may be given with or without the `models/` prefix.
+fn gemini_model(m: &str) -> &str {
+    m.strip_prefix("models/").unwrap_or(m)
+}
