@@ -1,1 +1,262 @@
-fn main() {}
+//! The `switchyard` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use switchyard_server::config::{self, Config, Source};
+use switchyard_server::{demo, state::AppState, usage::UsageSink};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchyard", version, about = "Switchyard LLM gateway: one OpenAI- and Anthropic-compatible API in front of many providers.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+struct ServeArgs {
+    /// Config file (default: $SWITCHYARD_CONFIG, else ./switchyard.yaml if present,
+    /// else providers from environment variables, else the built-in demo).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config (host:port).
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    listen: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Validate a config file and report every problem with its location.
+    Check {
+        /// Config file (default: ./switchyard.yaml).
+        file: Option<PathBuf>,
+    },
+    /// List the built-in provider kinds and the environment variables they read.
+    Providers,
+    /// Run the built-in mock providers (OpenAI, Anthropic, Gemini impersonations).
+    Mock {
+        /// Which to run: openai, anthropic, gemini or all.
+        #[arg(long, default_value = "all")]
+        flavor: String,
+        /// First port; `all` uses three consecutive ports.
+        #[arg(long, default_value_t = 4010)]
+        port: u16,
+        /// Require this upstream API key (default: accept any non-empty key).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            None => serve(cli.serve).await,
+            Some(Cmd::Serve(a)) => serve(a).await,
+            Some(Cmd::Check { file }) => check(file),
+            Some(Cmd::Providers) => {
+                providers();
+                Ok(())
+            }
+            Some(Cmd::Mock { flavor, port, api_key }) => mock(&flavor, port, api_key).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,switchyard::usage=info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit
+        .or_else(|| config::process_env("SWITCHYARD_CONFIG").map(PathBuf::from))
+        .or_else(|| {
+            let p = PathBuf::from("switchyard.yaml");
+            p.exists().then_some(p)
+        })
+}
+
+fn load_file(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let name = path.display().to_string();
+    config::from_yaml(&text, &name, &config::process_env).map_err(|problems| {
+        let mut msg = format!("{name} is invalid ({} problem{}):", problems.len(), if problems.len() == 1 { "" } else { "s" });
+        for p in &problems {
+            msg.push_str(&format!("\n  {name}:{p}"));
+        }
+        anyhow::anyhow!(msg)
+    })
+}
+
+fn check(file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = config_path(file).unwrap_or_else(|| PathBuf::from("switchyard.yaml"));
+    let cfg = load_file(&path)?;
+    println!(
+        "{}: OK — {} provider(s), {} model alias(es), listening on {}",
+        path.display(),
+        cfg.providers.len(),
+        cfg.aliases.len(),
+        cfg.listen
+    );
+    for a in &cfg.aliases {
+        let targets: Vec<String> = a.deployments.iter().map(|d| format!("{}:{}", d.provider.name, d.model)).collect();
+        println!("  {} → {}", a.name, targets.join(", "));
+    }
+    Ok(())
+}
+
+fn providers() {
+    println!("{:<18} {:<10} {:<45} {}", "KIND", "DIALECT", "DEFAULT BASE URL", "API KEY FROM");
+    for p in config::preset_table() {
+        let keys = if p.key_env.is_empty() { "-".to_owned() } else { p.key_env.join(" | ") };
+        let keys = if p.key_required { keys } else { format!("{keys} (optional)") };
+        let base = p.base_url.map(str::to_owned).unwrap_or_else(|| match p.base_url_env {
+            Some(e) => format!("(required; or ${e})"),
+            None => "(required: base_url)".into(),
+        });
+        println!("{:<18} {:<10} {:<45} {}", p.kind, p.dialect.as_str(), base, keys);
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.json_logs);
+    let mut _demo_servers = Vec::new();
+    let mut cfg = match config_path(args.config.clone()) {
+        Some(path) => load_file(&path)?,
+        None => match config::from_env(&config::process_env) {
+            Some(c) => c,
+            None => {
+                let d = demo::start(None, config::gateway_keys_from_env(&config::process_env)).await.context("starting the demo providers")?;
+                _demo_servers = d.servers;
+                d.config
+            }
+        },
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    let addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("invalid listen address `{}`", cfg.listen))?;
+    if cfg.api_keys.is_empty() && !cfg.allow_unauthenticated {
+        if addr.ip().is_loopback() {
+            tracing::warn!("no gateway API keys configured (server.api_keys / SWITCHYARD_API_KEYS): serving without authentication on loopback");
+            cfg.allow_unauthenticated = true;
+        } else {
+            anyhow::bail!("no gateway API keys configured and {addr} is not a loopback address; set SWITCHYARD_API_KEYS or server.api_keys (or server.allow_unauthenticated: true)");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let source = cfg.source.clone();
+    let demo_key = (source == Source::Demo && cfg.api_keys.len() == 1).then(|| cfg.api_keys[0].expose().to_owned());
+    let aliases: Vec<String> = cfg.aliases.iter().map(|a| a.name.clone()).collect();
+    let (usage, writer) = UsageSink::new();
+    let writer = tokio::spawn(writer);
+    let state = AppState::new(cfg, usage).context("building upstream HTTP clients")?;
+    banner(&source, local, &aliases, demo_key.as_deref());
+    switchyard_server::serve(listener, state, shutdown_signal()).await?;
+    // All request handlers are done and their usage senders dropped: the
+    // writer drains what is queued and exits.
+    let _ = writer.await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+fn banner(source: &Source, addr: std::net::SocketAddr, aliases: &[String], demo_key: Option<&str>) {
+    let v = env!("CARGO_PKG_VERSION");
+    let base = format!("http://{addr}");
+    match source {
+        Source::Demo => {
+            println!("Switchyard {v} — DEMO MODE (no provider keys found)");
+            println!("  Serving the built-in DEMO providers: local mocks impersonating OpenAI, Anthropic and Gemini.");
+            println!("  Their replies are canned and labelled [demo-…]; set OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY");
+            println!("  (or write switchyard.yaml) to serve real providers.");
+        }
+        Source::Environment => println!("Switchyard {v} — providers from environment variables"),
+        Source::File(f) => println!("Switchyard {v} — config {f}"),
+    }
+    println!("  listening on {base}");
+    println!("  models: {}", aliases.join(", "));
+    let key = demo_key.unwrap_or("$SWITCHYARD_API_KEY");
+    if let Some(k) = demo_key {
+        println!("  gateway key: {k}");
+    }
+    let m = |pref: &str, fallback: usize| aliases.iter().find(|a| a.starts_with(pref)).or_else(|| aliases.get(fallback)).cloned().unwrap_or_else(|| "MODEL".into());
+    let openai_model = m("demo-openai", 0);
+    let anth_model = m("demo-anthropic", 0);
+    let gem_model = m("demo-gemini", 0);
+    println!("\nTry:");
+    println!("  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{openai_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'");
+    println!("  curl -sN {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{gem_model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Stream please\"}}]}}'");
+    println!("  curl -s {base}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{anth_model}\",\"max_tokens\":256,\"messages\":[{{\"role\":\"user\",\"content\":\"Hi Claude\"}}]}}'");
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
+
+async fn mock(flavor: &str, port: u16, api_key: Option<String>) -> anyhow::Result<()> {
+    use switchyard_mock::{Flavor, MockOptions, MockServer};
+    let all = [(Flavor::OpenAi, "openai"), (Flavor::Anthropic, "anthropic"), (Flavor::Gemini, "gemini")];
+    let chosen: Vec<_> = all.iter().filter(|(_, n)| flavor == "all" || flavor == *n).collect();
+    if chosen.is_empty() {
+        anyhow::bail!("unknown flavor `{flavor}`: use openai, anthropic, gemini or all");
+    }
+    let mut servers = Vec::new();
+    for (i, (f, name)) in chosen.iter().enumerate() {
+        let p = port.checked_add(u16::try_from(i)?).context("port out of range")?;
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", p)).await.with_context(|| format!("cannot listen on 127.0.0.1:{p}"))?;
+        let s = MockServer::start_on(l, MockOptions { flavor: *f, api_key: api_key.clone(), label: format!("mock-{name}") }).await?;
+        println!("mock {name:<9} base_url: {}", s.base_url());
+        servers.push(s);
+    }
+    println!("(Ctrl-C to stop)");
+    shutdown_signal().await;
+    for s in servers {
+        s.shutdown().await;
+    }
+    Ok(())
+}

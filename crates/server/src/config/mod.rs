@@ -1,0 +1,473 @@
+//! Configuration, in two phases: `raw` (serde, as written) → [`Config`]
+//! (validated, env-interpolated, secrets resolved).
+//!
+//! Every problem is reported with its location and a plain-English fix;
+//! `switchyard check` and server start-up print the same list.
+
+mod interp;
+mod raw;
+
+pub use raw::RawConfig;
+
+use crate::routing::{Alias, Deployment, Price};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::provider::{self, Preset, Provider, Secret, Timeouts};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// Default request-body limit (images as data URLs make bodies big).
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// Where the running configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(String),
+    /// Providers detected from environment variables.
+    Environment,
+    /// No keys anywhere: built-in demo providers.
+    Demo,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: String,
+    pub max_body_size: usize,
+    pub api_keys: Vec<Secret>,
+    pub allow_unauthenticated: bool,
+    pub providers: Vec<Arc<Provider>>,
+    pub aliases: Vec<Alias>,
+    /// Accept `provider/model` names.
+    pub direct: bool,
+    /// Route unknown names by well-known prefixes (`gpt-` → openai …).
+    pub infer_by_prefix: bool,
+    pub source: Source,
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Dotted path, e.g. `models.fast.deployments[0].provider`.
+    pub path: String,
+    /// 1-based line in the file, when it could be located.
+    pub line: Option<usize>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: ")?,
+            None => {}
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}\n    fix: {}", self.message, self.fix)
+    }
+}
+
+/// Looks up environment variables (injectable for tests).
+pub type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Parse and validate a YAML config text.
+pub fn from_yaml(text: &str, file: &str, env: EnvFn<'_>) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = match serde_yaml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return Err(vec![yaml_problem(&e)]),
+    };
+    let mut v = Validator { text, env, problems: Vec::new() };
+    let cfg = v.config(raw, Source::File(file.to_owned()));
+    if v.problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(v.problems)
+    }
+}
+
+fn yaml_problem(e: &serde_yaml::Error) -> Problem {
+    let msg = e.to_string();
+    let fix = if msg.contains("unknown field") {
+        "remove or rename the field; `switchyard check` lists the accepted ones in the message above"
+    } else if msg.contains("invalid type") {
+        "give the field a value of the expected type"
+    } else {
+        "fix the YAML syntax at that position (indentation, quoting, a missing colon)"
+    };
+    Problem {
+        path: String::new(),
+        line: e.location().map(|l| l.line()),
+        message: msg,
+        fix: fix.into(),
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    env: EnvFn<'a>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: &str, message: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            line: interp::locate(self.text, path),
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// Interpolate `${VAR}` references in a plain (non-secret) value.
+    fn string(&mut self, path: &str, value: &str) -> Option<String> {
+        match interp::interpolate(value, self.env) {
+            Ok(s) => Some(s),
+            Err(var) => {
+                self.problem(
+                    path,
+                    format!("environment variable `{var}` is not set"),
+                    format!("export {var}=…, or write `${{{var}:-default}}` to give a default"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret must come from the environment or a file, never inline.
+    fn secret(&mut self, path: &str, value: &str) -> Option<Secret> {
+        if !interp::is_single_reference(value) {
+            self.problem(
+                path,
+                "secrets must not be written inline in the config file",
+                "put the key in an environment variable and write `${MY_PROVIDER_KEY}`, or use `api_key_file:`",
+            );
+            return None;
+        }
+        let s = self.string(path, value)?;
+        if s.is_empty() {
+            self.problem(path, "the key is empty", "set the environment variable to the provider's API key");
+            return None;
+        }
+        Some(Secret::new(s))
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.problem(path, format!("`{v}` is not a duration"), "write a duration like `500ms`, `30s` or `2m`");
+                default
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, source: Source) -> Config {
+        let listen = match raw.server.listen.as_deref() {
+            Some(l) => self.string("server.listen", l).unwrap_or_default(),
+            None => DEFAULT_LISTEN.to_owned(),
+        };
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            self.problem(
+                "server.listen",
+                format!("`{listen}` is not a socket address"),
+                "write host:port, e.g. `127.0.0.1:4000` or `0.0.0.0:4000`",
+            );
+        }
+        let max_body_size = match &raw.server.max_body_size {
+            None => DEFAULT_MAX_BODY,
+            Some(raw::RawSize::Bytes(b)) => usize::try_from(*b).unwrap_or(usize::MAX),
+            Some(raw::RawSize::Text(t)) => match interp::parse_size(t) {
+                Some(b) => b,
+                None => {
+                    self.problem("server.max_body_size", format!("`{t}` is not a size"), "write a size like `20MiB`, `512KiB` or a byte count");
+                    DEFAULT_MAX_BODY
+                }
+            },
+        };
+        let mut api_keys = Vec::new();
+        for (i, k) in raw.server.api_keys.iter().enumerate() {
+            if let Some(s) = self.secret(&format!("server.api_keys[{i}]"), k) {
+                api_keys.push(s);
+            }
+        }
+        let allow_unauthenticated = raw.server.allow_unauthenticated.unwrap_or(false);
+
+        let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
+        for (name, p) in &raw.providers {
+            if let Some(p) = self.provider(name, p) {
+                providers.insert(name.clone(), Arc::new(p));
+            }
+        }
+        if raw.providers.is_empty() {
+            self.problem("providers", "no providers are defined", "add at least one provider, e.g.\n      providers:\n        openai:\n          kind: openai\n          api_key: ${OPENAI_API_KEY}");
+        }
+        let mut aliases = Vec::new();
+        for (name, m) in &raw.models {
+            if let Some(a) = self.alias(name, m, &providers, &raw) {
+                aliases.push(a);
+            }
+        }
+        Config {
+            listen,
+            max_body_size,
+            api_keys,
+            allow_unauthenticated,
+            providers: providers.into_values().collect(),
+            aliases,
+            direct: raw.routing.direct.unwrap_or(true),
+            infer_by_prefix: false,
+            source,
+        }
+    }
+
+    fn provider(&mut self, name: &str, p: &raw::RawProvider) -> Option<Provider> {
+        let base = format!("providers.{name}");
+        let Some(kind) = p.kind.as_deref() else {
+            self.problem(&base, "`kind` is missing", format!("add `kind:` with one of: {}", kinds()));
+            return None;
+        };
+        let Some(preset) = provider::preset(kind) else {
+            let hint = closest(kind, provider::presets().iter().map(|p| p.kind));
+            self.problem(
+                &format!("{base}.kind"),
+                format!("unknown provider kind `{kind}`"),
+                match hint {
+                    Some(h) => format!("did you mean `{h}`? Known kinds: {}", kinds()),
+                    None => format!("use one of: {} (`switchyard providers` describes each)", kinds()),
+                },
+            );
+            return None;
+        };
+        let base_url = match p.base_url.as_deref() {
+            Some(u) => self.string(&format!("{base}.base_url"), u)?,
+            None => match preset.base_url_env.and_then(|e| (self.env)(e)).or(preset.base_url.map(str::to_owned)) {
+                Some(u) => u,
+                None => {
+                    let env_hint = preset.base_url_env.map(|e| format!(" (or set {e})")).unwrap_or_default();
+                    self.problem(&base, format!("`{kind}` providers have no default base URL"), format!("add `base_url:`{env_hint}"));
+                    return None;
+                }
+            },
+        };
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            self.problem(&format!("{base}.base_url"), format!("`{base_url}` is not an http(s) URL"), "write a URL such as `https://api.example.com/v1`");
+        }
+        let mut keys = Vec::new();
+        if let Some(k) = &p.api_key {
+            keys.extend(self.secret(&format!("{base}.api_key"), k));
+        }
+        for (i, k) in p.api_keys.iter().enumerate() {
+            keys.extend(self.secret(&format!("{base}.api_keys[{i}]"), k));
+        }
+        if let Some(f) = &p.api_key_file {
+            let path = self.string(&format!("{base}.api_key_file"), f)?;
+            match std::fs::read_to_string(&path) {
+                Ok(s) => match s.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+                    Some(k) => keys.push(Secret::new(k)),
+                    None => self.problem(&format!("{base}.api_key_file"), format!("`{path}` is empty"), "write the key on the file's first line"),
+                },
+                Err(e) => self.problem(&format!("{base}.api_key_file"), format!("cannot read `{path}`: {e}"), "check the path and the file's permissions"),
+            }
+        }
+        if keys.is_empty() && p.api_key.is_none() && p.api_keys.is_empty() && p.api_key_file.is_none() {
+            if let Some(k) = preset.key_env.iter().find_map(|e| (self.env)(e)) {
+                keys.push(Secret::new(k));
+            } else if preset.key_required {
+                let envs = preset.key_env.join(" or ");
+                self.problem(&base, format!("no API key for `{kind}`"), format!("set {envs}, or add `api_key: ${{SOME_ENV_VAR}}` / `api_key_file:`"));
+            }
+        }
+        let mut headers = Vec::new();
+        for (h, v) in &p.headers {
+            let path = format!("{base}.headers.{h}");
+            let value = self.string(&path, v)?;
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() || http::HeaderValue::from_str(&value).is_err() {
+                self.problem(&path, format!("`{h}` is not a valid header"), "use an ASCII header name and value");
+                continue;
+            }
+            headers.push((h.to_ascii_lowercase(), value));
+        }
+        let api_version = match &p.api_version {
+            Some(v) => Some(self.string(&format!("{base}.api_version"), v)?),
+            None => None,
+        };
+        if api_version.is_some() && preset.kind != "azure" {
+            self.problem(&format!("{base}.api_version"), "`api_version` only applies to `kind: azure`", "remove it");
+        }
+        let t = &p.timeouts;
+        let d = Timeouts::default();
+        
+        let timeouts = Timeouts {
+            connect: self.duration(&format!("{base}.timeouts.connect"), t.connect.as_deref(), d.connect),
+            first_byte: self.duration(&format!("{base}.timeouts.first_byte"), t.first_byte.as_deref(), d.first_byte),
+            idle: self.duration(&format!("{base}.timeouts.idle"), t.idle.as_deref(), d.idle),
+            total: self.duration(&format!("{base}.timeouts.total"), t.total.as_deref(), d.total),
+        };
+        Some(Provider::new(name.to_owned(), preset, base_url, keys, headers, api_version, timeouts))
+    }
+
+    fn alias(&mut self, name: &str, m: &raw::RawModel, providers: &BTreeMap<String, Arc<Provider>>, raw: &RawConfig) -> Option<Alias> {
+        let base = format!("models.{name}");
+        if m.deployments.is_empty() {
+            self.problem(&base, "the model has no deployments", "add `deployments:` with at least one `- provider: NAME` and `model: UPSTREAM_MODEL`");
+            return None;
+        }
+        if name.contains('/') && raw.routing.direct.unwrap_or(true) {
+            if let Some((p, _)) = name.split_once('/') {
+                if providers.contains_key(p) {
+                    self.problem(&base, format!("the alias `{name}` shadows direct routing to provider `{p}`"), "rename the alias, or set `routing.direct: false`");
+                }
+            }
+        }
+        let mut deployments = Vec::new();
+        for (i, d) in m.deployments.iter().enumerate() {
+            let path = format!("{base}.deployments[{i}]");
+            let Some(pname) = d.provider.as_deref() else {
+                self.problem(&path, "`provider` is missing", "add `provider:` naming one of the entries under `providers:`");
+                continue;
+            };
+            let Some(provider) = providers.get(pname) else {
+                if raw.providers.contains_key(pname) {
+                    continue; // the provider itself is invalid; already reported
+                }
+                let hint = closest(pname, providers.keys().map(String::as_str));
+                let known = providers.keys().cloned().collect::<Vec<_>>().join(", ");
+                self.problem(
+                    &format!("{path}.provider"),
+                    format!("provider `{pname}` is not defined"),
+                    match hint {
+                        Some(h) => format!("did you mean `{h}`? Defined providers: {known}"),
+                        None => format!("define it under `providers:` (defined: {known})"),
+                    },
+                );
+                continue;
+            };
+            let Some(model) = d.model.as_deref() else {
+                self.problem(&path, "`model` is missing", "add `model:` with the upstream model name (for Azure, the deployment name)");
+                continue;
+            };
+            let Some(model) = self.string(&format!("{path}.model"), model) else { continue };
+            let weight = d.weight.unwrap_or(1);
+            if weight == 0 {
+                self.problem(&format!("{path}.weight"), "weight 0 would never be chosen", "use a weight ≥ 1, or remove the deployment");
+            }
+            let price = d.price.map(|p| Price {
+                input: p.input.unwrap_or(0.0),
+                output: p.output.unwrap_or(0.0),
+                cached_input: p.cached_input.or(p.input).unwrap_or(0.0),
+            });
+            if let Some(p) = &price {
+                if [p.input, p.output, p.cached_input].iter().any(|v| !v.is_finite() || *v < 0.0) {
+                    self.problem(&format!("{path}.price"), "prices must be non-negative numbers", "give USD per 1M tokens, e.g. `input: 2.5`");
+                }
+            }
+            deployments.push(Arc::new(Deployment {
+                id: format!("{name}#{i}"),
+                provider: provider.clone(),
+                model,
+                weight: weight.max(1),
+                region: d.region.clone(),
+                price,
+            }));
+        }
+        if deployments.is_empty() {
+            return None;
+        }
+        Some(Alias { name: name.to_owned(), description: m.description.clone(), deployments })
+    }
+}
+
+fn kinds() -> String {
+    provider::presets().iter().map(|p| p.kind).collect::<Vec<_>>().join(", ")
+}
+
+/// The closest candidate by edit distance, if close enough to be a typo.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Build a configuration from environment variables alone: every preset
+/// whose key variable is set becomes a provider, its well-known models become
+/// aliases, and `provider/model` plus prefix routing are on.
+pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
+    let mut providers = Vec::new();
+    let mut aliases: Vec<Alias> = Vec::new();
+    for preset in provider::presets() {
+        let Some(key) = preset.key_env.iter().find_map(|e| env(e)) else { continue };
+        let Some(base_url) = preset.base_url_env.and_then(env).or(preset.base_url.map(str::to_owned)) else { continue };
+        let p = Arc::new(Provider::new(preset.kind.to_owned(), preset, base_url, vec![Secret::new(key)], Vec::new(), None, Timeouts::default()));
+        for m in preset.default_models {
+            if aliases.iter().any(|a| a.name == *m) {
+                continue;
+            }
+            aliases.push(Alias {
+                name: (*m).to_owned(),
+                description: Some(format!("{} {m}", preset.display_name)),
+                deployments: vec![Arc::new(Deployment { id: format!("{}/{m}", preset.kind), provider: p.clone(), model: (*m).to_owned(), weight: 1, region: None, price: None })],
+            });
+        }
+        providers.push(p);
+    }
+    if providers.is_empty() {
+        return None;
+    }
+    Some(Config {
+        listen: env("SWITCHYARD_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        max_body_size: DEFAULT_MAX_BODY,
+        api_keys: gateway_keys_from_env(env),
+        allow_unauthenticated: false,
+        providers,
+        aliases,
+        direct: true,
+        infer_by_prefix: true,
+        source: Source::Environment,
+    })
+}
+
+/// Gateway keys from `SWITCHYARD_API_KEYS` (comma-separated) and
+/// `SWITCHYARD_MASTER_KEY`.
+pub fn gateway_keys_from_env(env: EnvFn<'_>) -> Vec<Secret> {
+    let mut keys: Vec<Secret> = env("SWITCHYARD_API_KEYS")
+        .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
+        .unwrap_or_default();
+    if let Some(m) = env("SWITCHYARD_MASTER_KEY") {
+        keys.push(Secret::new(m));
+    }
+    keys
+}
+
+/// Presets, for `switchyard providers`.
+pub fn preset_table() -> Vec<&'static Preset> {
+    provider::presets().iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

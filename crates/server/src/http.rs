@@ -1,0 +1,208 @@
+//! The HTTP front door: routes, and the middleware stack in one ordered list.
+//!
+//! Order (outermost first): catch-panic → request id → gateway-key auth →
+//! handler. Body limits are applied in the handlers so that a too-large body
+//! gets a 413 in the caller's own error format.
+
+use crate::error::GatewayError;
+use crate::pipeline::{self, RequestCtx};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use std::sync::Arc;
+use switchyard_core::dialect::Dialect;
+use switchyard_core::ir::{ApiError, ErrorKind};
+use tokio::time::Instant;
+
+/// Build the application router.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+}
+
+/// The dialect a path's errors are rendered in.
+fn dialect_for(path: &str) -> Dialect {
+    if path.starts_with("/v1/messages") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+/// The request id: the caller's `x-request-id` if sane, else a new one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(Started(Instant::now()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Started(Instant);
+
+/// The gateway key from `Authorization: Bearer`, `x-api-key` or `api-key`.
+pub fn presented_key(h: &HeaderMap) -> Option<&str> {
+    if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let key = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim();
+        if !key.is_empty() {
+            return Some(key);
+        }
+    }
+    ["x-api-key", "api-key"]
+        .iter()
+        .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()))
+}
+
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.open {
+        return next.run(req).await;
+    }
+    let d = dialect_for(req.uri().path());
+    match presented_key(req.headers()) {
+        None => GatewayError::unauthorized(
+            "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
+        )
+        .render(d),
+        Some(k) if state.key_ok(k) => next.run(req).await,
+        Some(_) => GatewayError::unauthorized("Invalid gateway API key.").render(d),
+    }
+}
+
+fn ctx(req: &Request) -> RequestCtx {
+    RequestCtx {
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+        started: req.extensions().get::<Started>().map(|s| s.0).unwrap_or_else(Instant::now),
+    }
+}
+
+/// Read the body within the configured limit, or a 413 in the caller's format.
+async fn body(state: &AppState, req: Request, d: Dialect) -> Result<(RequestCtx, Bytes), Response> {
+    let c = ctx(&req);
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.to_ascii_lowercase();
+        if !ct.starts_with("application/json") && !ct.contains("+json") && !ct.starts_with("text/plain") {
+            return Err(GatewayError::new(415, ApiError::invalid(format!("unsupported content-type `{ct}`; send application/json"))).render(d));
+        }
+    }
+    match axum::body::to_bytes(req.into_body(), state.max_body_size).await {
+        Ok(b) => Ok((c, b)),
+        Err(_) => Err(GatewayError::new(
+            413,
+            ApiError::new(ErrorKind::RequestTooLarge, format!("request body exceeds the gateway limit of {} bytes", state.max_body_size)),
+        )
+        .render(d)),
+    }
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    match body(&state, req, Dialect::OpenAi).await {
+        Ok((c, b)) => pipeline::chat(state, Dialect::OpenAi, b, c).await,
+        Err(r) => r,
+    }
+}
+
+async fn messages(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    match body(&state, req, Dialect::Anthropic).await {
+        Ok((c, b)) => pipeline::chat(state, Dialect::Anthropic, b, c).await,
+        Err(r) => r,
+    }
+}
+
+async fn embeddings(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    match body(&state, req, Dialect::OpenAi).await {
+        Ok((c, b)) => crate::embeddings::embeddings(state, b, c).await,
+        Err(r) => r,
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+}
+
+/// `GET /v1/models`: the configured aliases, in OpenAI's list format, or in
+/// Anthropic's when the caller sends `anthropic-version`.
+async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let aliases = state.router.aliases();
+    if headers.contains_key("anthropic-version") {
+        let data: Vec<serde_json::Value> = aliases
+            .iter()
+            .map(|a| serde_json::json!({"type": "model", "id": a.name, "display_name": a.description.clone().unwrap_or_else(|| a.name.clone()), "created_at": "1970-01-01T00:00:00Z"}))
+            .collect();
+        let first = aliases.first().map(|a| a.name.clone());
+        let last = aliases.last().map(|a| a.name.clone());
+        return json(StatusCode::OK, &serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last}));
+    }
+    let data: Vec<serde_json::Value> = aliases.iter().map(|a| model_object(a)).collect();
+    json(StatusCode::OK, &serde_json::json!({"object": "list", "data": data}))
+}
+
+fn model_object(a: &crate::routing::Alias) -> serde_json::Value {
+    let owner = a.deployments.first().map(|d| d.provider.name.clone()).unwrap_or_default();
+    serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": owner})
+}
+
+async fn get_model(State(state): State<Arc<AppState>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match state.router.aliases().iter().find(|a| a.name == id) {
+        Some(a) => json(StatusCode::OK, &model_object(a)),
+        None => GatewayError::model_not_found(&id).render(Dialect::OpenAi),
+    }
+}
+
+async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let n = state.router.aliases().len();
+    let providers = state.router.providers().count();
+    if providers == 0 {
+        return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "unready", "reason": "no providers configured"}));
+    }
+    json(StatusCode::OK, &serde_json::json!({"status": "ready", "aliases": n, "providers": providers}))
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    GatewayError::new(404, ApiError::new(ErrorKind::NotFound, format!("no route for {} {path}", req.method()))).render(dialect_for(&path))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("handler panicked");
+    GatewayError::new(500, ApiError::new(ErrorKind::Api, "internal error")).render(Dialect::OpenAi)
+}

@@ -1,0 +1,160 @@
+//! Cheap request inspection and byte-level rewriting for the pass-through
+//! fast path: read only `model`, `stream` and `stream_options` (borrowed,
+//! everything else skipped), and splice a new `model` value into the
+//! original bytes instead of re-serialising the body.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use switchyard_core::ir::ApiError;
+
+/// What the gateway needs to know before routing.
+#[derive(Debug)]
+pub struct Peek<'a> {
+    pub model: std::borrow::Cow<'a, str>,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
+    model_raw: &'a RawValue,
+    stream_options_raw: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Inspect a request body.
+pub fn peek(body: &[u8]) -> Result<Peek<'_>, ApiError> {
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            let msg = e.to_string();
+            if msg.contains("invalid type") {
+                ApiError::invalid(format!("the request body must be a JSON object: {msg}"))
+            } else {
+                ApiError::invalid(format!("invalid request body: {msg}"))
+            }
+        } else {
+            ApiError::invalid(format!(
+                "We could not parse the JSON body of your request: {e}. The body must be a JSON object."
+            ))
+        }
+    })?;
+    let Some(model_raw) = head.model else {
+        return Err(ApiError::invalid_param("model", "you must provide a model parameter (`model` is missing)"));
+    };
+    let model: std::borrow::Cow<'_, str> = serde_json::from_str(model_raw.get())
+        .map_err(|_| ApiError::invalid_param("model", "`model` must be a string"))?;
+    if model.is_empty() {
+        return Err(ApiError::invalid_param("model", "`model` must not be empty"));
+    }
+    let stream = match head.stream {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => return Err(ApiError::invalid_param("stream", "`stream` must be a boolean")),
+    };
+    let include_usage = match head.stream_options {
+        Some(raw) if raw.get() != "null" => {
+            let so: StreamOptions = serde_json::from_str(raw.get())
+                .map_err(|_| ApiError::invalid_param("stream_options", "`stream_options` must be an object"))?;
+            so.include_usage.unwrap_or(false)
+        }
+        _ => false,
+    };
+    Ok(Peek { model, stream, include_usage, model_raw, stream_options_raw: head.stream_options })
+}
+
+impl Peek<'_> {
+    /// Rewrite the body for the upstream: new `model` value and, when
+    /// `force_usage`, `stream_options.include_usage = true`.
+    pub fn rewrite(&self, body: &[u8], upstream_model: &str, force_usage: bool) -> Vec<u8> {
+        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::with_capacity(2);
+        let quoted = serde_json::to_vec(upstream_model).unwrap_or_else(|_| b"\"\"".to_vec());
+        if let Some(r) = range_in(body, self.model_raw) {
+            edits.push((r, quoted));
+        }
+        if force_usage && !self.include_usage {
+            match self.stream_options_raw.and_then(|raw| range_in(body, raw).map(|r| (raw, r))) {
+                Some((raw, r)) => {
+                    let mut obj: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(raw.get()).unwrap_or_default();
+                    obj.insert("include_usage".into(), serde_json::Value::Bool(true));
+                    let v = serde_json::to_vec(&obj).unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec());
+                    edits.push((r, v));
+                }
+                None => {
+                    // Insert right after the opening brace.
+                    if let Some(open) = body.iter().position(|b| *b == b'{') {
+                        edits.push((open + 1..open + 1, b"\"stream_options\":{\"include_usage\":true},".to_vec()));
+                    }
+                }
+            }
+        }
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(body.len() + 64);
+        let mut pos = 0;
+        for (r, v) in edits {
+            if r.start < pos || r.end > body.len() {
+                continue;
+            }
+            out.extend_from_slice(&body[pos..r.start]);
+            out.extend_from_slice(&v);
+            pos = r.end;
+        }
+        out.extend_from_slice(&body[pos..]);
+        out
+    }
+}
+
+/// The byte range of a borrowed `RawValue` inside the buffer it came from.
+fn range_in(body: &[u8], raw: &RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start + raw.get().len();
+    (end <= body.len()).then_some(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_model_and_usage() {
+        let body = br#"{ "model" : "alias", "stream":true, "messages":[{"role":"user","content":"model"}]}"#;
+        let p = peek(body).unwrap();
+        assert_eq!(p.model, "alias");
+        assert!(p.stream && !p.include_usage);
+        let out = p.rewrite(body, "gpt-4o\"x", true);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-4o\"x");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["messages"][0]["content"], "model");
+    }
+
+    #[test]
+    fn keeps_other_stream_options() {
+        let body = br#"{"model":"a","stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
+        let p = peek(body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&p.rewrite(body, "b", true)).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(peek(b"{}").unwrap_err().param.as_deref(), Some("model"));
+        assert_eq!(peek(br#"{"model":1}"#).unwrap_err().param.as_deref(), Some("model"));
+        assert_eq!(peek(br#"{"model":"a","stream":"yes"}"#).unwrap_err().param.as_deref(), Some("stream"));
+        assert!(peek(b"{not json").is_err());
+        assert!(peek(b"[1]").is_err());
+        assert!(peek(br#"{"model":"a","model":"b"}"#).is_err());
+    }
+}

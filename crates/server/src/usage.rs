@@ -1,0 +1,109 @@
+//! Usage records: one per request, sent from the hot path through a bounded
+//! channel to a single writer task, which is drained on graceful shutdown.
+//!
+//! The writer currently emits each record as a structured log line
+//! (`target: "switchyard::usage"`) and keeps process totals; persistent
+//! storage plugs in behind [`UsageSink`] without touching the hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use switchyard_core::ir::Usage;
+use tokio::sync::mpsc;
+
+/// One request's accounting.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub time: SystemTime,
+    pub alias: String,
+    pub provider: String,
+    pub deployment: String,
+    pub upstream_model: String,
+    /// `openai` or `anthropic`: the API the client called.
+    pub ingress: &'static str,
+    pub stream: bool,
+    pub passthrough: bool,
+    pub usage: Option<Usage>,
+    pub status: u16,
+    pub latency: Duration,
+    /// Time to first upstream byte (streams).
+    pub ttft: Option<Duration>,
+    pub error: Option<String>,
+}
+
+/// Process-wide totals, for `/health` style reporting and tests.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub requests: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+    /// Records that could not be queued (channel full or closed).
+    pub dropped: AtomicU64,
+}
+
+/// The sending half, cloned into request handlers.
+#[derive(Debug, Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageRecord>,
+    totals: Arc<Totals>,
+}
+
+/// Channel capacity: enough to absorb bursts while the writer flushes.
+pub const CAPACITY: usize = 65_536;
+
+impl UsageSink {
+    /// Create the sink and the writer task's future.
+    pub fn new() -> (UsageSink, impl std::future::Future<Output = ()>) {
+        let (tx, mut rx) = mpsc::channel::<UsageRecord>(CAPACITY);
+        let totals = Arc::new(Totals::default());
+        let t = totals.clone();
+        let writer = async move {
+            let mut batch = Vec::with_capacity(256);
+            while rx.recv_many(&mut batch, 256).await > 0 {
+                for r in batch.drain(..) {
+                    t.requests.fetch_add(1, Ordering::Relaxed);
+                    if let Some(u) = r.usage {
+                        t.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
+                        t.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
+                    }
+                    let u = r.usage.unwrap_or_default();
+                    tracing::info!(
+                        target: "switchyard::usage",
+                        request_id = %r.request_id,
+                        alias = %r.alias,
+                        provider = %r.provider,
+                        deployment = %r.deployment,
+                        upstream_model = %r.upstream_model,
+                        ingress = r.ingress,
+                        stream = r.stream,
+                        passthrough = r.passthrough,
+                        status = r.status,
+                        input_tokens = u.input_tokens,
+                        output_tokens = u.output_tokens,
+                        cached_input_tokens = u.cached_input_tokens,
+                        usage_reported = r.usage.is_some(),
+                        latency_ms = r.latency.as_secs_f64() * 1000.0,
+                        ttft_ms = r.ttft.map(|d| d.as_secs_f64() * 1000.0),
+                        error = r.error.as_deref(),
+                        "request"
+                    );
+                }
+            }
+        };
+        (UsageSink { tx, totals }, writer)
+    }
+
+    /// Queue a record without waiting. Never blocks the hot path; a full
+    /// channel is counted, not silently ignored.
+    pub fn record(&self, r: UsageRecord) {
+        if self.tx.try_send(r).is_err() {
+            self.totals.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("usage channel full or closed: record dropped");
+        }
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+}
