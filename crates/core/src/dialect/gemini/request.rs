@@ -297,7 +297,7 @@ fn tool_response_object(text: &str, is_error: bool) -> Map<String, Value> {
 
 /// `parametersJsonSchema` for a tool, or `None` for a function that takes
 /// no parameters.
-fn parameters_schema(schema: &Value) -> Option<Value> {
+pub(super) fn parameters_schema(schema: &Value) -> Option<Value> {
     let schema = json_schema(schema);
     let obj = schema.as_object()?;
     let no_props = obj
