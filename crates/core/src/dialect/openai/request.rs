@@ -440,13 +440,14 @@ fn decode_message(v: &Value, i: usize) -> Result<Message, ApiError> {
             return Ok(m);
         }
         other => {
+            let param = join(&base, "role");
             return Err(invalid_value(
-                &join(&base, "role"),
+                &param,
                 format!(
-                    "Invalid value: '{other}'. Supported values are: 'system', 'developer', \
-                     'user', 'assistant', 'tool', and 'function'."
+                    "Invalid value for '{param}': '{other}'. Supported values are: 'system', \
+                     'developer', 'user', 'assistant', 'tool', and 'function'."
                 ),
-            ))
+            ));
         }
     };
     msg.name = opt_str(obj, "name", &base)?;
