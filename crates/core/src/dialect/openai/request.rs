@@ -789,8 +789,10 @@ fn role_str(role: Role, q: &Quirks) -> &'static str {
 /// User content: a plain string when it is a single text part, else parts.
 /// Thinking parts are dropped.
 fn user_content(parts: &[ContentPart]) -> ContentOut<'_> {
-    if let [ContentPart::Text(t)] = parts {
-        return ContentOut::Text(t.clone());
+    match parts {
+        [ContentPart::Text(t)] => return ContentOut::Text(t.clone()),
+        [] => return ContentOut::Text(String::new()),
+        _ => {}
     }
     let out = parts
         .iter()

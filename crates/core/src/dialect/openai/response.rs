@@ -240,7 +240,10 @@ fn encode_choice(c: &Choice) -> ChoiceOut<'_> {
         index: c.index,
         message: MessageOut {
             role: "assistant",
-            content: joined_text(&m.content),
+            // OpenAI sends `""` for an empty completion, `null` when the
+            // turn is only tool calls or a refusal.
+            content: joined_text(&m.content)
+                .or_else(|| (m.tool_calls.is_empty() && m.refusal.is_none()).then(String::new)),
             refusal: m.refusal.as_deref(),
             reasoning_content: joined_thinking(&m.content),
             tool_calls: m.tool_calls.iter().map(ToolCallOut::from_ir).collect(),

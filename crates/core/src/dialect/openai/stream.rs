@@ -334,8 +334,9 @@ struct DeltaOut<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
+    /// `Some(None)` writes the `"refusal": null` of OpenAI's role delta.
     #[serde(skip_serializing_if = "Option::is_none")]
-    refusal: Option<&'a str>,
+    refusal: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDeltaOut<'a>; 1]>,
 }
@@ -368,7 +369,7 @@ struct Meta {
 /// Turns `StreamEvent`s into OpenAI-exact `chat.completion.chunk` SSE bytes.
 ///
 /// Every chunk repeats the `Start` metadata. Each choice opens with
-/// `delta: {"role": "assistant", "content": ""}` (choice 0 right at
+/// `delta: {"role": "assistant", "content": "", "refusal": null}` (choice 0 right at
 /// `Start`, others on their first event); a tool call opens with
 /// `{index, id, type, function: {name, arguments: ""}}`; a finish reason
 /// comes with an empty delta. With `include_usage`, chunks carry
@@ -428,7 +429,7 @@ impl StreamEncoder {
                 *choice,
                 out,
                 DeltaOut {
-                    refusal: Some(text),
+                    refusal: Some(Some(text)),
                     ..DeltaOut::default()
                 },
             ),
@@ -550,6 +551,7 @@ impl StreamEncoder {
         let delta = DeltaOut {
             role: Some("assistant"),
             content: Some(""),
+            refusal: Some(None),
             ..DeltaOut::default()
         };
         self.write(out, choice, delta, None);
