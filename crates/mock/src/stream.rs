@@ -24,10 +24,15 @@ fn body_from_steps(steps: Vec<Step>, delay: Option<Duration>) -> Body {
         }
         let item = match step {
             Step::Frame(b) => Ok(b),
-            Step::Fail => Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "mock fault: connection dropped",
-            )),
+            Step::Fail => {
+                // Let the frames already produced reach the socket first, so
+                // the client sees a response that breaks off midway.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "mock fault: connection dropped",
+                ))
+            }
         };
         Some((item, (queue, false)))
     });
