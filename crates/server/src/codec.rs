@@ -12,12 +12,19 @@ pub fn decode_request(d: Dialect, body: &[u8]) -> Result<ChatRequest, ApiError> 
     match d {
         Dialect::OpenAi => openai::decode_request(body),
         Dialect::Anthropic => anthropic::decode_request(body),
-        Dialect::Gemini => Err(ApiError::invalid("the Gemini format is not accepted from clients")),
+        Dialect::Gemini => Err(ApiError::invalid(
+            "the Gemini format is not accepted from clients",
+        )),
     }
 }
 
 /// IR → provider format.
-pub fn encode_request(d: Dialect, req: &ChatRequest, model: &str, q: &Quirks) -> Result<Vec<u8>, ApiError> {
+pub fn encode_request(
+    d: Dialect,
+    req: &ChatRequest,
+    model: &str,
+    q: &Quirks,
+) -> Result<Vec<u8>, ApiError> {
     match d {
         Dialect::OpenAi => openai::encode_request(req, model, q),
         Dialect::Anthropic => anthropic::encode_request(req, model, q),
@@ -61,7 +68,6 @@ pub fn extract_usage(d: Dialect, body: &[u8]) -> Option<Usage> {
 }
 
 /// Provider SSE frames → canonical events.
-#[derive(Debug)]
 pub enum StreamDecoder {
     OpenAi(openai::StreamDecoder),
     Anthropic(anthropic::StreamDecoder),
@@ -95,7 +101,6 @@ impl StreamDecoder {
 }
 
 /// Canonical events → client SSE bytes.
-#[derive(Debug)]
 pub enum StreamEncoder {
     OpenAi(openai::StreamEncoder),
     Anthropic(anthropic::StreamEncoder),
@@ -105,7 +110,9 @@ impl StreamEncoder {
     pub fn new(d: Dialect, include_usage: bool) -> Self {
         match d {
             Dialect::Anthropic => StreamEncoder::Anthropic(anthropic::StreamEncoder::new()),
-            Dialect::OpenAi | Dialect::Gemini => StreamEncoder::OpenAi(openai::StreamEncoder::new(include_usage)),
+            Dialect::OpenAi | Dialect::Gemini => {
+                StreamEncoder::OpenAi(openai::StreamEncoder::new(include_usage))
+            }
         }
     }
 

@@ -23,7 +23,12 @@ pub struct Demo {
 pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io::Result<Demo> {
     let flavors = [
         (Flavor::OpenAi, "demo-openai", "openai", "gpt-4o-mini"),
-        (Flavor::Anthropic, "demo-anthropic", "anthropic", "claude-sonnet-4-5"),
+        (
+            Flavor::Anthropic,
+            "demo-anthropic",
+            "anthropic",
+            "claude-sonnet-4-5",
+        ),
         (Flavor::Gemini, "demo-gemini", "gemini", "gemini-2.5-flash"),
     ];
     let mut servers = Vec::new();
@@ -31,29 +36,71 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
     let mut aliases = Vec::new();
     for (flavor, label, kind, model) in flavors {
         let key = format!("{label}-upstream-key");
-        let server = MockServer::start(MockOptions { flavor, api_key: Some(key.clone()), label: label.to_owned() }).await?;
+        let server = MockServer::start(MockOptions {
+            flavor,
+            api_key: Some(key.clone()),
+            label: label.to_owned(),
+        })
+        .await?;
         let Some(preset) = preset(kind) else { continue };
-        let mut p = Provider::new(label.to_owned(), preset, server.base_url(), vec![Secret::new(key)], Vec::new(), None, Timeouts::default());
+        let mut p = Provider::new(
+            label.to_owned(),
+            preset,
+            server.base_url(),
+            vec![Secret::new(key)],
+            Vec::new(),
+            None,
+            Timeouts::default(),
+        );
         p.label = Some("demo".into());
         let p = Arc::new(p);
         aliases.push(Alias {
             name: label.to_owned(),
-            description: Some(format!("DEMO: built-in mock impersonating {} ({model}); canned replies", preset.display_name)),
-            deployments: vec![Arc::new(Deployment { id: format!("{label}#0"), provider: p.clone(), model: model.to_owned(), weight: 1, region: None, price: None })],
+            description: Some(format!(
+                "DEMO: built-in mock impersonating {} ({model}); canned replies",
+                preset.display_name
+            )),
+            deployments: vec![Arc::new(Deployment {
+                id: format!("{label}#0"),
+                provider: p.clone(),
+                model: model.to_owned(),
+                weight: 1,
+                region: None,
+                price: None,
+            })],
         });
         if flavor == Flavor::OpenAi {
             aliases.push(Alias {
                 name: "demo-embed".into(),
                 description: Some("DEMO: mock OpenAI embeddings (text-embedding-3-small)".into()),
-                deployments: vec![Arc::new(Deployment { id: "demo-embed#0".into(), provider: p.clone(), model: "text-embedding-3-small".into(), weight: 1, region: None, price: None })],
+                deployments: vec![Arc::new(Deployment {
+                    id: "demo-embed#0".into(),
+                    provider: p.clone(),
+                    model: "text-embedding-3-small".into(),
+                    weight: 1,
+                    region: None,
+                    price: None,
+                })],
             });
         }
         providers.push(p);
         servers.push(server);
     }
-    let all: Vec<_> = aliases.iter().filter(|a| a.name != "demo-embed").flat_map(|a| a.deployments.clone()).collect();
-    aliases.push(Alias { name: "demo".into(), description: Some("DEMO: spread across the three mock providers".into()), deployments: all });
-    let api_keys = if gateway_keys.is_empty() { vec![Secret::new(DEMO_KEY)] } else { gateway_keys };
+    let all: Vec<_> = aliases
+        .iter()
+        .filter(|a| a.name != "demo-embed")
+        .flat_map(|a| a.deployments.clone())
+        .collect();
+    aliases.push(Alias {
+        name: "demo".into(),
+        description: Some("DEMO: spread across the three mock providers".into()),
+        deployments: all,
+    });
+    let api_keys = if gateway_keys.is_empty() {
+        vec![Secret::new(DEMO_KEY)]
+    } else {
+        gateway_keys
+    };
     Ok(Demo {
         servers,
         config: Config {

@@ -23,8 +23,14 @@ pub async fn embeddings(state: Arc<AppState>, body: Bytes, ctx: RequestCtx) -> R
 
 async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Response, GatewayError> {
     let p = peek::peek(body)?;
-    let route = state.router.resolve(&p.model).ok_or_else(|| GatewayError::model_not_found(&p.model))?;
-    let dep = route.pick().ok_or_else(|| GatewayError::model_not_found(&p.model))?.clone();
+    let route = state
+        .router
+        .resolve(&p.model)
+        .ok_or_else(|| GatewayError::model_not_found(&p.model))?;
+    let dep = route
+        .pick()
+        .ok_or_else(|| GatewayError::model_not_found(&p.model))?
+        .clone();
     let provider = &dep.provider;
     let Some(url) = provider.embeddings_url(&dep.model) else {
         return Err(GatewayError::unsupported(format!(
@@ -37,10 +43,18 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
     let upstream_body = match provider.dialect() {
         Dialect::OpenAi => p.rewrite(body, &dep.model, false),
         Dialect::Gemini => gemini::encode_embeddings_request(&req, &dep.model)?,
-        Dialect::Anthropic => return Err(GatewayError::unsupported("Anthropic has no embeddings API")),
+        Dialect::Anthropic => {
+            return Err(GatewayError::unsupported("Anthropic has no embeddings API"))
+        }
     };
-    let client = state.clients.get(&provider.name).ok_or_else(|| GatewayError::unreachable(&provider.name, "no HTTP client"))?;
-    let mut rb = client.post(&url).header(header::CONTENT_TYPE, "application/json").body(upstream_body);
+    let client = state
+        .clients
+        .get(&provider.name)
+        .ok_or_else(|| GatewayError::unreachable(&provider.name, "no HTTP client"))?;
+    let mut rb = client
+        .post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(upstream_body);
     for (k, v) in provider.request_headers() {
         rb = rb.header(k, v);
     }
@@ -71,12 +85,16 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
     let (status, headers, bytes) = match tokio::time::timeout(within, fut).await {
         Err(_) => {
             let e = GatewayError::timeout(&provider.name, "embeddings request");
-            state.usage.record(record(504, None, Some(e.error.message.clone())));
+            state
+                .usage
+                .record(record(504, None, Some(e.error.message.clone())));
             return Err(e);
         }
         Ok(Err(e)) => {
             let e = GatewayError::unreachable(&provider.name, &e.to_string());
-            state.usage.record(record(502, None, Some(e.error.message.clone())));
+            state
+                .usage
+                .record(record(502, None, Some(e.error.message.clone())));
             return Err(e);
         }
         Ok(Ok(x)) => x,
@@ -84,13 +102,25 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
     if !(200..300).contains(&status) {
         let err = crate::codec::decode_error(provider.dialect(), status, &bytes);
         let e = GatewayError::upstream(&provider.name, status, err, &headers);
-        state.usage.record(record(e.status.as_u16(), None, Some(e.error.message.clone())));
+        state.usage.record(record(
+            e.status.as_u16(),
+            None,
+            Some(e.error.message.clone()),
+        ));
         return Err(e);
     }
     let (out, usage) = match provider.dialect() {
         Dialect::Gemini => {
-            let r = gemini::decode_embeddings_response(&bytes, &dep.model).map_err(|e| GatewayError::bad_upstream(&provider.name, &e.message))?;
-            (Bytes::from(openai::encode_embeddings_response(&r, want_base64)), Some(r.usage))
+            let mut r = gemini::decode_embeddings_response(&bytes, &dep.model)
+                .map_err(|e| GatewayError::bad_upstream(&provider.name, &e.message))?;
+            if r.usage.input_tokens == 0 {
+                // Gemini reports no usage for embeddings: estimate (flagged in docs).
+                r.usage = gemini::estimate_embeddings_usage(&req);
+            }
+            (
+                Bytes::from(openai::encode_embeddings_response(&r, want_base64)),
+                Some(r.usage),
+            )
         }
         _ => (bytes.clone(), openai::extract_usage(&bytes)),
     };

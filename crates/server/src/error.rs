@@ -52,28 +52,63 @@ impl GatewayError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(401, ApiError::new(ErrorKind::Authentication, message).with_code("invalid_api_key"))
+        Self::new(
+            401,
+            ApiError::new(ErrorKind::Authentication, message).with_code("invalid_api_key"),
+        )
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {
-        Self::new(400, ApiError::invalid(message).with_code("unsupported_for_model"))
+        Self::new(
+            400,
+            ApiError::invalid(message).with_code("unsupported_for_model"),
+        )
     }
 
     pub fn timeout(provider: &str, what: &str) -> Self {
-        Self::new(504, ApiError::new(ErrorKind::Timeout, format!("upstream provider `{provider}` timed out ({what})")).with_code("upstream_timeout"))
+        Self::new(
+            504,
+            ApiError::new(
+                ErrorKind::Timeout,
+                format!("upstream provider `{provider}` timed out ({what})"),
+            )
+            .with_code("upstream_timeout"),
+        )
     }
 
     pub fn unreachable(provider: &str, detail: &str) -> Self {
-        Self::new(502, ApiError::new(ErrorKind::BadGateway, format!("could not reach upstream provider `{provider}`: {detail}")).with_code("upstream_unreachable"))
+        Self::new(
+            502,
+            ApiError::new(
+                ErrorKind::BadGateway,
+                format!("could not reach upstream provider `{provider}`: {detail}"),
+            )
+            .with_code("upstream_unreachable"),
+        )
     }
 
     pub fn bad_upstream(provider: &str, detail: &str) -> Self {
-        Self::new(502, ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{provider}` sent an invalid response: {detail}")).with_code("upstream_invalid_response"))
+        Self::new(
+            502,
+            ApiError::new(
+                ErrorKind::BadGateway,
+                format!("upstream provider `{provider}` sent an invalid response: {detail}"),
+            )
+            .with_code("upstream_invalid_response"),
+        )
     }
 
     /// Map an upstream error response.
-    pub fn upstream(provider: &str, status: u16, mut err: ApiError, upstream_headers: &HeaderMap) -> Self {
-        err.message = format!("upstream provider `{provider}` returned {status}: {}", err.message);
+    pub fn upstream(
+        provider: &str,
+        status: u16,
+        mut err: ApiError,
+        upstream_headers: &HeaderMap,
+    ) -> Self {
+        err.message = format!(
+            "upstream provider `{provider}` returned {status}: {}",
+            err.message
+        );
         let mut out = match status {
             429 => {
                 err.kind = ErrorKind::RateLimit;
@@ -107,17 +142,30 @@ impl GatewayError {
     /// Render in the client's dialect.
     pub fn render(self, dialect: Dialect) -> Response {
         let body = encode(dialect, &self.error);
-        let mut resp = (self.status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        let mut resp = (
+            self.status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
         let h = resp.headers_mut();
         for (k, v) in self.headers {
             h.insert(k, v);
         }
         if dialect == Dialect::Anthropic {
             // Anthropic's SDKs honour this to decide whether to retry.
-            let retry = matches!(self.status.as_u16(), 408 | 409 | 429) || self.status.is_server_error();
-            h.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+            let retry =
+                matches!(self.status.as_u16(), 408 | 409 | 429) || self.status.is_server_error();
+            h.insert(
+                "x-should-retry",
+                HeaderValue::from_static(if retry { "true" } else { "false" }),
+            );
         }
-        resp.extensions_mut().insert(ErrorLog(self.error.message.clone()));
+        resp.extensions_mut()
+            .insert(ErrorLog(self.error.message.clone()));
         resp
     }
 }

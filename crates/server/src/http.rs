@@ -39,7 +39,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(request_id))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
 }
 
 /// The dialect a path's errors are rendered in.
@@ -79,14 +81,21 @@ struct Started(Instant);
 pub fn presented_key(h: &HeaderMap) -> Option<&str> {
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let key = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim();
+        let key = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
         if !key.is_empty() {
             return Some(key);
         }
     }
-    ["x-api-key", "api-key"]
-        .iter()
-        .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()))
+    ["x-api-key", "api-key"].iter().find_map(|n| {
+        h.get(*n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    })
 }
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -106,25 +115,52 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
 
 fn ctx(req: &Request) -> RequestCtx {
     RequestCtx {
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
-        started: req.extensions().get::<Started>().map(|s| s.0).unwrap_or_else(Instant::now),
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        started: req
+            .extensions()
+            .get::<Started>()
+            .map(|s| s.0)
+            .unwrap_or_else(Instant::now),
     }
 }
 
 /// Read the body within the configured limit, or a 413 in the caller's format.
 async fn body(state: &AppState, req: Request, d: Dialect) -> Result<(RequestCtx, Bytes), Response> {
     let c = ctx(&req);
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         let ct = ct.to_ascii_lowercase();
-        if !ct.starts_with("application/json") && !ct.contains("+json") && !ct.starts_with("text/plain") {
-            return Err(GatewayError::new(415, ApiError::invalid(format!("unsupported content-type `{ct}`; send application/json"))).render(d));
+        if !ct.starts_with("application/json")
+            && !ct.contains("+json")
+            && !ct.starts_with("text/plain")
+        {
+            return Err(GatewayError::new(
+                415,
+                ApiError::invalid(format!(
+                    "unsupported content-type `{ct}`; send application/json"
+                )),
+            )
+            .render(d));
         }
     }
     match axum::body::to_bytes(req.into_body(), state.max_body_size).await {
         Ok(b) => Ok((c, b)),
         Err(_) => Err(GatewayError::new(
             413,
-            ApiError::new(ErrorKind::RequestTooLarge, format!("request body exceeds the gateway limit of {} bytes", state.max_body_size)),
+            ApiError::new(
+                ErrorKind::RequestTooLarge,
+                format!(
+                    "request body exceeds the gateway limit of {} bytes",
+                    state.max_body_size
+                ),
+            ),
         )
         .render(d)),
     }
@@ -152,7 +188,12 @@ async fn embeddings(State(state): State<Arc<AppState>>, req: Request) -> Respons
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(v).unwrap_or_default()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// `GET /v1/models`: the configured aliases, in OpenAI's list format, or in
@@ -166,18 +207,31 @@ async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .collect();
         let first = aliases.first().map(|a| a.name.clone());
         let last = aliases.last().map(|a| a.name.clone());
-        return json(StatusCode::OK, &serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last}));
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+        );
     }
     let data: Vec<serde_json::Value> = aliases.iter().map(|a| model_object(a)).collect();
-    json(StatusCode::OK, &serde_json::json!({"object": "list", "data": data}))
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"object": "list", "data": data}),
+    )
 }
 
 fn model_object(a: &crate::routing::Alias) -> serde_json::Value {
-    let owner = a.deployments.first().map(|d| d.provider.name.clone()).unwrap_or_default();
+    let owner = a
+        .deployments
+        .first()
+        .map(|d| d.provider.name.clone())
+        .unwrap_or_default();
     serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": owner})
 }
 
-async fn get_model(State(state): State<Arc<AppState>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn get_model(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
     match state.router.aliases().iter().find(|a| a.name == id) {
         Some(a) => json(StatusCode::OK, &model_object(a)),
         None => GatewayError::model_not_found(&id).render(Dialect::OpenAi),
@@ -192,14 +246,27 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let n = state.router.aliases().len();
     let providers = state.router.providers().count();
     if providers == 0 {
-        return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "unready", "reason": "no providers configured"}));
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "unready", "reason": "no providers configured"}),
+        );
     }
-    json(StatusCode::OK, &serde_json::json!({"status": "ready", "aliases": n, "providers": providers}))
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ready", "aliases": n, "providers": providers}),
+    )
 }
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    GatewayError::new(404, ApiError::new(ErrorKind::NotFound, format!("no route for {} {path}", req.method()))).render(dialect_for(&path))
+    GatewayError::new(
+        404,
+        ApiError::new(
+            ErrorKind::NotFound,
+            format!("no route for {} {path}", req.method()),
+        ),
+    )
+    .render(dialect_for(&path))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {

@@ -35,10 +35,16 @@ use tokio::net::TcpListener;
 
 /// Serve the gateway on `listener` until `shutdown` resolves, then finish
 /// in-flight requests.
-pub async fn serve(listener: TcpListener, state: Arc<state::AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<state::AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = http::app(state);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

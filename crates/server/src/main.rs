@@ -7,7 +7,11 @@ use switchyard_server::config::{self, Config, Source};
 use switchyard_server::{demo, state::AppState, usage::UsageSink};
 
 #[derive(Parser, Debug)]
-#[command(name = "switchyard", version, about = "Switchyard LLM gateway: one OpenAI- and Anthropic-compatible API in front of many providers.")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Switchyard LLM gateway: one OpenAI- and Anthropic-compatible API in front of many providers."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -56,7 +60,10 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -72,7 +79,11 @@ fn main() -> std::process::ExitCode {
                 providers();
                 Ok(())
             }
-            Some(Cmd::Mock { flavor, port, api_key }) => mock(&flavor, port, api_key).await,
+            Some(Cmd::Mock {
+                flavor,
+                port,
+                api_key,
+            }) => mock(&flavor, port, api_key).await,
         }
     });
     match result {
@@ -87,7 +98,9 @@ fn main() -> std::process::ExitCode {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,switchyard::usage=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -105,10 +118,15 @@ fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn load_file(path: &std::path::Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     let name = path.display().to_string();
     config::from_yaml(&text, &name, &config::process_env).map_err(|problems| {
-        let mut msg = format!("{name} is invalid ({} problem{}):", problems.len(), if problems.len() == 1 { "" } else { "s" });
+        let mut msg = format!(
+            "{name} is invalid ({} problem{}):",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
         for p in &problems {
             msg.push_str(&format!("\n  {name}:{p}"));
         }
@@ -127,22 +145,46 @@ fn check(file: Option<PathBuf>) -> anyhow::Result<()> {
         cfg.listen
     );
     for a in &cfg.aliases {
-        let targets: Vec<String> = a.deployments.iter().map(|d| format!("{}:{}", d.provider.name, d.model)).collect();
+        let targets: Vec<String> = a
+            .deployments
+            .iter()
+            .map(|d| format!("{}:{}", d.provider.name, d.model))
+            .collect();
         println!("  {} → {}", a.name, targets.join(", "));
     }
     Ok(())
 }
 
 fn providers() {
-    println!("{:<18} {:<10} {:<45} {}", "KIND", "DIALECT", "DEFAULT BASE URL", "API KEY FROM");
+    println!(
+        "{:<18} {:<10} {:<45} API KEY FROM",
+        "KIND", "DIALECT", "DEFAULT BASE URL"
+    );
     for p in config::preset_table() {
-        let keys = if p.key_env.is_empty() { "-".to_owned() } else { p.key_env.join(" | ") };
-        let keys = if p.key_required { keys } else { format!("{keys} (optional)") };
-        let base = p.base_url.map(str::to_owned).unwrap_or_else(|| match p.base_url_env {
-            Some(e) => format!("(required; or ${e})"),
-            None => "(required: base_url)".into(),
-        });
-        println!("{:<18} {:<10} {:<45} {}", p.kind, p.dialect.as_str(), base, keys);
+        let keys = if p.key_env.is_empty() {
+            "-".to_owned()
+        } else {
+            p.key_env.join(" | ")
+        };
+        let keys = if p.key_required {
+            keys
+        } else {
+            format!("{keys} (optional)")
+        };
+        let base = p
+            .base_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| match p.base_url_env {
+                Some(e) => format!("(required; or ${e})"),
+                None => "(required: base_url)".into(),
+            });
+        println!(
+            "{:<18} {:<10} {:<45} {}",
+            p.kind,
+            p.dialect.as_str(),
+            base,
+            keys
+        );
     }
 }
 
@@ -154,7 +196,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => match config::from_env(&config::process_env) {
             Some(c) => c,
             None => {
-                let d = demo::start(None, config::gateway_keys_from_env(&config::process_env)).await.context("starting the demo providers")?;
+                let d = demo::start(None, config::gateway_keys_from_env(&config::process_env))
+                    .await
+                    .context("starting the demo providers")?;
                 _demo_servers = d.servers;
                 d.config
             }
@@ -163,7 +207,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
-    let addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("invalid listen address `{}`", cfg.listen))?;
+    let addr: std::net::SocketAddr = cfg
+        .listen
+        .parse()
+        .with_context(|| format!("invalid listen address `{}`", cfg.listen))?;
     if cfg.api_keys.is_empty() && !cfg.allow_unauthenticated {
         if addr.ip().is_loopback() {
             tracing::warn!("no gateway API keys configured (server.api_keys / SWITCHYARD_API_KEYS): serving without authentication on loopback");
@@ -172,10 +219,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("no gateway API keys configured and {addr} is not a loopback address; set SWITCHYARD_API_KEYS or server.api_keys (or server.allow_unauthenticated: true)");
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let source = cfg.source.clone();
-    let demo_key = (source == Source::Demo && cfg.api_keys.len() == 1).then(|| cfg.api_keys[0].expose().to_owned());
+    let demo_key = (source == Source::Demo && cfg.api_keys.len() == 1)
+        .then(|| cfg.api_keys[0].expose().to_owned());
     let aliases: Vec<String> = cfg.aliases.iter().map(|a| a.name.clone()).collect();
     let (usage, writer) = UsageSink::new();
     let writer = tokio::spawn(writer);
@@ -208,7 +258,14 @@ fn banner(source: &Source, addr: std::net::SocketAddr, aliases: &[String], demo_
     if let Some(k) = demo_key {
         println!("  gateway key: {k}");
     }
-    let m = |pref: &str, fallback: usize| aliases.iter().find(|a| a.starts_with(pref)).or_else(|| aliases.get(fallback)).cloned().unwrap_or_else(|| "MODEL".into());
+    let m = |pref: &str, fallback: usize| {
+        aliases
+            .iter()
+            .find(|a| a.starts_with(pref))
+            .or_else(|| aliases.get(fallback))
+            .cloned()
+            .unwrap_or_else(|| "MODEL".into())
+    };
     let openai_model = m("demo-openai", 0);
     let anth_model = m("demo-anthropic", 0);
     let gem_model = m("demo-gemini", 0);
@@ -240,16 +297,35 @@ async fn shutdown_signal() {
 
 async fn mock(flavor: &str, port: u16, api_key: Option<String>) -> anyhow::Result<()> {
     use switchyard_mock::{Flavor, MockOptions, MockServer};
-    let all = [(Flavor::OpenAi, "openai"), (Flavor::Anthropic, "anthropic"), (Flavor::Gemini, "gemini")];
-    let chosen: Vec<_> = all.iter().filter(|(_, n)| flavor == "all" || flavor == *n).collect();
+    let all = [
+        (Flavor::OpenAi, "openai"),
+        (Flavor::Anthropic, "anthropic"),
+        (Flavor::Gemini, "gemini"),
+    ];
+    let chosen: Vec<_> = all
+        .iter()
+        .filter(|(_, n)| flavor == "all" || flavor == *n)
+        .collect();
     if chosen.is_empty() {
         anyhow::bail!("unknown flavor `{flavor}`: use openai, anthropic, gemini or all");
     }
     let mut servers = Vec::new();
     for (i, (f, name)) in chosen.iter().enumerate() {
-        let p = port.checked_add(u16::try_from(i)?).context("port out of range")?;
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", p)).await.with_context(|| format!("cannot listen on 127.0.0.1:{p}"))?;
-        let s = MockServer::start_on(l, MockOptions { flavor: *f, api_key: api_key.clone(), label: format!("mock-{name}") }).await?;
+        let p = port
+            .checked_add(u16::try_from(i)?)
+            .context("port out of range")?;
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", p))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{p}"))?;
+        let s = MockServer::start_on(
+            l,
+            MockOptions {
+                flavor: *f,
+                api_key: api_key.clone(),
+                label: format!("mock-{name}"),
+            },
+        )
+        .await?;
         println!("mock {name:<9} base_url: {}", s.base_url());
         servers.push(s);
     }

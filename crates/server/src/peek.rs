@@ -51,27 +51,45 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, ApiError> {
         }
     })?;
     let Some(model_raw) = head.model else {
-        return Err(ApiError::invalid_param("model", "you must provide a model parameter (`model` is missing)"));
+        return Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter (`model` is missing)",
+        ));
     };
     let model: std::borrow::Cow<'_, str> = serde_json::from_str(model_raw.get())
         .map_err(|_| ApiError::invalid_param("model", "`model` must be a string"))?;
     if model.is_empty() {
-        return Err(ApiError::invalid_param("model", "`model` must not be empty"));
+        return Err(ApiError::invalid_param(
+            "model",
+            "`model` must not be empty",
+        ));
     }
     let stream = match head.stream {
         None | Some(serde_json::Value::Null) => false,
         Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => return Err(ApiError::invalid_param("stream", "`stream` must be a boolean")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stream",
+                "`stream` must be a boolean",
+            ))
+        }
     };
     let include_usage = match head.stream_options {
         Some(raw) if raw.get() != "null" => {
-            let so: StreamOptions = serde_json::from_str(raw.get())
-                .map_err(|_| ApiError::invalid_param("stream_options", "`stream_options` must be an object"))?;
+            let so: StreamOptions = serde_json::from_str(raw.get()).map_err(|_| {
+                ApiError::invalid_param("stream_options", "`stream_options` must be an object")
+            })?;
             so.include_usage.unwrap_or(false)
         }
         _ => false,
     };
-    Ok(Peek { model, stream, include_usage, model_raw, stream_options_raw: head.stream_options })
+    Ok(Peek {
+        model,
+        stream,
+        include_usage,
+        model_raw,
+        stream_options_raw: head.stream_options,
+    })
 }
 
 impl Peek<'_> {
@@ -84,18 +102,25 @@ impl Peek<'_> {
             edits.push((r, quoted));
         }
         if force_usage && !self.include_usage {
-            match self.stream_options_raw.and_then(|raw| range_in(body, raw).map(|r| (raw, r))) {
+            match self
+                .stream_options_raw
+                .and_then(|raw| range_in(body, raw).map(|r| (raw, r)))
+            {
                 Some((raw, r)) => {
                     let mut obj: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(raw.get()).unwrap_or_default();
                     obj.insert("include_usage".into(), serde_json::Value::Bool(true));
-                    let v = serde_json::to_vec(&obj).unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec());
+                    let v = serde_json::to_vec(&obj)
+                        .unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec());
                     edits.push((r, v));
                 }
                 None => {
                     // Insert right after the opening brace.
                     if let Some(open) = body.iter().position(|b| *b == b'{') {
-                        edits.push((open + 1..open + 1, b"\"stream_options\":{\"include_usage\":true},".to_vec()));
+                        edits.push((
+                            open + 1..open + 1,
+                            b"\"stream_options\":{\"include_usage\":true},".to_vec(),
+                        ));
                     }
                 }
             }
@@ -145,14 +170,26 @@ mod tests {
         let body = br#"{"model":"a","stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
         let p = peek(body).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p.rewrite(body, "b", true)).unwrap();
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
         assert_eq!(peek(b"{}").unwrap_err().param.as_deref(), Some("model"));
-        assert_eq!(peek(br#"{"model":1}"#).unwrap_err().param.as_deref(), Some("model"));
-        assert_eq!(peek(br#"{"model":"a","stream":"yes"}"#).unwrap_err().param.as_deref(), Some("stream"));
+        assert_eq!(
+            peek(br#"{"model":1}"#).unwrap_err().param.as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            peek(br#"{"model":"a","stream":"yes"}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("stream")
+        );
         assert!(peek(b"{not json").is_err());
         assert!(peek(b"[1]").is_err());
         assert!(peek(br#"{"model":"a","model":"b"}"#).is_err());

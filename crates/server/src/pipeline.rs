@@ -38,7 +38,12 @@ pub struct RequestCtx {
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// Handle a chat request arriving in `ingress` format.
-pub async fn chat(state: Arc<AppState>, ingress: Dialect, body: Bytes, ctx: RequestCtx) -> Response {
+pub async fn chat(
+    state: Arc<AppState>,
+    ingress: Dialect,
+    body: Bytes,
+    ctx: RequestCtx,
+) -> Response {
     match chat_inner(&state, ingress, &body, &ctx).await {
         Ok(r) => r,
         Err(e) => e.render(ingress),
@@ -57,7 +62,13 @@ struct Meta {
 }
 
 impl Meta {
-    fn record(&self, status: u16, usage: Option<Usage>, ttft: Option<Duration>, error: Option<String>) -> UsageRecord {
+    fn record(
+        &self,
+        status: u16,
+        usage: Option<Usage>,
+        ttft: Option<Duration>,
+        error: Option<String>,
+    ) -> UsageRecord {
         UsageRecord {
             request_id: self.request_id.clone(),
             time: SystemTime::now(),
@@ -77,10 +88,21 @@ impl Meta {
     }
 }
 
-async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &RequestCtx) -> Result<Response, GatewayError> {
+async fn chat_inner(
+    state: &AppState,
+    ingress: Dialect,
+    body: &Bytes,
+    ctx: &RequestCtx,
+) -> Result<Response, GatewayError> {
     let peek = peek::peek(body)?;
-    let route = state.router.resolve(&peek.model).ok_or_else(|| GatewayError::model_not_found(&peek.model))?;
-    let dep = route.pick().ok_or_else(|| GatewayError::model_not_found(&peek.model))?.clone();
+    let route = state
+        .router
+        .resolve(&peek.model)
+        .ok_or_else(|| GatewayError::model_not_found(&peek.model))?;
+    let dep = route
+        .pick()
+        .ok_or_else(|| GatewayError::model_not_found(&peek.model))?
+        .clone();
     let provider = dep.provider.clone();
     let pd = provider.dialect();
     let passthrough = pd == ingress && provider.passthrough_ok();
@@ -105,12 +127,20 @@ async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &Requ
         passthrough,
     };
 
-    let client = state.clients.get(&provider.name).ok_or_else(|| GatewayError::unreachable(&provider.name, "no HTTP client"))?;
+    let client = state
+        .clients
+        .get(&provider.name)
+        .ok_or_else(|| GatewayError::unreachable(&provider.name, "no HTTP client"))?;
     let url = provider.chat_url(&dep.model, stream);
     let resp = match send(client, &provider, &url, upstream_body, stream).await {
         Ok(r) => r,
         Err(e) => {
-            state.usage.record(meta.record(e.status.as_u16(), None, None, Some(e.error.message.clone())));
+            state.usage.record(meta.record(
+                e.status.as_u16(),
+                None,
+                None,
+                Some(e.error.message.clone()),
+            ));
             return Err(e);
         }
     };
@@ -118,23 +148,55 @@ async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &Requ
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         let headers = resp.headers().clone();
-        let bytes = read_capped(resp, provider.timeouts.first_byte, 1024 * 1024).await.unwrap_or_default();
+        let bytes = read_capped(resp, provider.timeouts.first_byte, 1024 * 1024)
+            .await
+            .unwrap_or_default();
         let err = codec::decode_error(pd, status, &bytes);
         let e = GatewayError::upstream(&provider.name, status, err, &headers);
-        state.usage.record(meta.record(e.status.as_u16(), None, None, Some(e.error.message.clone())));
+        state.usage.record(meta.record(
+            e.status.as_u16(),
+            None,
+            None,
+            Some(e.error.message.clone()),
+        ));
         return Err(e);
     }
 
     if !stream {
-        let remaining = provider.timeouts.total.saturating_sub(ctx.started.elapsed());
-        let bytes = match read_capped(resp, remaining.min(provider.timeouts.first_byte), MAX_UPSTREAM_BODY).await {
+        let remaining = provider
+            .timeouts
+            .total
+            .saturating_sub(ctx.started.elapsed());
+        let bytes = match read_capped(
+            resp,
+            remaining.min(provider.timeouts.first_byte),
+            MAX_UPSTREAM_BODY,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(e) => {
-                state.usage.record(meta.record(e.status.as_u16(), None, None, Some(e.error.message.clone())));
+                state.usage.record(meta.record(
+                    e.status.as_u16(),
+                    None,
+                    None,
+                    Some(e.error.message.clone()),
+                ));
                 return Err(e);
             }
         };
         let (out, usage) = if passthrough {
+            // The body is relayed as is, but never as a 200 if it is not JSON.
+            if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                let e = GatewayError::bad_upstream(
+                    &provider.name,
+                    &format!("the body is not valid JSON ({err})"),
+                );
+                state
+                    .usage
+                    .record(meta.record(502, None, None, Some(e.error.message.clone())));
+                return Err(e);
+            }
             let usage = codec::extract_usage(pd, &bytes);
             (Bytes::from(bytes), usage)
         } else {
@@ -142,7 +204,9 @@ async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &Requ
                 Ok(r) => (Bytes::from(codec::encode_response(ingress, &r)), r.usage),
                 Err(err) => {
                     let e = GatewayError::bad_upstream(&provider.name, &err.message);
-                    state.usage.record(meta.record(502, None, None, Some(e.error.message.clone())));
+                    state
+                        .usage
+                        .record(meta.record(502, None, None, Some(e.error.message.clone())));
                     return Err(e);
                 }
             }
@@ -152,9 +216,14 @@ async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &Requ
     }
 
     let mode = if passthrough {
-        Mode::Passthrough { reframe: ingress == Dialect::OpenAi && !client_wants_usage }
+        Mode::Passthrough {
+            reframe: ingress == Dialect::OpenAi && !client_wants_usage,
+        }
     } else {
-        Mode::Translate { dec: StreamDecoder::new(pd, &dep.model), enc: StreamEncoder::new(ingress, client_wants_usage) }
+        Mode::Translate {
+            dec: Box::new(StreamDecoder::new(pd, &dep.model)),
+            enc: Box::new(StreamEncoder::new(ingress, client_wants_usage)),
+        }
     };
     let relay = Relay {
         upstream: Box::pin(resp.bytes_stream()),
@@ -170,22 +239,58 @@ async fn chat_inner(state: &AppState, ingress: Dialect, body: &Bytes, ctx: &Requ
         idle: provider.timeouts.idle,
         deadline: ctx.started + provider.timeouts.total,
         provider: provider.name.clone(),
-        guard: Guard { sink: state.usage.clone(), meta, ttft, status: 499, usage: None, error: Some("client disconnected".into()) },
+        guard: Guard {
+            sink: state.usage.clone(),
+            meta,
+            ttft,
+            status: 499,
+            usage: None,
+            error: Some("client disconnected".into()),
+        },
     };
     let _ = status;
-    Ok(ok_response_stream(&relay.guard.meta, relay.into_stream()))
+    let builder = stream_headers(&relay.guard.meta);
+    Ok(builder
+        .body(Body::from_stream(relay.into_stream()))
+        .unwrap_or_else(|_| Response::new(Body::empty())))
 }
 
 /// Send the upstream request, bounded by the connect and first-byte timeouts.
-async fn send(client: &reqwest::Client, provider: &switchyard_core::provider::Provider, url: &str, body: Vec<u8>, stream: bool) -> Result<reqwest::Response, GatewayError> {
-    let mut rb = client.post(url).header(header::CONTENT_TYPE, "application/json").body(body);
-    rb = rb.header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" });
+async fn send(
+    client: &reqwest::Client,
+    provider: &switchyard_core::provider::Provider,
+    url: &str,
+    body: Vec<u8>,
+    stream: bool,
+) -> Result<reqwest::Response, GatewayError> {
+    let mut rb = client
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body);
+    rb = rb.header(
+        header::ACCEPT,
+        if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    );
     for (k, v) in provider.request_headers() {
         rb = rb.header(k, v);
     }
-    match tokio::time::timeout(provider.timeouts.first_byte.min(provider.timeouts.total), rb.send()).await {
-        Err(_) => Err(GatewayError::timeout(&provider.name, "no response headers within the first-byte timeout")),
-        Ok(Err(e)) if e.is_timeout() => Err(GatewayError::timeout(&provider.name, "connect timeout")),
+    match tokio::time::timeout(
+        provider.timeouts.first_byte.min(provider.timeouts.total),
+        rb.send(),
+    )
+    .await
+    {
+        Err(_) => Err(GatewayError::timeout(
+            &provider.name,
+            "no response headers within the first-byte timeout",
+        )),
+        Ok(Err(e)) if e.is_timeout() => {
+            Err(GatewayError::timeout(&provider.name, "connect timeout"))
+        }
         Ok(Err(e)) => Err(GatewayError::unreachable(&provider.name, &error_chain(&e))),
         Ok(Ok(r)) => Ok(r),
     }
@@ -203,15 +308,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Read a whole body with a time bound and a size cap.
-async fn read_capped(resp: reqwest::Response, within: Duration, cap: usize) -> Result<Vec<u8>, GatewayError> {
+async fn read_capped(
+    resp: reqwest::Response,
+    within: Duration,
+    cap: usize,
+) -> Result<Vec<u8>, GatewayError> {
     let url_host = resp.url().host_str().unwrap_or("upstream").to_owned();
     let fut = async {
         let mut out = Vec::new();
         let mut s = resp.bytes_stream();
         while let Some(chunk) = s.next().await {
-            let chunk = chunk.map_err(|e| GatewayError::bad_upstream(&url_host, &format!("connection lost while reading the body: {}", error_chain(&e))))?;
+            let chunk = chunk.map_err(|e| {
+                GatewayError::bad_upstream(
+                    &url_host,
+                    &format!(
+                        "connection lost while reading the body: {}",
+                        error_chain(&e)
+                    ),
+                )
+            })?;
             if out.len() + chunk.len() > cap {
-                return Err(GatewayError::bad_upstream(&url_host, "response body too large"));
+                return Err(GatewayError::bad_upstream(
+                    &url_host,
+                    "response body too large",
+                ));
             }
             out.extend_from_slice(&chunk);
         }
@@ -219,7 +339,10 @@ async fn read_capped(resp: reqwest::Response, within: Duration, cap: usize) -> R
     };
     match tokio::time::timeout(within, fut).await {
         Ok(r) => r,
-        Err(_) => Err(GatewayError::timeout(&url_host, "response body not complete within the timeout")),
+        Err(_) => Err(GatewayError::timeout(
+            &url_host,
+            "response body not complete within the timeout",
+        )),
     }
 }
 
@@ -235,17 +358,28 @@ fn route_headers(b: axum::http::response::Builder, meta: &Meta) -> axum::http::r
     if let Ok(v) = HeaderValue::from_str(&meta.deployment.model) {
         b = b.header("x-switchyard-upstream-model", v);
     }
-    b.header("x-switchyard-attempts", "1")
-        .header("x-switchyard-path", if meta.passthrough { "passthrough" } else { "translated" })
+    b.header("x-switchyard-attempts", "1").header(
+        "x-switchyard-path",
+        if meta.passthrough {
+            "passthrough"
+        } else {
+            "translated"
+        },
+    )
 }
 
 fn ok_response(meta: &Meta, body: Bytes, ctype: &'static str) -> Response {
-    route_headers(Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, ctype), meta)
-        .body(Body::from(body))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    route_headers(
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, ctype),
+        meta,
+    )
+    .body(Body::from(body))
+    .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-fn ok_response_stream(meta: &Meta, s: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static) -> Response {
+fn stream_headers(meta: &Meta) -> axum::http::response::Builder {
     route_headers(
         Response::builder()
             .status(StatusCode::OK)
@@ -254,8 +388,6 @@ fn ok_response_stream(meta: &Meta, s: impl Stream<Item = Result<Bytes, std::conv
             .header("x-accel-buffering", "no"),
         meta,
     )
-    .body(Body::from_stream(s))
-    .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 /// How stream bytes are produced.
@@ -264,7 +396,10 @@ enum Mode {
     /// chunk the gateway asked for but the client did not (OpenAI).
     Passthrough { reframe: bool },
     /// Different dialects: upstream frames → IR events → client frames.
-    Translate { dec: StreamDecoder, enc: StreamEncoder },
+    Translate {
+        dec: Box<StreamDecoder>,
+        enc: Box<StreamEncoder>,
+    },
 }
 
 /// Records usage when the stream ends — however it ends (client
@@ -280,7 +415,12 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.sink.record(self.meta.record(self.status, self.usage, Some(self.ttft), self.error.take()));
+        self.sink.record(self.meta.record(
+            self.status,
+            self.usage,
+            Some(self.ttft),
+            self.error.take(),
+        ));
     }
 }
 
@@ -303,7 +443,9 @@ struct Relay {
 }
 
 impl Relay {
-    fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    fn into_stream(
+        self,
+    ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
         futures::stream::unfold(self, |mut r| async move {
             loop {
                 if r.done {
@@ -313,12 +455,32 @@ impl Relay {
                 let wait = r.idle.min(r.deadline.saturating_duration_since(now));
                 let out = match tokio::time::timeout(wait, r.upstream.next()).await {
                     Err(_) => {
-                        let what = if Instant::now() >= r.deadline { "total timeout" } else { "no data within the idle timeout" };
-                        r.fail(ApiError::new(ErrorKind::Timeout, format!("upstream provider `{}` stream stalled: {what}", r.provider)), 504)
+                        let what = if Instant::now() >= r.deadline {
+                            "total timeout"
+                        } else {
+                            "no data within the idle timeout"
+                        };
+                        r.fail(
+                            ApiError::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "upstream provider `{}` stream stalled: {what}",
+                                    r.provider
+                                ),
+                            ),
+                            504,
+                        )
                     }
                     Ok(Some(Ok(chunk))) => r.on_chunk(chunk),
                     Ok(Some(Err(e))) => r.fail(
-                        ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{}` connection lost mid-stream: {}", r.provider, error_chain(&e))),
+                        ApiError::new(
+                            ErrorKind::BadGateway,
+                            format!(
+                                "upstream provider `{}` connection lost mid-stream: {}",
+                                r.provider,
+                                error_chain(&e)
+                            ),
+                        ),
                         502,
                     ),
                     Ok(None) => r.on_end(),
@@ -333,7 +495,10 @@ impl Relay {
     fn on_chunk(&mut self, chunk: Bytes) -> Bytes {
         self.frames.clear();
         if self.sse.feed(&chunk, &mut self.frames).is_err() {
-            return self.fail(ApiError::new(ErrorKind::BadGateway, "upstream sent an oversized SSE line"), 502);
+            return self.fail(
+                ApiError::new(ErrorKind::BadGateway, "upstream sent an oversized SSE line"),
+                502,
+            );
         }
         let frames = std::mem::take(&mut self.frames);
         let out = match &mut self.mode {
@@ -341,7 +506,12 @@ impl Relay {
                 let reframe = *reframe;
                 let mut out = Vec::new();
                 for f in &frames {
-                    let drop_it = tap(self.upstream_dialect, f, &mut self.usage, &mut self.terminal);
+                    let drop_it = tap(
+                        self.upstream_dialect,
+                        f,
+                        &mut self.usage,
+                        &mut self.terminal,
+                    );
                     if reframe && !drop_it {
                         write_event(&mut out, f.event.as_deref(), &f.data);
                     }
@@ -377,7 +547,16 @@ impl Relay {
                 }
                 if let Some(e) = failed {
                     let mut b = out;
-                    b.extend_from_slice(&self.fail(ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{}` sent an invalid stream event: {}", self.provider, e.message)), 502));
+                    b.extend_from_slice(&self.fail(
+                        ApiError::new(
+                            ErrorKind::BadGateway,
+                            format!(
+                                "upstream provider `{}` sent an invalid stream event: {}",
+                                self.provider, e.message
+                            ),
+                        ),
+                        502,
+                    ));
                     return Bytes::from(b);
                 }
                 Bytes::from(out)
@@ -395,8 +574,21 @@ impl Relay {
             Mode::Translate { .. } => self.terminal,
         };
         if !ok {
-            let why = if leftover { "the stream ended inside an event" } else { "the stream ended before its final event" };
-            return self.fail(ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{}` closed the stream early: {why}", self.provider)), 502);
+            let why = if leftover {
+                "the stream ended inside an event"
+            } else {
+                "the stream ended before its final event"
+            };
+            return self.fail(
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "upstream provider `{}` closed the stream early: {why}",
+                        self.provider
+                    ),
+                ),
+                502,
+            );
         }
         let mut out = Vec::new();
         if let Mode::Translate { dec, enc } = &mut self.mode {
@@ -440,7 +632,9 @@ fn tap(d: Dialect, f: &SseFrame, usage: &mut Option<Usage>, terminal: &mut bool)
                 *terminal = true;
                 return false;
             }
-            if memchr::memmem::find(f.data.as_bytes(), b"\"usage\":{").is_some() || memchr::memmem::find(f.data.as_bytes(), b"\"usage\": {").is_some() {
+            if memchr::memmem::find(f.data.as_bytes(), b"\"usage\":{").is_some()
+                || memchr::memmem::find(f.data.as_bytes(), b"\"usage\": {").is_some()
+            {
                 if let Some(u) = openai::extract_usage(f.data.as_bytes()) {
                     *usage = Some(u);
                     return is_usage_only_chunk(&f.data);

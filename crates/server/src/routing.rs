@@ -56,10 +56,18 @@ pub struct Route {
 }
 
 impl Router {
-    pub fn new(aliases: Vec<Alias>, providers: Vec<Arc<Provider>>, direct: bool, infer_by_prefix: bool) -> Self {
+    pub fn new(
+        aliases: Vec<Alias>,
+        providers: Vec<Arc<Provider>>,
+        direct: bool,
+        infer_by_prefix: bool,
+    ) -> Self {
         let ordered: Vec<Arc<Alias>> = aliases.into_iter().map(Arc::new).collect();
         Router {
-            aliases: ordered.iter().map(|a| (a.name.clone(), a.clone())).collect(),
+            aliases: ordered
+                .iter()
+                .map(|a| (a.name.clone(), a.clone()))
+                .collect(),
             ordered,
             providers: providers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             direct,
@@ -85,7 +93,9 @@ impl Router {
             if let Some((p, m)) = model.split_once('/') {
                 if let Some(provider) = self.providers.get(p) {
                     if !m.is_empty() {
-                        return Some(Route { alias: Arc::new(single(model, provider, m)) });
+                        return Some(Route {
+                            alias: Arc::new(single(model, provider, m)),
+                        });
                     }
                 }
             }
@@ -94,8 +104,14 @@ impl Router {
             let mut providers: Vec<&Arc<Provider>> = self.providers.values().collect();
             providers.sort_by(|a, b| a.name.cmp(&b.name));
             for p in providers {
-                if p.preset.model_prefixes.iter().any(|pre| model.starts_with(pre)) {
-                    return Some(Route { alias: Arc::new(single(model, p, model)) });
+                if p.preset
+                    .model_prefixes
+                    .iter()
+                    .any(|pre| model.starts_with(pre))
+                {
+                    return Some(Route {
+                        alias: Arc::new(single(model, p, model)),
+                    });
                 }
             }
         }

@@ -42,7 +42,11 @@ impl AppState {
                 .build()?;
             clients.insert(p.name.clone(), c);
         }
-        let key_digests: HashSet<[u8; 32]> = cfg.api_keys.iter().map(|k: &Secret| digest(k.expose())).collect();
+        let key_digests: HashSet<[u8; 32]> = cfg
+            .api_keys
+            .iter()
+            .map(|k: &Secret| digest(k.expose()))
+            .collect();
         let open = key_digests.is_empty() && cfg.allow_unauthenticated;
         Ok(Arc::new(AppState {
             router: Router::new(cfg.aliases, cfg.providers, cfg.direct, cfg.infer_by_prefix),

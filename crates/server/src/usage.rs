@@ -65,7 +65,8 @@ impl UsageSink {
                     t.requests.fetch_add(1, Ordering::Relaxed);
                     if let Some(u) = r.usage {
                         t.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
-                        t.output_tokens.fetch_add(u.output_tokens, Ordering::Relaxed);
+                        t.output_tokens
+                            .fetch_add(u.output_tokens, Ordering::Relaxed);
                     }
                     let u = r.usage.unwrap_or_default();
                     tracing::info!(

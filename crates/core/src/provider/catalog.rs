@@ -127,9 +127,23 @@ static PRESETS: [Preset; 25] = [
     Preset {
         base_url_env: Some("OPENAI_BASE_URL"),
         embeddings: true,
-        default_models: &["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small", "text-embedding-3-large"],
+        default_models: &[
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "o4-mini",
+            "text-embedding-3-small",
+            "text-embedding-3-large",
+        ],
         model_prefixes: &["gpt-", "o1", "o3", "o4", "text-embedding-", "chatgpt-"],
-        ..oa("openai", "OpenAI", "https://api.openai.com/v1", &["OPENAI_API_KEY"], openai_quirks())
+        ..oa(
+            "openai",
+            "OpenAI",
+            "https://api.openai.com/v1",
+            &["OPENAI_API_KEY"],
+            openai_quirks(),
+        )
     },
     Preset {
         path_style: PathStyle::AzureDeployment,
@@ -137,7 +151,13 @@ static PRESETS: [Preset; 25] = [
         auth: AuthStyle::Header("api-key"),
         base_url_env: Some("AZURE_OPENAI_ENDPOINT"),
         embeddings: true,
-        ..oa("azure", "Azure OpenAI", "", &["AZURE_OPENAI_API_KEY"], openai_quirks())
+        ..oa(
+            "azure",
+            "Azure OpenAI",
+            "",
+            &["AZURE_OPENAI_API_KEY"],
+            openai_quirks(),
+        )
     },
     Preset {
         kind: "anthropic",
@@ -168,104 +188,298 @@ static PRESETS: [Preset; 25] = [
         default_headers: &[],
         quirks: openai_quirks(),
         embeddings: true,
-        default_models: &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-embedding-001"],
+        default_models: &[
+            "gemini-2.5-flash",
+            "gemini-2.5-pro",
+            "gemini-2.5-flash-lite",
+            "gemini-embedding-001",
+        ],
         model_prefixes: &["gemini-"],
     },
     Preset {
-        model_prefixes: &["mistral-", "codestral-", "ministral-", "magistral-", "pixtral-"],
+        model_prefixes: &[
+            "mistral-",
+            "codestral-",
+            "ministral-",
+            "magistral-",
+            "pixtral-",
+        ],
         embeddings: true,
-        quirks: Quirks { stream_options: false, seed: false, user: false, n: true, ..compat() },
-        ..oa("mistral", "Mistral AI", "https://api.mistral.ai/v1", &["MISTRAL_API_KEY"], compat())
+        quirks: Quirks {
+            stream_options: false,
+            seed: false,
+            user: false,
+            n: true,
+            ..compat()
+        },
+        ..oa(
+            "mistral",
+            "Mistral AI",
+            "https://api.mistral.ai/v1",
+            &["MISTRAL_API_KEY"],
+            compat(),
+        )
     },
-    oa("groq", "Groq", "https://api.groq.com/openai/v1", &["GROQ_API_KEY"], Quirks { parallel_tool_calls: true, ..compat() }),
+    oa(
+        "groq",
+        "Groq",
+        "https://api.groq.com/openai/v1",
+        &["GROQ_API_KEY"],
+        Quirks {
+            parallel_tool_calls: true,
+            ..compat()
+        },
+    ),
     Preset {
         model_prefixes: &["deepseek-"],
         default_models: &["deepseek-chat", "deepseek-reasoner"],
-        ..oa("deepseek", "DeepSeek", "https://api.deepseek.com", &["DEEPSEEK_API_KEY"], compat())
+        ..oa(
+            "deepseek",
+            "DeepSeek",
+            "https://api.deepseek.com",
+            &["DEEPSEEK_API_KEY"],
+            compat(),
+        )
     },
     Preset {
         embeddings: true,
-        ..oa("together", "Together AI", "https://api.together.xyz/v1", &["TOGETHER_API_KEY", "TOGETHERAI_API_KEY"], Quirks { n: true, ..compat() })
+        ..oa(
+            "together",
+            "Together AI",
+            "https://api.together.xyz/v1",
+            &["TOGETHER_API_KEY", "TOGETHERAI_API_KEY"],
+            Quirks {
+                n: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         embeddings: true,
-        ..oa("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1", &["FIREWORKS_API_KEY"], Quirks { n: true, ..compat() })
+        ..oa(
+            "fireworks",
+            "Fireworks AI",
+            "https://api.fireworks.ai/inference/v1",
+            &["FIREWORKS_API_KEY"],
+            Quirks {
+                n: true,
+                ..compat()
+            },
+        )
     },
-    oa("openrouter", "OpenRouter", "https://openrouter.ai/api/v1", &["OPENROUTER_API_KEY"], Quirks { parallel_tool_calls: true, ..compat() }),
+    oa(
+        "openrouter",
+        "OpenRouter",
+        "https://openrouter.ai/api/v1",
+        &["OPENROUTER_API_KEY"],
+        Quirks {
+            parallel_tool_calls: true,
+            ..compat()
+        },
+    ),
     Preset {
         model_prefixes: &["grok-"],
-        ..oa("xai", "xAI (Grok)", "https://api.x.ai/v1", &["XAI_API_KEY"], Quirks { n: true, parallel_tool_calls: true, max_tokens_field: MaxTokensField::MaxCompletionTokens, ..compat() })
+        ..oa(
+            "xai",
+            "xAI (Grok)",
+            "https://api.x.ai/v1",
+            &["XAI_API_KEY"],
+            Quirks {
+                n: true,
+                parallel_tool_calls: true,
+                max_tokens_field: MaxTokensField::MaxCompletionTokens,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["sonar"],
-        ..oa("perplexity", "Perplexity", "https://api.perplexity.ai", &["PERPLEXITY_API_KEY", "PPLX_API_KEY"], Quirks { stream_options: false, seed: false, user: false, ..compat() })
+        ..oa(
+            "perplexity",
+            "Perplexity",
+            "https://api.perplexity.ai",
+            &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
+            Quirks {
+                stream_options: false,
+                seed: false,
+                user: false,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["qwen-", "qwen2", "qwen3", "qwq-"],
         embeddings: true,
         base_url_env: Some("DASHSCOPE_BASE_URL"),
-        ..oa("qwen", "Qwen / Alibaba DashScope (compatible mode)", "https://dashscope.aliyuncs.com/compatible-mode/v1", &["DASHSCOPE_API_KEY", "QWEN_API_KEY"], Quirks { n: true, parallel_tool_calls: true, ..compat() })
+        ..oa(
+            "qwen",
+            "Qwen / Alibaba DashScope (compatible mode)",
+            "https://dashscope.aliyuncs.com/compatible-mode/v1",
+            &["DASHSCOPE_API_KEY", "QWEN_API_KEY"],
+            Quirks {
+                n: true,
+                parallel_tool_calls: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["moonshot-", "kimi-"],
-        ..oa("moonshot", "Moonshot AI (Kimi)", "https://api.moonshot.cn/v1", &["MOONSHOT_API_KEY"], Quirks { n: true, ..compat() })
+        ..oa(
+            "moonshot",
+            "Moonshot AI (Kimi)",
+            "https://api.moonshot.cn/v1",
+            &["MOONSHOT_API_KEY"],
+            Quirks {
+                n: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["glm-"],
         embeddings: true,
-        ..oa("zhipu", "Zhipu AI (GLM)", "https://open.bigmodel.cn/api/paas/v4", &["ZHIPUAI_API_KEY", "ZHIPU_API_KEY"], Quirks { seed: false, penalties: false, ..compat() })
+        ..oa(
+            "zhipu",
+            "Zhipu AI (GLM)",
+            "https://open.bigmodel.cn/api/paas/v4",
+            &["ZHIPUAI_API_KEY", "ZHIPU_API_KEY"],
+            Quirks {
+                seed: false,
+                penalties: false,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["ernie-"],
         embeddings: true,
-        ..oa("qianfan", "Baidu Qianfan (ERNIE)", "https://qianfan.baidubce.com/v2", &["QIANFAN_API_KEY"], compat())
+        ..oa(
+            "qianfan",
+            "Baidu Qianfan (ERNIE)",
+            "https://qianfan.baidubce.com/v2",
+            &["QIANFAN_API_KEY"],
+            compat(),
+        )
     },
     Preset {
         model_prefixes: &["hunyuan-"],
         embeddings: true,
-        ..oa("hunyuan", "Tencent Hunyuan", "https://api.hunyuan.cloud.tencent.com/v1", &["HUNYUAN_API_KEY"], Quirks { seed: true, ..compat() })
+        ..oa(
+            "hunyuan",
+            "Tencent Hunyuan",
+            "https://api.hunyuan.cloud.tencent.com/v1",
+            &["HUNYUAN_API_KEY"],
+            Quirks {
+                seed: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         model_prefixes: &["doubao-"],
         embeddings: true,
-        ..oa("volcengine", "Volcengine Ark (Doubao)", "https://ark.cn-beijing.volces.com/api/v3", &["ARK_API_KEY", "VOLCENGINE_API_KEY"], compat())
+        ..oa(
+            "volcengine",
+            "Volcengine Ark (Doubao)",
+            "https://ark.cn-beijing.volces.com/api/v3",
+            &["ARK_API_KEY", "VOLCENGINE_API_KEY"],
+            compat(),
+        )
     },
     Preset {
         model_prefixes: &["minimax-", "abab"],
-        ..oa("minimax", "MiniMax", "https://api.minimax.io/v1", &["MINIMAX_API_KEY"], Quirks { seed: false, penalties: false, ..compat() })
+        ..oa(
+            "minimax",
+            "MiniMax",
+            "https://api.minimax.io/v1",
+            &["MINIMAX_API_KEY"],
+            Quirks {
+                seed: false,
+                penalties: false,
+                ..compat()
+            },
+        )
     },
     Preset {
         embeddings: true,
-        ..oa("siliconflow", "SiliconFlow", "https://api.siliconflow.cn/v1", &["SILICONFLOW_API_KEY"], Quirks { n: true, ..compat() })
+        ..oa(
+            "siliconflow",
+            "SiliconFlow",
+            "https://api.siliconflow.cn/v1",
+            &["SILICONFLOW_API_KEY"],
+            Quirks {
+                n: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         key_required: false,
         base_url_env: Some("OLLAMA_BASE_URL"),
         embeddings: true,
-        ..oa("ollama", "Ollama (OpenAI-compatible /v1)", "http://127.0.0.1:11434/v1", &["OLLAMA_API_KEY"], compat())
+        ..oa(
+            "ollama",
+            "Ollama (OpenAI-compatible /v1)",
+            "http://127.0.0.1:11434/v1",
+            &["OLLAMA_API_KEY"],
+            compat(),
+        )
     },
     Preset {
         key_required: false,
         base_url_env: Some("VLLM_BASE_URL"),
         embeddings: true,
-        ..oa("vllm", "vLLM", "http://127.0.0.1:8000/v1", &["VLLM_API_KEY"], Quirks { n: true, parallel_tool_calls: true, ..compat() })
+        ..oa(
+            "vllm",
+            "vLLM",
+            "http://127.0.0.1:8000/v1",
+            &["VLLM_API_KEY"],
+            Quirks {
+                n: true,
+                parallel_tool_calls: true,
+                ..compat()
+            },
+        )
     },
     Preset {
         key_required: false,
         base_url_env: Some("LMSTUDIO_BASE_URL"),
         embeddings: true,
-        ..oa("lmstudio", "LM Studio", "http://127.0.0.1:1234/v1", &["LMSTUDIO_API_KEY"], compat())
+        ..oa(
+            "lmstudio",
+            "LM Studio",
+            "http://127.0.0.1:1234/v1",
+            &["LMSTUDIO_API_KEY"],
+            compat(),
+        )
     },
     Preset {
         model_prefixes: &["command-"],
         embeddings: true,
-        ..oa("cohere", "Cohere (OpenAI compatibility API)", "https://api.cohere.ai/compatibility/v1", &["COHERE_API_KEY", "CO_API_KEY"], Quirks { seed: true, parallel_tool_calls: false, ..compat() })
+        ..oa(
+            "cohere",
+            "Cohere (OpenAI compatibility API)",
+            "https://api.cohere.ai/compatibility/v1",
+            &["COHERE_API_KEY", "CO_API_KEY"],
+            Quirks {
+                seed: true,
+                parallel_tool_calls: false,
+                ..compat()
+            },
+        )
     },
     Preset {
         base_url: None,
         key_required: false,
         embeddings: true,
-        ..oa("openai_compatible", "Any OpenAI-compatible server", "", &[], compat())
+        ..oa(
+            "openai_compatible",
+            "Any OpenAI-compatible server",
+            "",
+            &[],
+            compat(),
+        )
     },
 ];
 

@@ -115,7 +115,9 @@ impl Provider {
                 "{}/openai/deployments/{}/chat/completions?api-version={}",
                 self.base_url,
                 upstream_model,
-                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+                self.api_version
+                    .as_deref()
+                    .unwrap_or(AZURE_DEFAULT_API_VERSION)
             ),
             PathStyle::Anthropic => format!("{}/v1/messages", self.base_url),
             PathStyle::Gemini => {
@@ -140,11 +142,17 @@ impl Provider {
                 "{}/openai/deployments/{}/embeddings?api-version={}",
                 self.base_url,
                 upstream_model,
-                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+                self.api_version
+                    .as_deref()
+                    .unwrap_or(AZURE_DEFAULT_API_VERSION)
             ),
             PathStyle::Anthropic => return None,
             PathStyle::Gemini => {
-                format!("{}/models/{}:batchEmbedContents", self.base_url, gemini_model(upstream_model))
+                format!(
+                    "{}/models/{}:batchEmbedContents",
+                    self.base_url,
+                    gemini_model(upstream_model)
+                )
             }
         })
     }

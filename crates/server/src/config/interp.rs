@@ -41,7 +41,9 @@ pub(super) fn interpolate(value: &str, env: EnvFn<'_>) -> Result<String, String>
 /// True when the value is exactly one `${VAR}` reference (what secrets must be).
 pub(super) fn is_single_reference(value: &str) -> bool {
     let v = value.trim();
-    v.starts_with("${") && v.ends_with('}') && v[2..v.len() - 1].chars().all(|c| c != '}' && c != '$')
+    v.starts_with("${")
+        && v.ends_with('}')
+        && v[2..v.len() - 1].chars().all(|c| c != '}' && c != '$')
 }
 
 /// `20MiB`, `512KiB`, `1MB`, `1000` → bytes.
@@ -86,7 +88,12 @@ pub(super) fn locate(text: &str, path: &str) -> Option<usize> {
                             break;
                         }
                     }
-                    let key = body.split(':').next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
+                    let key = body
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\'');
                     if key == k && body.contains(':') {
                         hit = Some((i, ind));
                         break;

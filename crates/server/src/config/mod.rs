@@ -60,9 +60,8 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: ")?,
-            None => {}
+        if let Some(l) = self.line {
+            write!(f, "line {l}: ")?;
         }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
@@ -85,7 +84,11 @@ pub fn from_yaml(text: &str, file: &str, env: EnvFn<'_>) -> Result<Config, Vec<P
         Ok(r) => r,
         Err(e) => return Err(vec![yaml_problem(&e)]),
     };
-    let mut v = Validator { text, env, problems: Vec::new() };
+    let mut v = Validator {
+        text,
+        env,
+        problems: Vec::new(),
+    };
     let cfg = v.config(raw, Source::File(file.to_owned()));
     if v.problems.is_empty() {
         Ok(cfg)
@@ -154,7 +157,11 @@ impl Validator<'_> {
         }
         let s = self.string(path, value)?;
         if s.is_empty() {
-            self.problem(path, "the key is empty", "set the environment variable to the provider's API key");
+            self.problem(
+                path,
+                "the key is empty",
+                "set the environment variable to the provider's API key",
+            );
             return None;
         }
         Some(Secret::new(s))
@@ -165,7 +172,11 @@ impl Validator<'_> {
         match humantime::parse_duration(v.trim()) {
             Ok(d) if !d.is_zero() => d,
             _ => {
-                self.problem(path, format!("`{v}` is not a duration"), "write a duration like `500ms`, `30s` or `2m`");
+                self.problem(
+                    path,
+                    format!("`{v}` is not a duration"),
+                    "write a duration like `500ms`, `30s` or `2m`",
+                );
                 default
             }
         }
@@ -189,7 +200,11 @@ impl Validator<'_> {
             Some(raw::RawSize::Text(t)) => match interp::parse_size(t) {
                 Some(b) => b,
                 None => {
-                    self.problem("server.max_body_size", format!("`{t}` is not a size"), "write a size like `20MiB`, `512KiB` or a byte count");
+                    self.problem(
+                        "server.max_body_size",
+                        format!("`{t}` is not a size"),
+                        "write a size like `20MiB`, `512KiB` or a byte count",
+                    );
                     DEFAULT_MAX_BODY
                 }
             },
@@ -233,7 +248,11 @@ impl Validator<'_> {
     fn provider(&mut self, name: &str, p: &raw::RawProvider) -> Option<Provider> {
         let base = format!("providers.{name}");
         let Some(kind) = p.kind.as_deref() else {
-            self.problem(&base, "`kind` is missing", format!("add `kind:` with one of: {}", kinds()));
+            self.problem(
+                &base,
+                "`kind` is missing",
+                format!("add `kind:` with one of: {}", kinds()),
+            );
             return None;
         };
         let Some(preset) = provider::preset(kind) else {
@@ -243,24 +262,42 @@ impl Validator<'_> {
                 format!("unknown provider kind `{kind}`"),
                 match hint {
                     Some(h) => format!("did you mean `{h}`? Known kinds: {}", kinds()),
-                    None => format!("use one of: {} (`switchyard providers` describes each)", kinds()),
+                    None => format!(
+                        "use one of: {} (`switchyard providers` describes each)",
+                        kinds()
+                    ),
                 },
             );
             return None;
         };
         let base_url = match p.base_url.as_deref() {
             Some(u) => self.string(&format!("{base}.base_url"), u)?,
-            None => match preset.base_url_env.and_then(|e| (self.env)(e)).or(preset.base_url.map(str::to_owned)) {
+            None => match preset
+                .base_url_env
+                .and_then(|e| (self.env)(e))
+                .or(preset.base_url.map(str::to_owned))
+            {
                 Some(u) => u,
                 None => {
-                    let env_hint = preset.base_url_env.map(|e| format!(" (or set {e})")).unwrap_or_default();
-                    self.problem(&base, format!("`{kind}` providers have no default base URL"), format!("add `base_url:`{env_hint}"));
+                    let env_hint = preset
+                        .base_url_env
+                        .map(|e| format!(" (or set {e})"))
+                        .unwrap_or_default();
+                    self.problem(
+                        &base,
+                        format!("`{kind}` providers have no default base URL"),
+                        format!("add `base_url:`{env_hint}"),
+                    );
                     return None;
                 }
             },
         };
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            self.problem(&format!("{base}.base_url"), format!("`{base_url}` is not an http(s) URL"), "write a URL such as `https://api.example.com/v1`");
+            self.problem(
+                &format!("{base}.base_url"),
+                format!("`{base_url}` is not an http(s) URL"),
+                "write a URL such as `https://api.example.com/v1`",
+            );
         }
         let mut keys = Vec::new();
         if let Some(k) = &p.api_key {
@@ -274,25 +311,47 @@ impl Validator<'_> {
             match std::fs::read_to_string(&path) {
                 Ok(s) => match s.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
                     Some(k) => keys.push(Secret::new(k)),
-                    None => self.problem(&format!("{base}.api_key_file"), format!("`{path}` is empty"), "write the key on the file's first line"),
+                    None => self.problem(
+                        &format!("{base}.api_key_file"),
+                        format!("`{path}` is empty"),
+                        "write the key on the file's first line",
+                    ),
                 },
-                Err(e) => self.problem(&format!("{base}.api_key_file"), format!("cannot read `{path}`: {e}"), "check the path and the file's permissions"),
+                Err(e) => self.problem(
+                    &format!("{base}.api_key_file"),
+                    format!("cannot read `{path}`: {e}"),
+                    "check the path and the file's permissions",
+                ),
             }
         }
-        if keys.is_empty() && p.api_key.is_none() && p.api_keys.is_empty() && p.api_key_file.is_none() {
+        if keys.is_empty()
+            && p.api_key.is_none()
+            && p.api_keys.is_empty()
+            && p.api_key_file.is_none()
+        {
             if let Some(k) = preset.key_env.iter().find_map(|e| (self.env)(e)) {
                 keys.push(Secret::new(k));
             } else if preset.key_required {
                 let envs = preset.key_env.join(" or ");
-                self.problem(&base, format!("no API key for `{kind}`"), format!("set {envs}, or add `api_key: ${{SOME_ENV_VAR}}` / `api_key_file:`"));
+                self.problem(
+                    &base,
+                    format!("no API key for `{kind}`"),
+                    format!("set {envs}, or add `api_key: ${{SOME_ENV_VAR}}` / `api_key_file:`"),
+                );
             }
         }
         let mut headers = Vec::new();
         for (h, v) in &p.headers {
             let path = format!("{base}.headers.{h}");
             let value = self.string(&path, v)?;
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() || http::HeaderValue::from_str(&value).is_err() {
-                self.problem(&path, format!("`{h}` is not a valid header"), "use an ASCII header name and value");
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&value).is_err()
+            {
+                self.problem(
+                    &path,
+                    format!("`{h}` is not a valid header"),
+                    "use an ASCII header name and value",
+                );
                 continue;
             }
             headers.push((h.to_ascii_lowercase(), value));
@@ -302,21 +361,51 @@ impl Validator<'_> {
             None => None,
         };
         if api_version.is_some() && preset.kind != "azure" {
-            self.problem(&format!("{base}.api_version"), "`api_version` only applies to `kind: azure`", "remove it");
+            self.problem(
+                &format!("{base}.api_version"),
+                "`api_version` only applies to `kind: azure`",
+                "remove it",
+            );
         }
         let t = &p.timeouts;
         let d = Timeouts::default();
-        
+
         let timeouts = Timeouts {
-            connect: self.duration(&format!("{base}.timeouts.connect"), t.connect.as_deref(), d.connect),
-            first_byte: self.duration(&format!("{base}.timeouts.first_byte"), t.first_byte.as_deref(), d.first_byte),
+            connect: self.duration(
+                &format!("{base}.timeouts.connect"),
+                t.connect.as_deref(),
+                d.connect,
+            ),
+            first_byte: self.duration(
+                &format!("{base}.timeouts.first_byte"),
+                t.first_byte.as_deref(),
+                d.first_byte,
+            ),
             idle: self.duration(&format!("{base}.timeouts.idle"), t.idle.as_deref(), d.idle),
-            total: self.duration(&format!("{base}.timeouts.total"), t.total.as_deref(), d.total),
+            total: self.duration(
+                &format!("{base}.timeouts.total"),
+                t.total.as_deref(),
+                d.total,
+            ),
         };
-        Some(Provider::new(name.to_owned(), preset, base_url, keys, headers, api_version, timeouts))
+        Some(Provider::new(
+            name.to_owned(),
+            preset,
+            base_url,
+            keys,
+            headers,
+            api_version,
+            timeouts,
+        ))
     }
 
-    fn alias(&mut self, name: &str, m: &raw::RawModel, providers: &BTreeMap<String, Arc<Provider>>, raw: &RawConfig) -> Option<Alias> {
+    fn alias(
+        &mut self,
+        name: &str,
+        m: &raw::RawModel,
+        providers: &BTreeMap<String, Arc<Provider>>,
+        raw: &RawConfig,
+    ) -> Option<Alias> {
         let base = format!("models.{name}");
         if m.deployments.is_empty() {
             self.problem(&base, "the model has no deployments", "add `deployments:` with at least one `- provider: NAME` and `model: UPSTREAM_MODEL`");
@@ -325,7 +414,11 @@ impl Validator<'_> {
         if name.contains('/') && raw.routing.direct.unwrap_or(true) {
             if let Some((p, _)) = name.split_once('/') {
                 if providers.contains_key(p) {
-                    self.problem(&base, format!("the alias `{name}` shadows direct routing to provider `{p}`"), "rename the alias, or set `routing.direct: false`");
+                    self.problem(
+                        &base,
+                        format!("the alias `{name}` shadows direct routing to provider `{p}`"),
+                        "rename the alias, or set `routing.direct: false`",
+                    );
                 }
             }
         }
@@ -333,7 +426,11 @@ impl Validator<'_> {
         for (i, d) in m.deployments.iter().enumerate() {
             let path = format!("{base}.deployments[{i}]");
             let Some(pname) = d.provider.as_deref() else {
-                self.problem(&path, "`provider` is missing", "add `provider:` naming one of the entries under `providers:`");
+                self.problem(
+                    &path,
+                    "`provider` is missing",
+                    "add `provider:` naming one of the entries under `providers:`",
+                );
                 continue;
             };
             let Some(provider) = providers.get(pname) else {
@@ -353,13 +450,23 @@ impl Validator<'_> {
                 continue;
             };
             let Some(model) = d.model.as_deref() else {
-                self.problem(&path, "`model` is missing", "add `model:` with the upstream model name (for Azure, the deployment name)");
+                self.problem(
+                    &path,
+                    "`model` is missing",
+                    "add `model:` with the upstream model name (for Azure, the deployment name)",
+                );
                 continue;
             };
-            let Some(model) = self.string(&format!("{path}.model"), model) else { continue };
+            let Some(model) = self.string(&format!("{path}.model"), model) else {
+                continue;
+            };
             let weight = d.weight.unwrap_or(1);
             if weight == 0 {
-                self.problem(&format!("{path}.weight"), "weight 0 would never be chosen", "use a weight ≥ 1, or remove the deployment");
+                self.problem(
+                    &format!("{path}.weight"),
+                    "weight 0 would never be chosen",
+                    "use a weight ≥ 1, or remove the deployment",
+                );
             }
             let price = d.price.map(|p| Price {
                 input: p.input.unwrap_or(0.0),
@@ -367,8 +474,15 @@ impl Validator<'_> {
                 cached_input: p.cached_input.or(p.input).unwrap_or(0.0),
             });
             if let Some(p) = &price {
-                if [p.input, p.output, p.cached_input].iter().any(|v| !v.is_finite() || *v < 0.0) {
-                    self.problem(&format!("{path}.price"), "prices must be non-negative numbers", "give USD per 1M tokens, e.g. `input: 2.5`");
+                if [p.input, p.output, p.cached_input]
+                    .iter()
+                    .any(|v| !v.is_finite() || *v < 0.0)
+                {
+                    self.problem(
+                        &format!("{path}.price"),
+                        "prices must be non-negative numbers",
+                        "give USD per 1M tokens, e.g. `input: 2.5`",
+                    );
                 }
             }
             deployments.push(Arc::new(Deployment {
@@ -383,12 +497,20 @@ impl Validator<'_> {
         if deployments.is_empty() {
             return None;
         }
-        Some(Alias { name: name.to_owned(), description: m.description.clone(), deployments })
+        Some(Alias {
+            name: name.to_owned(),
+            description: m.description.clone(),
+            deployments,
+        })
     }
 }
 
 fn kinds() -> String {
-    provider::presets().iter().map(|p| p.kind).collect::<Vec<_>>().join(", ")
+    provider::presets()
+        .iter()
+        .map(|p| p.kind)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The closest candidate by edit distance, if close enough to be a typo.
@@ -421,9 +543,25 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
     let mut providers = Vec::new();
     let mut aliases: Vec<Alias> = Vec::new();
     for preset in provider::presets() {
-        let Some(key) = preset.key_env.iter().find_map(|e| env(e)) else { continue };
-        let Some(base_url) = preset.base_url_env.and_then(env).or(preset.base_url.map(str::to_owned)) else { continue };
-        let p = Arc::new(Provider::new(preset.kind.to_owned(), preset, base_url, vec![Secret::new(key)], Vec::new(), None, Timeouts::default()));
+        let Some(key) = preset.key_env.iter().find_map(|e| env(e)) else {
+            continue;
+        };
+        let Some(base_url) = preset
+            .base_url_env
+            .and_then(env)
+            .or(preset.base_url.map(str::to_owned))
+        else {
+            continue;
+        };
+        let p = Arc::new(Provider::new(
+            preset.kind.to_owned(),
+            preset,
+            base_url,
+            vec![Secret::new(key)],
+            Vec::new(),
+            None,
+            Timeouts::default(),
+        ));
         for m in preset.default_models {
             if aliases.iter().any(|a| a.name == *m) {
                 continue;
@@ -431,7 +569,14 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
             aliases.push(Alias {
                 name: (*m).to_owned(),
                 description: Some(format!("{} {m}", preset.display_name)),
-                deployments: vec![Arc::new(Deployment { id: format!("{}/{m}", preset.kind), provider: p.clone(), model: (*m).to_owned(), weight: 1, region: None, price: None })],
+                deployments: vec![Arc::new(Deployment {
+                    id: format!("{}/{m}", preset.kind),
+                    provider: p.clone(),
+                    model: (*m).to_owned(),
+                    weight: 1,
+                    region: None,
+                    price: None,
+                })],
             });
         }
         providers.push(p);
@@ -456,7 +601,13 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
 /// `SWITCHYARD_MASTER_KEY`.
 pub fn gateway_keys_from_env(env: EnvFn<'_>) -> Vec<Secret> {
     let mut keys: Vec<Secret> = env("SWITCHYARD_API_KEYS")
-        .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(m) = env("SWITCHYARD_MASTER_KEY") {
         keys.push(Secret::new(m));

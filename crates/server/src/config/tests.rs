@@ -50,7 +50,10 @@ models:
     let openai = cfg.providers.iter().find(|p| p.name == "openai").unwrap();
     assert_eq!(openai.timeouts.connect, Duration::from_secs(2));
     assert_eq!(cfg.aliases[0].deployments[0].weight, 3);
-    assert_eq!(cfg.aliases[0].deployments[0].price.unwrap().cached_input, 2.5);
+    assert_eq!(
+        cfg.aliases[0].deployments[0].price.unwrap().cached_input,
+        2.5
+    );
 }
 
 #[test]
@@ -60,7 +63,10 @@ fn inline_secret_is_refused() {
     assert_eq!(p[0].path, "providers.openai.api_key");
     assert_eq!(p[0].line, Some(4));
     assert!(p[0].fix.contains("${"));
-    assert!(!p[0].to_string().contains("sk-live-123"), "the secret itself is never echoed");
+    assert!(
+        !p[0].to_string().contains("sk-live-123"),
+        "the secret itself is never echoed"
+    );
 }
 
 #[test]
@@ -70,13 +76,28 @@ fn every_problem_is_reported_with_location_and_fix() {
     );
     let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
     let all = text.join("\n");
-    assert!(all.contains("unknown provider kind `opnai`") && all.contains("did you mean `openai`"), "{all}");
-    assert!(all.contains("no API key for `deepseek`") && all.contains("DEEPSEEK_API_KEY"), "{all}");
+    assert!(
+        all.contains("unknown provider kind `opnai`") && all.contains("did you mean `openai`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("no API key for `deepseek`") && all.contains("DEEPSEEK_API_KEY"),
+        "{all}"
+    );
     assert!(all.contains("provider `openia` is not defined"), "{all}");
-    assert!(all.contains("models.empty: the model has no deployments"), "{all}");
-    let kind = p.iter().find(|p| p.path == "providers.openai.kind").unwrap();
+    assert!(
+        all.contains("models.empty: the model has no deployments"),
+        "{all}"
+    );
+    let kind = p
+        .iter()
+        .find(|p| p.path == "providers.openai.kind")
+        .unwrap();
     assert_eq!(kind.line, Some(3));
-    let dep = p.iter().find(|p| p.path == "models.fast.deployments[0].provider").unwrap();
+    let dep = p
+        .iter()
+        .find(|p| p.path == "models.fast.deployments[0].provider")
+        .unwrap();
     assert_eq!(dep.line, Some(9));
 }
 
@@ -85,7 +106,11 @@ fn unknown_fields_and_syntax_errors_have_lines() {
     let p = problems("providers:\n  openai:\n    kind: openai\n    api_kye: x\n");
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].line, Some(4));
-    assert!(p[0].message.contains("unknown field `api_kye`"), "{}", p[0].message);
+    assert!(
+        p[0].message.contains("unknown field `api_kye`"),
+        "{}",
+        p[0].message
+    );
     let p = problems("providers:\n  openai: [\n");
     assert!(p[0].line.is_some());
 }

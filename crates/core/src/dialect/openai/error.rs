@@ -44,7 +44,8 @@ fn type_for(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => "invalid_request_error",
         ErrorKind::Authentication => "authentication_error",
         ErrorKind::PermissionDenied => "permission_error",
-        ErrorKind::NotFound => "not_found_error",
+        // OpenAI reports unknown models and routes as 404 `invalid_request_error`.
+        ErrorKind::NotFound => "invalid_request_error",
         ErrorKind::RateLimit => "rate_limit_error",
         ErrorKind::Api | ErrorKind::Overloaded | ErrorKind::BadGateway | ErrorKind::Timeout => {
             "server_error"
