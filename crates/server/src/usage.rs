@@ -40,6 +40,21 @@ pub struct Totals {
     pub output_tokens: AtomicU64,
     /// Records that could not be queued (channel full or closed).
     pub dropped: AtomicU64,
+    /// The most recent records written (bounded), for inspection.
+    recent: std::sync::Mutex<std::collections::VecDeque<UsageRecord>>,
+}
+
+/// How many recent records [`Totals`] keeps.
+pub const RECENT: usize = 1024;
+
+impl Totals {
+    /// The most recent records, oldest first.
+    pub fn recent(&self) -> Vec<UsageRecord> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The sending half, cloned into request handlers.
@@ -69,6 +84,12 @@ impl UsageSink {
                             .fetch_add(u.output_tokens, Ordering::Relaxed);
                     }
                     let u = r.usage.unwrap_or_default();
+                    if let Ok(mut recent) = t.recent.lock() {
+                        if recent.len() == RECENT {
+                            recent.pop_front();
+                        }
+                        recent.push_back(r.clone());
+                    }
                     tracing::info!(
                         target: "switchyard::usage",
                         request_id = %r.request_id,

@@ -197,3 +197,79 @@ impl Provider {
 fn gemini_model(m: &str) -> &str {
     m.strip_prefix("models/").unwrap_or(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(kind: &str, base: &str, keys: &[&str]) -> Provider {
+        Provider::new(
+            kind.into(),
+            preset(kind).unwrap(),
+            base.into(),
+            keys.iter().map(|k| Secret::new(*k)).collect(),
+            vec![("x-extra".into(), "1".into())],
+            None,
+            Timeouts::default(),
+        )
+    }
+
+    #[test]
+    fn azure_uses_deployment_paths_api_version_and_api_key_header() {
+        let p = provider("azure", "https://res.openai.azure.com/", &["k1"]);
+        assert_eq!(
+            p.chat_url("my-gpt4o", true),
+            "https://res.openai.azure.com/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            p.embeddings_url("emb").unwrap(),
+            "https://res.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21"
+        );
+        let h = p.request_headers();
+        assert!(h.contains(&("api-key".into(), "k1".into())));
+        assert!(!h.iter().any(|(k, _)| k == "authorization"));
+    }
+
+    #[test]
+    fn urls_and_auth_per_dialect() {
+        let a = provider("anthropic", "https://api.anthropic.com", &["ak"]);
+        assert_eq!(
+            a.chat_url("claude", true),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert!(a.embeddings_url("x").is_none());
+        let h = a.request_headers();
+        assert!(h.contains(&("x-api-key".into(), "ak".into())));
+        assert!(h.contains(&("anthropic-version".into(), "2023-06-01".into())));
+        let g = provider(
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta",
+            &["gk"],
+        );
+        assert_eq!(
+            g.chat_url("models/gemini-2.5-flash", true),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert!(g
+            .request_headers()
+            .contains(&("x-goog-api-key".into(), "gk".into())));
+        let d = provider("deepseek", "https://api.deepseek.com", &["dk"]);
+        assert_eq!(
+            d.chat_url("deepseek-chat", false),
+            "https://api.deepseek.com/chat/completions"
+        );
+        assert!(d
+            .request_headers()
+            .contains(&("authorization".into(), "Bearer dk".into())));
+    }
+
+    #[test]
+    fn keys_rotate_round_robin_and_never_print() {
+        let p = provider("openai", "https://api.openai.com/v1", &["a", "b"]);
+        let seen: Vec<String> = (0..4)
+            .map(|_| p.key().unwrap().expose().to_owned())
+            .collect();
+        assert_eq!(seen, ["a", "b", "a", "b"]);
+        assert!(!format!("{p:?}").contains("\"a\""));
+    }
+}

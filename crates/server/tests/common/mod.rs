@@ -292,3 +292,20 @@ pub fn assemble_anthropic(
     }
     (names, text, tools, stop, usage)
 }
+
+impl Gateway {
+    /// Wait until at least `n` usage records were written; return them.
+    pub async fn usage_records(&self, n: usize) -> Vec<switchyard_server::usage::UsageRecord> {
+        for _ in 0..200 {
+            let r = self.state.usage.totals().recent();
+            if r.len() >= n {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "expected {n} usage records, got {}",
+            self.state.usage.totals().recent().len()
+        );
+    }
+}
