@@ -735,3 +735,121 @@ def test_api_key_header_variants(gateway_url):
     )
     r = client.chat.completions.create(model="demo-openai", messages=user("azure style"))
     assert r.choices[0].message.content == said("demo-openai", "azure style")
+
+
+# ---------------------------------------------------------------------------
+# More translation corners.
+
+
+def test_unicode_streamed(openai_client, alias):
+    prompt = "héllo 世界 🎉 ünïcödé"
+    stream = openai_client.chat.completions.create(model=alias, messages=user(prompt), stream=True)
+    text, _, _, _ = collect_stream(stream)
+    assert text == said(alias, prompt)
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "function", "function": {"name": "get_status"}},
+        {"type": "function", "function": {"name": "get_status", "parameters": {"type": "object", "properties": {}}}},
+    ],
+    ids=["no-parameters", "empty-properties"],
+)
+def test_parameterless_tool(openai_client, alias, tool):
+    r = openai_client.chat.completions.create(model=alias, messages=user("status?"), tools=[tool])
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_status"
+    assert json.loads(call.function.arguments) == {}
+    stream = openai_client.chat.completions.create(model=alias, messages=user("status?"), tools=[tool], stream=True)
+    _, finish, calls, _ = collect_stream(stream)
+    assert finish == "tool_calls"
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_status", {})]
+
+
+def test_strict_tool_with_rich_schema(openai_client, alias):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "query",
+            "strict": True,
+            "parameters": {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "properties": {
+                    "u": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                    "n": {"type": ["integer", "null"]},
+                    "o": {
+                        "type": "object",
+                        "properties": {"x": {"type": "string"}},
+                        "required": ["x"],
+                        "additionalProperties": False,
+                    },
+                },
+                "required": ["u", "n", "o"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    r = openai_client.chat.completions.create(model=alias, messages=user("query"), tools=[tool])
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"u": "demo", "n": 1, "o": {"x": "demo"}}
+
+
+def test_two_tool_rounds_with_assistant_text(openai_client, alias):
+    tools = [WEATHER_TOOL]
+    messages = user("Weather?")
+    r = openai_client.chat.completions.create(model=alias, tools=tools, messages=messages)
+    tc = r.choices[0].message.tool_calls[0]
+    messages += [
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [tc.model_dump()]},
+        {"role": "tool", "tool_call_id": tc.id, "content": "one"},
+        {"role": "assistant", "content": "It is one."},
+        {"role": "user", "content": "And again?"},
+    ]
+    r = openai_client.chat.completions.create(model=alias, tools=tools, messages=messages)
+    tc2 = r.choices[0].message.tool_calls[0]
+    assert tc2.id != tc.id
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [tc2.model_dump()]},
+        {"role": "tool", "tool_call_id": tc2.id, "content": "two"},
+    ]
+    r = openai_client.chat.completions.create(model=alias, tools=tools, messages=messages)
+    assert r.choices[0].message.content == tool_returned(alias, "get_weather", "two")
+
+
+def test_reasoning_effort_accepted(openai_client, alias):
+    r = openai_client.chat.completions.create(model=alias, messages=user("think"), reasoning_effort="low")
+    assert r.choices[0].message.content == said(alias, "think")
+
+
+@pytest.mark.parametrize("alias", ["demo-openai", "demo-gemini"])
+def test_upstream_validation_error_carried(openai_client, alias):
+    # temperature 5 is outside OpenAI's and Gemini's 0-2: the provider's 400
+    # comes back as a 400 with its message.
+    with pytest.raises(openai.BadRequestError) as exc:
+        openai_client.chat.completions.create(model=alias, messages=user("hot"), temperature=5)
+    assert "temperature" in exc.value.message
+
+
+def test_embeddings_via_gemini(openai_client):
+    # OpenAI embeddings request translated to Gemini batchEmbedContents.
+    flt = openai_client.embeddings.create(model="demo-gemini", input=["alpha", "beta"], encoding_format="float")
+    b64 = openai_client.embeddings.create(model="demo-gemini", input=["alpha", "beta"])
+    assert [d.index for d in flt.data] == [0, 1]
+    for a, b in zip(flt.data, b64.data):
+        assert len(a.embedding) > 0
+        assert abs(norm(a.embedding) - 1.0) < 1e-3
+        assert all(abs(x - y) < 1e-6 for x, y in zip(a.embedding, b.embedding))
+
+
+def test_embeddings_via_anthropic_rejected(openai_client):
+    with pytest.raises(openai.BadRequestError) as exc:
+        openai_client.embeddings.create(model="demo-anthropic", input="hi")
+    assert "embeddings" in exc.value.message
+
+
+def test_models_retrieve(openai_client, alias):
+    m = openai_client.models.retrieve(alias)
+    assert m.id == alias and m.object == "model"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("no-such-model")
