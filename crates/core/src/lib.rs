@@ -11,6 +11,8 @@
 //! - [`sse`]: incremental Server-Sent Events decoding/encoding.
 //! - [`provider`]: the provider catalog (presets as data) and how to build
 //!   an upstream HTTP request for a provider.
+//! - [`resilience`]: reliability primitives (backoff, retry budget, circuit
+//!   breaker, load-balancing strategies) used by the server's routing.
 //!
 //! ## Invariants
 //! - Only `dialect::*` knows any provider's JSON.
@@ -19,4 +21,5 @@
 pub mod dialect;
 pub mod ir;
 pub mod provider;
+pub mod resilience;
 pub mod sse;
