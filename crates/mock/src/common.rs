@@ -89,6 +89,26 @@ pub(crate) fn fault_rate_limited(flavor: Flavor, secs: u64) -> Response {
     .into_response()
 }
 
+/// Each provider's documented "prompt longer than the context window" error.
+pub(crate) fn fault_context_length(flavor: Flavor) -> Response {
+    match flavor {
+        Flavor::OpenAi => openai::error(
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130001 tokens. Please reduce the length of the messages.",
+            "invalid_request_error",
+            Some("messages"),
+            Some("context_length_exceeded"),
+        ),
+        Flavor::Anthropic => anthropic::error(400, "invalid_request_error", "prompt is too long: 200001 tokens > 200000 maximum"),
+        Flavor::Gemini => gemini::error(
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+        ),
+    }
+    .into_response()
+}
+
 pub(crate) fn fault_overloaded(flavor: Flavor) -> Response {
     match flavor {
         Flavor::OpenAi => openai::status_error(503),

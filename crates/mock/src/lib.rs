@@ -175,6 +175,10 @@ pub enum Fault {
     },
     /// Anthropic 529 `overloaded_error`; OpenAI 503; Gemini 503 `UNAVAILABLE`.
     Overloaded,
+    /// 400 with the provider's "prompt exceeds the context window" error
+    /// (OpenAI `context_length_exceeded`, Anthropic "prompt is too long",
+    /// Gemini "exceeds the maximum number of tokens").
+    ContextLengthExceeded,
     /// Accept the request and never answer (until the server shuts down).
     Hang,
     /// Wait this long, then answer normally.
@@ -335,6 +339,7 @@ async fn handle(
             return common::fault_rate_limited(flavor, retry_after_secs)
         }
         Some(Fault::Overloaded) => return common::fault_overloaded(flavor),
+        Some(Fault::ContextLengthExceeded) => return common::fault_context_length(flavor),
         Some(Fault::Hang) => {
             let mut rx = ctx.state.shutdown.clone();
             // Wait until the server shuts down (or its sender is gone), then

@@ -54,34 +54,23 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
         );
         p.label = Some("demo".into());
         let p = Arc::new(p);
-        aliases.push(Alias {
-            name: label.to_owned(),
-            description: Some(format!(
-                "DEMO: built-in mock impersonating {} ({model}); canned replies",
-                preset.display_name
-            )),
-            deployments: vec![Arc::new(Deployment {
-                id: format!("{label}#0"),
-                provider: p.clone(),
-                model: model.to_owned(),
-                weight: 1,
-                region: None,
-                price: None,
-            })],
-        });
+        let dep = Deployment::new(format!("{label}#0"), p.clone(), model.to_owned());
+        let mut alias = Alias::new(label.to_owned(), vec![Arc::new(dep)]);
+        alias.description = Some(format!(
+            "DEMO: built-in mock impersonating {} ({model}); canned replies",
+            preset.display_name
+        ));
+        aliases.push(alias);
         if flavor == Flavor::OpenAi {
-            aliases.push(Alias {
-                name: "demo-embed".into(),
-                description: Some("DEMO: mock OpenAI embeddings (text-embedding-3-small)".into()),
-                deployments: vec![Arc::new(Deployment {
-                    id: "demo-embed#0".into(),
-                    provider: p.clone(),
-                    model: "text-embedding-3-small".into(),
-                    weight: 1,
-                    region: None,
-                    price: None,
-                })],
-            });
+            let dep = Deployment::new(
+                "demo-embed#0".into(),
+                p.clone(),
+                "text-embedding-3-small".into(),
+            );
+            let mut alias = Alias::new("demo-embed".into(), vec![Arc::new(dep)]);
+            alias.description =
+                Some("DEMO: mock OpenAI embeddings (text-embedding-3-small)".into());
+            aliases.push(alias);
         }
         providers.push(p);
         servers.push(server);
@@ -91,11 +80,9 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
         .filter(|a| a.name != "demo-embed")
         .flat_map(|a| a.deployments.clone())
         .collect();
-    aliases.push(Alias {
-        name: "demo".into(),
-        description: Some("DEMO: spread across the three mock providers".into()),
-        deployments: all,
-    });
+    let mut demo = Alias::new("demo".into(), all);
+    demo.description = Some("DEMO: spread across the three mock providers".into());
+    aliases.push(demo);
     let api_keys = if gateway_keys.is_empty() {
         vec![Secret::new(DEMO_KEY)]
     } else {
@@ -113,6 +100,8 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
             direct: true,
             infer_by_prefix: false,
             source: Source::Demo,
+            reliability: Default::default(),
+            health_checks: Vec::new(),
         },
     })
 }

@@ -242,18 +242,24 @@ async fn health() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
+/// Ready when at least one deployment of at least one alias can serve
+/// (breaker not open, provider not marked unhealthy).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let n = state.router.aliases().len();
-    let providers = state.router.providers().count();
-    if providers == 0 {
+    let aliases = state.router.aliases();
+    let down: Vec<&str> = aliases
+        .iter()
+        .filter(|a| !a.is_available())
+        .map(|a| a.name.as_str())
+        .collect();
+    if aliases.is_empty() || down.len() == aliases.len() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "unready", "reason": "no providers configured"}),
+            &serde_json::json!({"status": "unready", "reason": "no deployment of any model alias can serve", "unavailable": down}),
         );
     }
     json(
         StatusCode::OK,
-        &serde_json::json!({"status": "ready", "aliases": n, "providers": providers}),
+        &serde_json::json!({"status": "ready", "aliases": aliases.len(), "unavailable": down}),
     )
 }
 

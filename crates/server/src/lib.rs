@@ -10,17 +10,21 @@
 //! - [`pipeline`]: the chat request path (peek, route, translate or pass
 //!   through, forward, stream relay, usage).
 //! - [`embeddings`]: the embeddings request path.
+//! - [`attempt`]: the retry / failover / fallback loop every request runs.
 //! - [`codec`]: the single dispatch over wire dialects.
 //! - [`peek`]: borrowed peeking and byte splicing for the fast path.
+//! - [`health`]: active provider health probes.
 //! - [`usage`]: usage records through a bounded channel.
 //! - [`demo`]: the keyless demo (built-in mock providers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod attempt;
 pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod embeddings;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod peek;
 pub mod pipeline;

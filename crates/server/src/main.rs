@@ -231,7 +231,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let writer = tokio::spawn(writer);
     let state = AppState::new(cfg, usage).context("building upstream HTTP clients")?;
     banner(&source, local, &aliases, demo_key.as_deref());
+    let health = switchyard_server::health::spawn(&state);
     switchyard_server::serve(listener, state, shutdown_signal()).await?;
+    drop(health);
     // All request handlers are done and their usage senders dropped: the
     // writer drains what is queued and exits.
     let _ = writer.await;

@@ -8,10 +8,11 @@
 //! the IR: `codec::decode_request` → `codec::encode_request`, and the answer
 //! back through `codec::decode_response` / the stream state machines.
 
+use crate::attempt::{self, Failure, Slot};
 use crate::codec::{self, StreamDecoder, StreamEncoder};
 use crate::error::GatewayError;
 use crate::peek;
-use crate::routing::Deployment;
+use crate::routing::{Alias, Deployment};
 use crate::state::AppState;
 use crate::usage::{UsageRecord, UsageSink};
 use axum::body::Body;
@@ -23,7 +24,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_core::dialect::{anthropic, openai, Dialect};
-use switchyard_core::ir::{ApiError, ErrorKind, StreamEvent, Usage};
+use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
+use switchyard_core::provider::KeyRef;
+use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
 use tokio::time::Instant;
 
@@ -51,32 +54,35 @@ pub async fn chat(
 }
 
 /// What is known about a request once routed, for its usage record.
-struct Meta {
-    request_id: String,
-    started: Instant,
-    alias: String,
-    deployment: Arc<Deployment>,
-    ingress: Dialect,
-    stream: bool,
-    passthrough: bool,
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub request_id: String,
+    pub started: Instant,
+    pub alias: String,
+    pub deployment: Option<Arc<Deployment>>,
+    pub ingress: &'static str,
+    pub stream: bool,
+    pub passthrough: bool,
+    pub attempts: u32,
 }
 
 impl Meta {
-    fn record(
+    pub fn record(
         &self,
         status: u16,
         usage: Option<Usage>,
         ttft: Option<Duration>,
         error: Option<String>,
     ) -> UsageRecord {
+        let d = self.deployment.as_deref();
         UsageRecord {
             request_id: self.request_id.clone(),
             time: SystemTime::now(),
             alias: self.alias.clone(),
-            provider: self.deployment.provider.name.clone(),
-            deployment: self.deployment.id.clone(),
-            upstream_model: self.deployment.model.clone(),
-            ingress: self.ingress.as_str(),
+            provider: d.map(|d| d.provider.name.clone()).unwrap_or_default(),
+            deployment: d.map(|d| d.id.clone()).unwrap_or_default(),
+            upstream_model: d.map(|d| d.model.clone()).unwrap_or_default(),
+            ingress: self.ingress,
             stream: self.stream,
             passthrough: self.passthrough,
             usage,
@@ -84,8 +90,21 @@ impl Meta {
             latency: self.started.elapsed(),
             ttft,
             error,
+            attempts: self.attempts,
         }
     }
+}
+
+/// Request facts every attempt shares.
+struct Job<'a> {
+    state: &'a AppState,
+    ingress: Dialect,
+    body: &'a Bytes,
+    peek: &'a peek::Peek<'a>,
+    /// The decoded request, when some deployment needs translation.
+    ir: Option<&'a ChatRequest>,
+    ctx: &'a RequestCtx,
+    alias: &'a str,
 }
 
 async fn chat_inner(
@@ -95,56 +114,126 @@ async fn chat_inner(
     ctx: &RequestCtx,
 ) -> Result<Response, GatewayError> {
     let peek = peek::peek(body)?;
-    let route = state
+    let alias = state
         .router
         .resolve(&peek.model)
         .ok_or_else(|| GatewayError::model_not_found(&peek.model))?;
-    let dep = route
-        .pick()
-        .ok_or_else(|| GatewayError::model_not_found(&peek.model))?
-        .clone();
-    let provider = dep.provider.clone();
-    let pd = provider.dialect();
-    let passthrough = pd == ingress && provider.passthrough_ok();
-    let stream = peek.stream;
-    // What the client asked to see at the end of an OpenAI stream.
-    let client_wants_usage = ingress == Dialect::OpenAi && peek.include_usage;
-
-    let upstream_body = if passthrough {
-        peek.rewrite(body, &dep.model, ingress == Dialect::OpenAi && stream)
-    } else {
+    // Decode once, up front, only if some deployment in the plan needs the IR.
+    let ir = if needs_translation(state, &alias, ingress) {
         let mut ir = codec::decode_request(ingress, body)?;
-        ir.stream = stream;
-        codec::encode_request(pd, &ir, &dep.model, &provider.quirks)?
+        ir.stream = peek.stream;
+        Some(ir)
+    } else {
+        None
     };
-    let meta = Meta {
-        request_id: ctx.request_id.clone(),
-        started: ctx.started,
-        alias: route.alias.name.clone(),
-        deployment: dep.clone(),
+    let job = Job {
+        state,
         ingress,
-        stream,
-        passthrough,
+        body,
+        peek: &peek,
+        ir: ir.as_ref(),
+        ctx,
+        alias: &alias.name,
     };
-
-    let client = state
-        .clients
-        .get(&provider.name)
-        .ok_or_else(|| GatewayError::unreachable(&provider.name, "no HTTP client"))?;
-    let url = provider.chat_url(&dep.model, stream);
-    let resp = match send(client, &provider, &url, upstream_body, stream).await {
-        Ok(r) => r,
-        Err(e) => {
+    match attempt::run(state, &alias, |dep, slot| attempt_chat(&job, dep, slot)).await {
+        Ok(done) => {
+            let mut resp = done.value;
+            resp.headers_mut()
+                .insert("x-switchyard-attempts", HeaderValue::from(done.attempts));
+            Ok(resp)
+        }
+        Err((e, attempts, last)) => {
+            let meta = Meta {
+                request_id: ctx.request_id.clone(),
+                started: ctx.started,
+                alias: alias.name.clone(),
+                deployment: last,
+                ingress: ingress.as_str(),
+                stream: peek.stream,
+                passthrough: false,
+                attempts,
+            };
             state.usage.record(meta.record(
                 e.status.as_u16(),
                 None,
                 None,
                 Some(e.error.message.clone()),
             ));
-            return Err(e);
+            let mut e = e;
+            e.headers.push((
+                axum::http::HeaderName::from_static("x-switchyard-attempts"),
+                HeaderValue::from(attempts),
+            ));
+            Err(e)
+        }
+    }
+}
+
+/// Does any deployment this alias may use speak another dialect (or need quirks)?
+fn needs_translation(state: &AppState, alias: &Alias, ingress: Dialect) -> bool {
+    let direct = |a: &Alias| {
+        a.deployments
+            .iter()
+            .any(|d| d.provider.dialect() != ingress || !d.provider.passthrough_ok())
+    };
+    direct(alias)
+        || alias
+            .fallbacks
+            .iter()
+            .chain(alias.context_window_fallback.iter())
+            .chain(alias.content_policy_fallback.iter())
+            .filter_map(|f| state.router.alias(f))
+            .any(|a| direct(&a))
+}
+
+/// One attempt against one deployment. On success the response is ready to
+/// send (streams: the first bytes are in hand, so failing over is no longer
+/// possible and no longer needed).
+async fn attempt_chat(
+    job: &Job<'_>,
+    dep: Arc<Deployment>,
+    slot: Slot,
+) -> Result<Response, Failure> {
+    let state = job.state;
+    let provider = dep.provider.clone();
+    let pd = provider.dialect();
+    let ingress = job.ingress;
+    let passthrough = pd == ingress && provider.passthrough_ok();
+    let stream = job.peek.stream;
+    let client_wants_usage = ingress == Dialect::OpenAi && job.peek.include_usage;
+    let upstream_body = match (passthrough, job.ir) {
+        (true, _) => job
+            .peek
+            .rewrite(job.body, &dep.model, ingress == Dialect::OpenAi && stream),
+        (false, Some(ir)) => codec::encode_request(pd, ir, &dep.model, &provider.quirks)
+            .map_err(|e| Failure::fatal(GatewayError::client(e)))?,
+        (false, None) => {
+            // Unreachable by construction (`needs_translation`); decode now rather than fail.
+            let mut ir = codec::decode_request(ingress, job.body)
+                .map_err(|e| Failure::fatal(GatewayError::client(e)))?;
+            ir.stream = stream;
+            codec::encode_request(pd, &ir, &dep.model, &provider.quirks)
+                .map_err(|e| Failure::fatal(GatewayError::client(e)))?
         }
     };
-    let ttft = ctx.started.elapsed();
+    let meta = Meta {
+        request_id: job.ctx.request_id.clone(),
+        started: job.ctx.started,
+        alias: job.alias.to_owned(),
+        deployment: Some(dep.clone()),
+        ingress: ingress.as_str(),
+        stream,
+        passthrough,
+        attempts: slot.attempt,
+    };
+    let client = state.clients.get(&provider.name).ok_or_else(|| {
+        Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))
+    })?;
+    let url = provider.chat_url(&dep.model, stream);
+    let attempt_started = Instant::now();
+    let (resp, key) = send(client, &provider, &url, upstream_body, stream)
+        .await
+        .map_err(Failure::retryable)?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         let headers = resp.headers().clone();
@@ -152,50 +241,33 @@ async fn chat_inner(
             .await
             .unwrap_or_default();
         let err = codec::decode_error(pd, status, &bytes);
+        let retry_after = parse_retry_after(
+            header_str(&headers, "retry-after-ms"),
+            header_str(&headers, "retry-after"),
+        );
         let e = GatewayError::upstream(&provider.name, status, err, &headers);
-        state.usage.record(meta.record(
-            e.status.as_u16(),
-            None,
-            None,
-            Some(e.error.message.clone()),
-        ));
-        return Err(e);
+        return Err(Failure::from_upstream(status, e, retry_after, key));
     }
 
     if !stream {
         let remaining = provider
             .timeouts
             .total
-            .saturating_sub(ctx.started.elapsed());
-        let bytes = match read_capped(
+            .saturating_sub(job.ctx.started.elapsed());
+        let bytes = read_capped(
             resp,
             remaining.min(provider.timeouts.first_byte),
             MAX_UPSTREAM_BODY,
         )
         .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                state.usage.record(meta.record(
-                    e.status.as_u16(),
-                    None,
-                    None,
-                    Some(e.error.message.clone()),
-                ));
-                return Err(e);
-            }
-        };
+        .map_err(Failure::retryable)?;
         let (out, usage) = if passthrough {
             // The body is relayed as is, but never as a 200 if it is not JSON.
             if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                let e = GatewayError::bad_upstream(
+                return Err(Failure::retryable(GatewayError::bad_upstream(
                     &provider.name,
                     &format!("the body is not valid JSON ({err})"),
-                );
-                state
-                    .usage
-                    .record(meta.record(502, None, None, Some(e.error.message.clone())));
-                return Err(e);
+                )));
             }
             let usage = codec::extract_usage(pd, &bytes);
             (Bytes::from(bytes), usage)
@@ -203,15 +275,16 @@ async fn chat_inner(
             match codec::decode_response(pd, &bytes, &dep.model) {
                 Ok(r) => (Bytes::from(codec::encode_response(ingress, &r)), r.usage),
                 Err(err) => {
-                    let e = GatewayError::bad_upstream(&provider.name, &err.message);
-                    state
-                        .usage
-                        .record(meta.record(502, None, None, Some(e.error.message.clone())));
-                    return Err(e);
+                    return Err(Failure::retryable(GatewayError::bad_upstream(
+                        &provider.name,
+                        &err.message,
+                    )))
                 }
             }
         };
+        dep.stats.observe_latency(attempt_started.elapsed());
         state.usage.record(meta.record(200, usage, None, None));
+        drop(slot);
         return Ok(ok_response(&meta, out, "application/json"));
     }
 
@@ -225,7 +298,8 @@ async fn chat_inner(
             enc: Box::new(StreamEncoder::new(ingress, client_wants_usage)),
         }
     };
-    let relay = Relay {
+    let first_byte_deadline = attempt_started + provider.timeouts.first_byte;
+    let mut relay = Relay {
         upstream: Box::pin(resp.bytes_stream()),
         sse: SseDecoder::new(),
         frames: Vec::new(),
@@ -236,23 +310,43 @@ async fn chat_inner(
         usage: None,
         terminal: false,
         done: false,
+        failure: None,
+        committed: false,
         idle: provider.timeouts.idle,
-        deadline: ctx.started + provider.timeouts.total,
-        provider: provider.name.clone(),
+        first_byte_deadline: first_byte_deadline.min(job.ctx.started + provider.timeouts.total),
+        deadline: job.ctx.started + provider.timeouts.total,
+        deployment: dep.clone(),
         guard: Guard {
             sink: state.usage.clone(),
             meta,
-            ttft,
+            ttft: Duration::ZERO,
             status: 499,
             usage: None,
             error: Some("client disconnected".into()),
+            armed: false,
         },
+        _slot: slot,
     };
-    let _ = status;
+    // Hold the response until the first bytes are in hand: a failure before
+    // then is still retryable elsewhere.
+    let first = relay.pull().await;
+    if let Some(err) = relay.failure.take() {
+        return Err(Failure::retryable(err));
+    }
+    relay.committed = true;
+    relay.guard.armed = true;
+    relay.guard.ttft = job.ctx.started.elapsed();
+    dep.stats.observe_latency(attempt_started.elapsed());
     let builder = stream_headers(&relay.guard.meta);
+    let body = futures::stream::iter(first.map(Ok::<_, std::convert::Infallible>))
+        .chain(relay.into_stream());
     Ok(builder
-        .body(Body::from_stream(relay.into_stream()))
+        .body(Body::from_stream(body))
         .unwrap_or_else(|_| Response::new(Body::empty())))
+}
+
+fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Send the upstream request, bounded by the connect and first-byte timeouts.
@@ -262,7 +356,7 @@ async fn send(
     url: &str,
     body: Vec<u8>,
     stream: bool,
-) -> Result<reqwest::Response, GatewayError> {
+) -> Result<(reqwest::Response, Option<KeyRef>), GatewayError> {
     let mut rb = client
         .post(url)
         .header(header::CONTENT_TYPE, "application/json")
@@ -275,7 +369,8 @@ async fn send(
             "application/json"
         },
     );
-    for (k, v) in provider.request_headers() {
+    let (headers, key) = provider.request_headers();
+    for (k, v) in headers {
         rb = rb.header(k, v);
     }
     match tokio::time::timeout(
@@ -292,7 +387,7 @@ async fn send(
             Err(GatewayError::timeout(&provider.name, "connect timeout"))
         }
         Ok(Err(e)) => Err(GatewayError::unreachable(&provider.name, &error_chain(&e))),
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(r)) => Ok((r, key)),
     }
 }
 
@@ -348,17 +443,18 @@ async fn read_capped(
 
 fn route_headers(b: axum::http::response::Builder, meta: &Meta) -> axum::http::response::Builder {
     let mut b = b;
-    let p = &meta.deployment.provider.name;
-    if let Ok(v) = HeaderValue::from_str(p) {
-        b = b.header("x-switchyard-provider", v);
+    if let Some(d) = &meta.deployment {
+        for (name, value) in [
+            ("x-switchyard-provider", d.provider.name.as_str()),
+            ("x-switchyard-deployment", d.id.as_str()),
+            ("x-switchyard-upstream-model", d.model.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                b = b.header(name, v);
+            }
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&meta.deployment.id) {
-        b = b.header("x-switchyard-deployment", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&meta.deployment.model) {
-        b = b.header("x-switchyard-upstream-model", v);
-    }
-    b.header("x-switchyard-attempts", "1").header(
+    b.header(
         "x-switchyard-path",
         if meta.passthrough {
             "passthrough"
@@ -403,7 +499,8 @@ enum Mode {
 }
 
 /// Records usage when the stream ends — however it ends (client
-/// disconnect drops the stream, and with it this guard).
+/// disconnect drops the stream, and with it this guard). Disarmed while the
+/// attempt may still fail over, so a failed attempt leaves no record.
 struct Guard {
     sink: UsageSink,
     meta: Meta,
@@ -411,16 +508,19 @@ struct Guard {
     status: u16,
     usage: Option<Usage>,
     error: Option<String>,
+    armed: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.sink.record(self.meta.record(
-            self.status,
-            self.usage,
-            Some(self.ttft),
-            self.error.take(),
-        ));
+        if self.armed {
+            self.sink.record(self.meta.record(
+                self.status,
+                self.usage,
+                Some(self.ttft),
+                self.error.take(),
+            ));
+        }
     }
 }
 
@@ -436,60 +536,82 @@ struct Relay {
     /// The upstream sent its terminal event (`[DONE]`, `message_stop`, a finish).
     terminal: bool,
     done: bool,
+    /// Set when the stream failed before the client saw a byte.
+    failure: Option<GatewayError>,
+    /// The client has the response: failures now end the stream in-band.
+    committed: bool,
     idle: Duration,
+    /// Until the first output, the first-byte timeout applies.
+    first_byte_deadline: Instant,
     deadline: Instant,
-    provider: String,
+    deployment: Arc<Deployment>,
     guard: Guard,
+    /// Concurrency slot and in-flight mark, held for the stream's life.
+    _slot: Slot,
 }
 
 impl Relay {
     fn into_stream(
         self,
     ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
-        futures::stream::unfold(self, |mut r| async move {
-            loop {
-                if r.done {
-                    return None;
-                }
-                let now = Instant::now();
-                let wait = r.idle.min(r.deadline.saturating_duration_since(now));
-                let out = match tokio::time::timeout(wait, r.upstream.next()).await {
-                    Err(_) => {
-                        let what = if Instant::now() >= r.deadline {
-                            "total timeout"
-                        } else {
-                            "no data within the idle timeout"
-                        };
-                        r.fail(
-                            ApiError::new(
-                                ErrorKind::Timeout,
-                                format!(
-                                    "upstream provider `{}` stream stalled: {what}",
-                                    r.provider
-                                ),
-                            ),
-                            504,
-                        )
-                    }
-                    Ok(Some(Ok(chunk))) => r.on_chunk(chunk),
-                    Ok(Some(Err(e))) => r.fail(
-                        ApiError::new(
-                            ErrorKind::BadGateway,
-                            format!(
-                                "upstream provider `{}` connection lost mid-stream: {}",
-                                r.provider,
-                                error_chain(&e)
-                            ),
-                        ),
-                        502,
-                    ),
-                    Ok(None) => r.on_end(),
-                };
-                if !out.is_empty() {
-                    return Some((Ok(out), r));
-                }
+        futures::stream::unfold(
+            self,
+            |mut r| async move { r.pull().await.map(|b| (Ok(b), r)) },
+        )
+    }
+
+    /// The next non-empty output, or `None` at the end.
+    async fn pull(&mut self) -> Option<Bytes> {
+        loop {
+            if self.done {
+                return None;
             }
-        })
+            let now = Instant::now();
+            let until = if self.committed {
+                (now + self.idle).min(self.deadline)
+            } else {
+                self.first_byte_deadline
+            };
+            let provider = self.deployment.provider.name.clone();
+            let out = match tokio::time::timeout(
+                until.saturating_duration_since(now),
+                self.upstream.next(),
+            )
+            .await
+            {
+                Err(_) => {
+                    let what = if !self.committed {
+                        "no data within the first-byte timeout"
+                    } else if Instant::now() >= self.deadline {
+                        "total timeout"
+                    } else {
+                        "no data within the idle timeout"
+                    };
+                    self.fail(
+                        ApiError::new(
+                            ErrorKind::Timeout,
+                            format!("upstream provider `{provider}` stream stalled: {what}"),
+                        ),
+                        504,
+                    )
+                }
+                Ok(Some(Ok(chunk))) => self.on_chunk(chunk),
+                Ok(Some(Err(e))) => self.fail(
+                    ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "upstream provider `{provider}` connection lost mid-stream: {}",
+                            error_chain(&e)
+                        ),
+                    ),
+                    502,
+                ),
+                Ok(None) => self.on_end(),
+            };
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
     }
 
     fn on_chunk(&mut self, chunk: Bytes) -> Bytes {
@@ -506,14 +628,28 @@ impl Relay {
                 let reframe = *reframe;
                 let mut out = Vec::new();
                 for f in &frames {
-                    let drop_it = tap(
+                    match tap(
                         self.upstream_dialect,
                         f,
                         &mut self.usage,
                         &mut self.terminal,
-                    );
-                    if reframe && !drop_it {
-                        write_event(&mut out, f.event.as_deref(), &f.data);
+                    ) {
+                        Tap::Invalid => {
+                            let provider = self.deployment.provider.name.clone();
+                            self.frames = frames;
+                            let mut b = if reframe { out } else { Vec::new() };
+                            b.extend_from_slice(&self.fail(
+                                ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{provider}` sent a stream event that is not valid JSON")),
+                                502,
+                            ));
+                            return Bytes::from(b);
+                        }
+                        Tap::Hide => {}
+                        Tap::Keep => {
+                            if reframe {
+                                write_event(&mut out, f.event.as_deref(), &f.data);
+                            }
+                        }
                     }
                 }
                 if reframe {
@@ -552,7 +688,7 @@ impl Relay {
                             ErrorKind::BadGateway,
                             format!(
                                 "upstream provider `{}` sent an invalid stream event: {}",
-                                self.provider, e.message
+                                self.deployment.provider.name, e.message
                             ),
                         ),
                         502,
@@ -584,7 +720,7 @@ impl Relay {
                     ErrorKind::BadGateway,
                     format!(
                         "upstream provider `{}` closed the stream early: {why}",
-                        self.provider
+                        self.deployment.provider.name
                     ),
                 ),
                 502,
@@ -610,49 +746,76 @@ impl Relay {
         Bytes::from(out)
     }
 
-    /// End the stream with a well-formed error in the client's dialect.
+    /// End the stream with a well-formed error in the client's dialect
+    /// (or, before anything was sent, hand the error to the attempt loop).
     fn fail(&mut self, err: ApiError, status: u16) -> Bytes {
         self.done = true;
+        if !self.committed {
+            let mut e = GatewayError::new(status, err);
+            e.error
+                .code
+                .get_or_insert_with(|| "upstream_stream_failed".into());
+            self.failure = Some(e);
+            return Bytes::new();
+        }
+        self.deployment.breaker.record_failure();
         self.guard.status = status;
         self.guard.error = Some(err.message.clone());
         self.guard.usage = self.usage;
-        let mut out = Vec::new();
+        // A blank line first: if a relayed upstream chunk ended mid-event,
+        // this terminates it instead of gluing the error onto it.
+        let mut out = b"\n".to_vec();
         codec::encode_stream_error(self.ingress, &err, &mut out);
         Bytes::from(out)
     }
 }
 
-/// Pass-through tap: read usage and the terminal marker from one upstream
-/// frame. Returns true when the frame is the usage-only chunk the gateway
-/// added (OpenAI) and should be hidden from a client that did not ask.
-fn tap(d: Dialect, f: &SseFrame, usage: &mut Option<Usage>, terminal: &mut bool) -> bool {
+/// What the pass-through tap decided about one upstream frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Tap {
+    Keep,
+    /// The usage-only chunk the gateway asked for but the client did not.
+    Hide,
+    /// Not valid JSON: the upstream is broken.
+    Invalid,
+}
+
+/// Pass-through tap: check one upstream frame is valid JSON and read usage
+/// and the terminal marker from it, without re-encoding anything.
+fn tap(d: Dialect, f: &SseFrame, usage: &mut Option<Usage>, terminal: &mut bool) -> Tap {
+    if d == Dialect::OpenAi && f.data == "[DONE]" {
+        *terminal = true;
+        return Tap::Keep;
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(&f.data).is_err() {
+        return Tap::Invalid;
+    }
     match d {
         Dialect::OpenAi => {
-            if f.data == "[DONE]" {
-                *terminal = true;
-                return false;
-            }
-            if memchr::memmem::find(f.data.as_bytes(), b"\"usage\":{").is_some()
-                || memchr::memmem::find(f.data.as_bytes(), b"\"usage\": {").is_some()
+            let b = f.data.as_bytes();
+            if memchr::memmem::find(b, b"\"usage\":{").is_some()
+                || memchr::memmem::find(b, b"\"usage\": {").is_some()
             {
-                if let Some(u) = openai::extract_usage(f.data.as_bytes()) {
+                if let Some(u) = openai::extract_usage(b) {
                     *usage = Some(u);
-                    return is_usage_only_chunk(&f.data);
+                    if is_usage_only_chunk(&f.data) {
+                        return Tap::Hide;
+                    }
                 }
             }
-            false
+            Tap::Keep
         }
         Dialect::Anthropic => {
             let mut acc = usage.unwrap_or_default();
             if anthropic::extract_stream_usage(f, &mut acc) {
                 *usage = Some(acc);
             }
-            if f.event.as_deref() == Some("message_stop") || f.event.as_deref() == Some("error") {
+            if matches!(f.event.as_deref(), Some("message_stop" | "error")) {
                 *terminal = true;
             }
-            false
+            Tap::Keep
         }
-        Dialect::Gemini => false,
+        Dialect::Gemini => Tap::Keep,
     }
 }
 

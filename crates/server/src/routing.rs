@@ -1,13 +1,21 @@
-//! Model aliases → deployments: name resolution and deployment choice.
+//! Model aliases → deployments: name resolution, the per-deployment live
+//! state (breaker, load statistics, concurrency limit) and the attempt plan.
 //!
 //! Resolution order for a requested model name: a configured alias; then
 //! `provider/model` (when `routing.direct`); then, in environment mode, a
-//! well-known prefix (`gpt-` → openai, `claude-` → anthropic …).
+//! well-known prefix (`gpt-` → openai, `claude-` → anthropic …). Direct and
+//! prefix routes are created once and cached, so their breakers and
+//! statistics persist like those of configured aliases.
 
-use rand::Rng;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use switchyard_core::provider::Provider;
+use switchyard_core::resilience::{
+    order, Breaker, BreakerConfig, Candidate, EndpointStats, Strategy,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// USD per 1M tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,7 +25,56 @@ pub struct Price {
     pub cached_input: f64,
 }
 
-/// One provider + upstream model behind an alias.
+/// A bound on in-flight requests to one deployment, with a bounded queue.
+#[derive(Debug)]
+pub struct Limiter {
+    sem: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    pub max_in_flight: usize,
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+}
+
+/// Why the limiter refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitRejection {
+    /// In-flight and queue both full.
+    QueueFull,
+    /// Waited `queue_timeout` without a slot.
+    QueueTimeout,
+}
+
+impl Limiter {
+    pub fn new(max_in_flight: usize, queue_size: usize, queue_timeout: Duration) -> Self {
+        Limiter {
+            sem: Arc::new(Semaphore::new(max_in_flight)),
+            waiting: AtomicUsize::new(0),
+            max_in_flight,
+            queue_size,
+            queue_timeout,
+        }
+    }
+
+    /// A slot, waiting in the queue if needed (never longer than the queue
+    /// timeout, never when the queue is full).
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, LimitRejection> {
+        if let Ok(p) = self.sem.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_size {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(LimitRejection::QueueFull);
+        }
+        let r = tokio::time::timeout(self.queue_timeout, self.sem.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match r {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(LimitRejection::QueueTimeout),
+        }
+    }
+}
+
+/// One provider + upstream model behind an alias, with its live state.
 #[derive(Debug)]
 pub struct Deployment {
     /// Stable id for headers and logs: `alias#index` or `provider/model`.
@@ -26,19 +83,104 @@ pub struct Deployment {
     /// Upstream model name (Azure: deployment name).
     pub model: String,
     pub weight: u32,
+    /// Lower is preferred by the `priority` strategy.
+    pub priority: u32,
     pub region: Option<String>,
     pub price: Option<Price>,
+    /// Passive health: opens after repeated failures.
+    pub breaker: Breaker,
+    /// In-flight count and latency EWMA, for balancing.
+    pub stats: Arc<EndpointStats>,
+    pub limiter: Option<Limiter>,
+}
+
+impl Deployment {
+    pub fn new(id: String, provider: Arc<Provider>, model: String) -> Self {
+        Deployment {
+            id,
+            provider,
+            model,
+            weight: 1,
+            priority: 0,
+            region: None,
+            price: None,
+            breaker: Breaker::new(BreakerConfig::default()),
+            stats: Arc::new(EndpointStats::new()),
+            limiter: None,
+        }
+    }
+
+    /// Can this deployment take a request right now (breaker not open,
+    /// provider not marked unhealthy by active checks)?
+    pub fn is_available(&self) -> bool {
+        self.breaker.is_available() && self.provider.is_healthy()
+    }
+
+    /// Blended price per 1M tokens, for the `lowest_cost` strategy.
+    fn cost(&self) -> Option<f64> {
+        self.price.map(|p| p.input + p.output)
+    }
 }
 
 /// A model name clients use, served by one or more deployments.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Alias {
     pub name: String,
     pub description: Option<String>,
     pub deployments: Vec<Arc<Deployment>>,
+    pub strategy: Strategy,
+    /// Aliases tried, in order, when every deployment of this one failed.
+    pub fallbacks: Vec<String>,
+    /// Alias used when the upstream says the prompt exceeds the context window.
+    pub context_window_fallback: Option<String>,
+    /// Alias used when the upstream refuses on content-policy grounds.
+    pub content_policy_fallback: Option<String>,
+    rr: AtomicUsize,
 }
 
-/// The routing table, immutable once built.
+impl Alias {
+    pub fn new(name: String, deployments: Vec<Arc<Deployment>>) -> Self {
+        Alias {
+            name,
+            description: None,
+            deployments,
+            strategy: Strategy::default(),
+            fallbacks: Vec::new(),
+            context_window_fallback: None,
+            content_policy_fallback: None,
+            rr: AtomicUsize::new(0),
+        }
+    }
+
+    /// The deployments in the order this request should try them.
+    pub fn ordered(&self) -> Vec<Arc<Deployment>> {
+        if self.deployments.len() <= 1 {
+            return self.deployments.clone();
+        }
+        let cands: Vec<Candidate<'_>> = self
+            .deployments
+            .iter()
+            .map(|d| Candidate {
+                weight: d.weight,
+                priority: d.priority,
+                cost: d.cost(),
+                stats: &d.stats,
+            })
+            .collect();
+        order(self.strategy, &cands, &self.rr)
+            .into_iter()
+            .filter_map(|i| self.deployments.get(i).cloned())
+            .collect()
+    }
+
+    /// At least one deployment can serve.
+    pub fn is_available(&self) -> bool {
+        self.deployments.iter().any(|d| d.is_available())
+    }
+}
+
+/// The routing table. Configured aliases are immutable; direct routes are
+/// added on first use.
 #[derive(Debug, Default)]
 pub struct Router {
     aliases: HashMap<String, Arc<Alias>>,
@@ -47,13 +189,12 @@ pub struct Router {
     providers: HashMap<String, Arc<Provider>>,
     direct: bool,
     infer_by_prefix: bool,
+    /// `provider/model` and prefix routes created on demand.
+    dynamic: RwLock<HashMap<String, Arc<Alias>>>,
 }
 
-/// What a model name resolved to.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub alias: Arc<Alias>,
-}
+/// Upper bound on cached dynamic routes (a client cannot grow memory forever).
+const MAX_DYNAMIC: usize = 4096;
 
 impl Router {
     pub fn new(
@@ -72,6 +213,7 @@ impl Router {
             providers: providers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             direct,
             infer_by_prefix,
+            dynamic: RwLock::new(HashMap::new()),
         }
     }
 
@@ -84,18 +226,42 @@ impl Router {
         self.providers.values()
     }
 
+    /// A configured alias by exact name (fallback targets).
+    pub fn alias(&self, name: &str) -> Option<Arc<Alias>> {
+        self.aliases.get(name).cloned()
+    }
+
     /// Resolve a requested model name.
-    pub fn resolve(&self, model: &str) -> Option<Route> {
+    pub fn resolve(&self, model: &str) -> Option<Arc<Alias>> {
         if let Some(a) = self.aliases.get(model) {
-            return Some(Route { alias: a.clone() });
+            return Some(a.clone());
         }
+        if let Some(a) = self.dynamic.read().ok().and_then(|m| m.get(model).cloned()) {
+            return Some(a);
+        }
+        let (provider, upstream) = self.dynamic_target(model)?;
+        let alias = Arc::new(Alias::new(
+            model.to_owned(),
+            vec![Arc::new(Deployment::new(
+                format!("{}/{upstream}", provider.name),
+                provider.clone(),
+                upstream.to_owned(),
+            ))],
+        ));
+        if let Ok(mut m) = self.dynamic.write() {
+            if m.len() < MAX_DYNAMIC {
+                return Some(m.entry(model.to_owned()).or_insert(alias).clone());
+            }
+        }
+        Some(alias)
+    }
+
+    fn dynamic_target<'m>(&self, model: &'m str) -> Option<(&Arc<Provider>, &'m str)> {
         if self.direct {
             if let Some((p, m)) = model.split_once('/') {
                 if let Some(provider) = self.providers.get(p) {
                     if !m.is_empty() {
-                        return Some(Route {
-                            alias: Arc::new(single(model, provider, m)),
-                        });
+                        return Some((provider, m));
                     }
                 }
             }
@@ -109,50 +275,10 @@ impl Router {
                     .iter()
                     .any(|pre| model.starts_with(pre))
                 {
-                    return Some(Route {
-                        alias: Arc::new(single(model, p, model)),
-                    });
+                    return Some((p, model));
                 }
             }
         }
         None
-    }
-}
-
-fn single(name: &str, provider: &Arc<Provider>, model: &str) -> Alias {
-    Alias {
-        name: name.to_owned(),
-        description: None,
-        deployments: vec![Arc::new(Deployment {
-            id: format!("{}/{model}", provider.name),
-            provider: provider.clone(),
-            model: model.to_owned(),
-            weight: 1,
-            region: None,
-            price: None,
-        })],
-    }
-}
-
-impl Route {
-    /// Choose a deployment: weighted random.
-    pub fn pick(&self) -> Option<&Arc<Deployment>> {
-        let d = &self.alias.deployments;
-        match d.len() {
-            0 => None,
-            1 => d.first(),
-            _ => {
-                let total: u64 = d.iter().map(|x| u64::from(x.weight)).sum();
-                let mut r = rand::thread_rng().gen_range(0..total.max(1));
-                for x in d {
-                    let w = u64::from(x.weight);
-                    if r < w {
-                        return Some(x);
-                    }
-                    r -= w;
-                }
-                d.last()
-            }
-        }
     }
 }

@@ -1,13 +1,14 @@
 //! `AppState`: every handle a request needs, built once from a `Config`.
 //! No globals: tests build as many independent states as they like.
 
-use crate::config::{Config, Source};
+use crate::config::{Config, HealthCheck, Reliability, Source};
 use crate::routing::Router;
 use crate::usage::UsageSink;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use switchyard_core::provider::Secret;
+use switchyard_core::provider::{Provider, Secret};
+use switchyard_core::resilience::RetryBudget;
 
 /// Shared, immutable request context.
 #[derive(Debug)]
@@ -22,6 +23,11 @@ pub struct AppState {
     pub usage: UsageSink,
     pub max_body_size: usize,
     pub source: Source,
+    pub reliability: Reliability,
+    /// Caps retries to a share of traffic across all requests.
+    pub retry_budget: RetryBudget,
+    /// Providers to probe actively (see `health.rs`).
+    pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
 }
 
 /// Hash a key for storage and lookup.
@@ -56,6 +62,13 @@ impl AppState {
             usage,
             max_body_size: cfg.max_body_size,
             source: cfg.source,
+            retry_budget: RetryBudget::new(
+                cfg.reliability.budget_window,
+                cfg.reliability.budget_min_per_second,
+                cfg.reliability.budget_ratio,
+            ),
+            reliability: cfg.reliability,
+            health_checks: cfg.health_checks,
         }))
     }
 

@@ -30,6 +30,8 @@ pub struct UsageRecord {
     /// Time to first upstream byte (streams).
     pub ttft: Option<Duration>,
     pub error: Option<String>,
+    /// Upstream attempts made (retries and fallbacks included).
+    pub attempts: u32,
 }
 
 /// Process-wide totals, for `/health` style reporting and tests.
@@ -108,6 +110,7 @@ impl UsageSink {
                         latency_ms = r.latency.as_secs_f64() * 1000.0,
                         ttft_ms = r.ttft.map(|d| d.as_secs_f64() * 1000.0),
                         error = r.error.as_deref(),
+                        attempts = r.attempts,
                         "request"
                     );
                 }

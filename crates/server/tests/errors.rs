@@ -337,6 +337,18 @@ async fn mid_stream_failures_end_with_a_well_formed_error_event() {
         let v: Value = serde_json::from_str(&last.data).unwrap();
         assert_eq!(v["type"], "error");
 
+        // A malformed event after the first one: never relayed as data.
+        gw.mock(alias).push_fault(Fault::MalformedBody);
+        let f = frames(gw.openai(json!({"model": alias, "stream": true, "messages": [{"role": "user", "content": "a b c"}]})).await).await;
+        let last: Value = serde_json::from_str(&f.last().unwrap().data)
+            .unwrap_or_else(|e| panic!("{alias}: {f:?} {e}"));
+        assert!(last["error"]["message"].is_string(), "{alias}: {last}");
+        assert!(
+            f.iter()
+                .all(|x| x.data == "[DONE]" || serde_json::from_str::<Value>(&x.data).is_ok()),
+            "{alias}: {f:?}"
+        );
+
         // The provider's own mid-stream error event is carried over.
         gw.mock(alias)
             .push_fault(Fault::StreamError { after_chunks: 2 });

@@ -7,7 +7,7 @@ pub use catalog::{preset, presets, AuthStyle, PathStyle, Preset};
 
 use crate::dialect::{Dialect, Quirks};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A secret string (API key) that never prints itself.
@@ -73,7 +73,20 @@ pub struct Provider {
     /// Label shown in listings ("demo" for the built-in mocks).
     pub label: Option<String>,
     next_key: AtomicUsize,
+    /// Per key: until when (ms since `epoch`) it is out of rotation.
+    key_disabled_until: Vec<AtomicU64>,
+    epoch: std::time::Instant,
+    /// Set by active health checks; passive health is the breakers' job.
+    healthy: AtomicBool,
 }
+
+/// How long a key that got 401/403 stays out of rotation before it is
+/// tried again (keys get fixed; a permanent ban would need a restart).
+pub const KEY_QUARANTINE: Duration = Duration::from_secs(600);
+
+/// One key handed out for one request: its index lets the caller report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef(pub usize);
 
 /// Default Azure OpenAI data-plane API version.
 pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -93,13 +106,16 @@ impl Provider {
             name,
             preset,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            keys,
             headers,
             api_version,
             quirks: preset.quirks.clone(),
             timeouts,
             label: None,
             next_key: AtomicUsize::new(0),
+            key_disabled_until: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            keys,
+            epoch: std::time::Instant::now(),
+            healthy: AtomicBool::new(true),
         }
     }
 
@@ -157,20 +173,68 @@ impl Provider {
         })
     }
 
-    /// The next API key in rotation.
-    pub fn key(&self) -> Option<&Secret> {
-        if self.keys.is_empty() {
+    /// The next API key in rotation, skipping quarantined keys (unless all
+    /// are quarantined: then plain round-robin, so requests still carry a key).
+    pub fn key(&self) -> Option<(KeyRef, &Secret)> {
+        let n = self.keys.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys.len();
-        self.keys.get(i)
+        let start = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            if self
+                .key_disabled_until
+                .get(idx)
+                .map_or(0, |a| a.load(Ordering::Relaxed))
+                <= now
+            {
+                return self.keys.get(idx).map(|k| (KeyRef(idx), k));
+            }
+        }
+        self.keys.get(start % n).map(|k| (KeyRef(start % n), k))
     }
 
-    /// Every header an upstream request carries: auth, preset defaults,
-    /// configured extras (which win).
-    pub fn request_headers(&self) -> Vec<(String, String)> {
+    /// Take a key out of rotation (the upstream answered 401/403 with it).
+    /// Returns false if it was already out.
+    pub fn quarantine_key(&self, k: KeyRef) -> bool {
+        let until = self.now_ms() + KEY_QUARANTINE.as_millis() as u64;
+        match self.key_disabled_until.get(k.0) {
+            Some(a) => a.swap(until, Ordering::Relaxed) <= self.now_ms(),
+            None => false,
+        }
+    }
+
+    /// How many keys are currently in rotation.
+    pub fn keys_in_rotation(&self) -> usize {
+        let now = self.now_ms();
+        self.key_disabled_until
+            .iter()
+            .filter(|a| a.load(Ordering::Relaxed) <= now)
+            .count()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Active health-check verdict (true until a checker says otherwise).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Every header an upstream request carries: auth (with the key used),
+    /// preset defaults, configured extras (which win).
+    pub fn request_headers(&self) -> (Vec<(String, String)>, Option<KeyRef>) {
         let mut out: Vec<(String, String)> = Vec::with_capacity(4 + self.headers.len());
-        if let Some(k) = self.key() {
+        let mut used = None;
+        if let Some((r, k)) = self.key() {
+            used = Some(r);
             match self.preset.auth {
                 AuthStyle::Bearer => {
                     out.push(("authorization".into(), format!("Bearer {}", k.expose())))
@@ -184,7 +248,22 @@ impl Provider {
             }
         }
         out.extend(self.headers.iter().cloned());
-        out
+        (out, used)
+    }
+
+    /// URL for the provider's model list (used by active health checks).
+    pub fn models_url(&self) -> String {
+        match self.preset.path_style {
+            PathStyle::OpenAi | PathStyle::Gemini => format!("{}/models", self.base_url),
+            PathStyle::AzureDeployment => format!(
+                "{}/openai/models?api-version={}",
+                self.base_url,
+                self.api_version
+                    .as_deref()
+                    .unwrap_or(AZURE_DEFAULT_API_VERSION)
+            ),
+            PathStyle::Anthropic => format!("{}/v1/models", self.base_url),
+        }
     }
 
     /// True when a same-dialect request can be forwarded as bytes.
@@ -225,7 +304,7 @@ mod tests {
             p.embeddings_url("emb").unwrap(),
             "https://res.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21"
         );
-        let h = p.request_headers();
+        let h = p.request_headers().0;
         assert!(h.contains(&("api-key".into(), "k1".into())));
         assert!(!h.iter().any(|(k, _)| k == "authorization"));
     }
@@ -238,7 +317,7 @@ mod tests {
             "https://api.anthropic.com/v1/messages"
         );
         assert!(a.embeddings_url("x").is_none());
-        let h = a.request_headers();
+        let h = a.request_headers().0;
         assert!(h.contains(&("x-api-key".into(), "ak".into())));
         assert!(h.contains(&("anthropic-version".into(), "2023-06-01".into())));
         let g = provider(
@@ -252,6 +331,7 @@ mod tests {
         );
         assert!(g
             .request_headers()
+            .0
             .contains(&("x-goog-api-key".into(), "gk".into())));
         let d = provider("deepseek", "https://api.deepseek.com", &["dk"]);
         assert_eq!(
@@ -260,6 +340,7 @@ mod tests {
         );
         assert!(d
             .request_headers()
+            .0
             .contains(&("authorization".into(), "Bearer dk".into())));
     }
 
@@ -267,9 +348,17 @@ mod tests {
     fn keys_rotate_round_robin_and_never_print() {
         let p = provider("openai", "https://api.openai.com/v1", &["a", "b"]);
         let seen: Vec<String> = (0..4)
-            .map(|_| p.key().unwrap().expose().to_owned())
+            .map(|_| p.key().unwrap().1.expose().to_owned())
             .collect();
         assert_eq!(seen, ["a", "b", "a", "b"]);
         assert!(!format!("{p:?}").contains("\"a\""));
+        // A refused key leaves the rotation.
+        assert!(p.quarantine_key(KeyRef(0)));
+        assert!(!p.quarantine_key(KeyRef(0)));
+        assert_eq!(p.keys_in_rotation(), 1);
+        let seen: Vec<String> = (0..3)
+            .map(|_| p.key().unwrap().1.expose().to_owned())
+            .collect();
+        assert_eq!(seen, ["b", "b", "b"]);
     }
 }

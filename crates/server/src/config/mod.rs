@@ -9,12 +9,14 @@ mod raw;
 
 pub use raw::RawConfig;
 
-use crate::routing::{Alias, Deployment, Price};
+use crate::routing::{Alias, Deployment, Limiter, Price};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::provider::{self, Preset, Provider, Secret, Timeouts};
+use switchyard_core::resilience::Breaker;
+use switchyard_core::resilience::{Backoff, BreakerConfig, Strategy};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -45,6 +47,57 @@ pub struct Config {
     /// Route unknown names by well-known prefixes (`gpt-` → openai …).
     pub infer_by_prefix: bool,
     pub source: Source,
+    pub reliability: Reliability,
+    /// Providers with active health probes.
+    pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
+}
+
+/// Retry policy, shared by every request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reliability {
+    /// Retries after the first attempt (across deployments and fallbacks).
+    pub retries: u32,
+    pub backoff: Backoff,
+    /// The gateway waits out an upstream `retry-after` up to this long;
+    /// longer ones are passed to the client.
+    pub max_retry_after: Duration,
+    /// Retries may add at most this share of load (retry budget).
+    pub budget_ratio: f32,
+    pub budget_min_per_second: u32,
+    pub budget_window: Duration,
+}
+
+impl Default for Reliability {
+    fn default() -> Self {
+        Reliability {
+            retries: 2,
+            backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(10),
+            budget_ratio: 0.2,
+            budget_min_per_second: 5,
+            budget_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Active health probing of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            unhealthy_after: 3,
+            healthy_after: 2,
+        }
+    }
 }
 
 /// One configuration problem.
@@ -217,10 +270,31 @@ impl Validator<'_> {
         }
         let allow_unauthenticated = raw.server.allow_unauthenticated.unwrap_or(false);
 
+        let reliability = self.reliability(&raw.reliability);
+        let global_breaker = match &raw.reliability.breaker {
+            Some(b) => self.breaker("reliability.breaker", b, BreakerConfig::default()),
+            None => BreakerConfig::default(),
+        };
         let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
+        let mut breakers: BTreeMap<String, BreakerConfig> = BTreeMap::new();
+        let mut health_checks = Vec::new();
         for (name, p) in &raw.providers {
-            if let Some(p) = self.provider(name, p) {
-                providers.insert(name.clone(), Arc::new(p));
+            if let Some(prov) = self.provider(name, p) {
+                let prov = Arc::new(prov);
+                let b = match &p.breaker {
+                    Some(b) => {
+                        self.breaker(&format!("providers.{name}.breaker"), b, global_breaker)
+                    }
+                    None => global_breaker,
+                };
+                breakers.insert(name.clone(), b);
+                if let Some(h) = &p.health_check {
+                    if let Some(h) = self.health_check(&format!("providers.{name}.health_check"), h)
+                    {
+                        health_checks.push((prov.clone(), h));
+                    }
+                }
+                providers.insert(name.clone(), prov);
             }
         }
         if raw.providers.is_empty() {
@@ -228,7 +302,7 @@ impl Validator<'_> {
         }
         let mut aliases = Vec::new();
         for (name, m) in &raw.models {
-            if let Some(a) = self.alias(name, m, &providers, &raw) {
+            if let Some(a) = self.alias(name, m, &providers, &breakers, &raw) {
                 aliases.push(a);
             }
         }
@@ -242,7 +316,116 @@ impl Validator<'_> {
             direct: raw.routing.direct.unwrap_or(true),
             infer_by_prefix: false,
             source,
+            reliability,
+            health_checks,
         }
+    }
+
+    fn reliability(&mut self, r: &raw::RawReliability) -> Reliability {
+        let d = Reliability::default();
+        let retries = r.retries.unwrap_or(d.retries);
+        if retries > 10 {
+            self.problem(
+                "reliability.retries",
+                format!("{retries} retries would multiply load during an outage"),
+                "use at most 10 (the default is 2)",
+            );
+        }
+        let backoff = match &r.backoff {
+            None => d.backoff,
+            Some(b) => Backoff {
+                base: self.duration(
+                    "reliability.backoff.base",
+                    b.base.as_deref(),
+                    d.backoff.base,
+                ),
+                max: self.duration("reliability.backoff.max", b.max.as_deref(), d.backoff.max),
+            },
+        };
+        let max_retry_after = self.duration(
+            "reliability.max_retry_after",
+            r.max_retry_after.as_deref(),
+            d.max_retry_after,
+        );
+        let (mut ratio, mut min, mut window) =
+            (d.budget_ratio, d.budget_min_per_second, d.budget_window);
+        if let Some(b) = &r.retry_budget {
+            ratio = b.ratio.unwrap_or(ratio);
+            if !(0.0..=1.0).contains(&ratio) {
+                self.problem(
+                    "reliability.retry_budget.ratio",
+                    format!("{ratio} is not a share between 0 and 1"),
+                    "write e.g. `0.2` for retries worth at most 20% of traffic",
+                );
+            }
+            min = b.min_per_second.unwrap_or(min);
+            window = self.duration(
+                "reliability.retry_budget.window",
+                b.window.as_deref(),
+                window,
+            );
+        }
+        Reliability {
+            retries,
+            backoff,
+            max_retry_after,
+            budget_ratio: ratio,
+            budget_min_per_second: min,
+            budget_window: window,
+        }
+    }
+
+    fn breaker(&mut self, path: &str, b: &raw::RawBreaker, base: BreakerConfig) -> BreakerConfig {
+        let cfg = BreakerConfig {
+            consecutive_failures: b.consecutive_failures.unwrap_or(base.consecutive_failures),
+            failure_rate: b.failure_rate.unwrap_or(base.failure_rate),
+            min_requests: b.min_requests.unwrap_or(base.min_requests),
+            window: self.duration(&format!("{path}.window"), b.window.as_deref(), base.window),
+            cooldown: self.duration(
+                &format!("{path}.cooldown"),
+                b.cooldown.as_deref(),
+                base.cooldown,
+            ),
+            half_open_probes: b.half_open_probes.unwrap_or(base.half_open_probes),
+            successes_to_close: b.successes_to_close.unwrap_or(base.successes_to_close),
+        };
+        if cfg.consecutive_failures == 0 || cfg.half_open_probes == 0 || cfg.successes_to_close == 0
+        {
+            self.problem(path, "`consecutive_failures`, `half_open_probes` and `successes_to_close` must be at least 1", "use 1 or more (defaults: 5, 1, 1)");
+        }
+        if !(0.0..=1.0).contains(&cfg.failure_rate) || cfg.failure_rate == 0.0 {
+            self.problem(
+                &format!("{path}.failure_rate"),
+                format!("{} is not a rate in (0, 1]", cfg.failure_rate),
+                "write e.g. `0.5` to open at 50% failures",
+            );
+        }
+        cfg
+    }
+
+    fn health_check(&mut self, path: &str, h: &raw::RawHealthCheck) -> Option<HealthCheck> {
+        if h.enabled == Some(false) {
+            return None;
+        }
+        let d = HealthCheck::default();
+        let hc = HealthCheck {
+            interval: self.duration(
+                &format!("{path}.interval"),
+                h.interval.as_deref(),
+                d.interval,
+            ),
+            timeout: self.duration(&format!("{path}.timeout"), h.timeout.as_deref(), d.timeout),
+            unhealthy_after: h.unhealthy_after.unwrap_or(d.unhealthy_after).max(1),
+            healthy_after: h.healthy_after.unwrap_or(d.healthy_after).max(1),
+        };
+        if hc.timeout > hc.interval {
+            self.problem(
+                &format!("{path}.timeout"),
+                "the probe timeout is longer than the interval",
+                "make `timeout` shorter than `interval`",
+            );
+        }
+        Some(hc)
     }
 
     fn provider(&mut self, name: &str, p: &raw::RawProvider) -> Option<Provider> {
@@ -404,6 +587,7 @@ impl Validator<'_> {
         name: &str,
         m: &raw::RawModel,
         providers: &BTreeMap<String, Arc<Provider>>,
+        breakers: &BTreeMap<String, BreakerConfig>,
         raw: &RawConfig,
     ) -> Option<Alias> {
         let base = format!("models.{name}");
@@ -485,23 +669,93 @@ impl Validator<'_> {
                     );
                 }
             }
-            deployments.push(Arc::new(Deployment {
-                id: format!("{name}#{i}"),
-                provider: provider.clone(),
-                model,
-                weight: weight.max(1),
-                region: d.region.clone(),
-                price,
-            }));
+            let mut dep = Deployment::new(format!("{name}#{i}"), provider.clone(), model);
+            dep.weight = weight.max(1);
+            dep.priority = d.priority.unwrap_or(i as u32);
+            dep.region = d.region.clone();
+            dep.price = price;
+            dep.breaker = Breaker::named(
+                format!("{name}#{i}"),
+                breakers.get(pname).copied().unwrap_or_default(),
+            );
+            if let Some(max) = d.max_concurrency {
+                if max == 0 {
+                    self.problem(
+                        &format!("{path}.max_concurrency"),
+                        "0 would refuse every request",
+                        "use 1 or more, or remove it for no limit",
+                    );
+                } else {
+                    let qt = self.duration(
+                        &format!("{path}.queue_timeout"),
+                        d.queue_timeout.as_deref(),
+                        Duration::from_secs(5),
+                    );
+                    dep.limiter = Some(Limiter::new(
+                        max as usize,
+                        d.queue_size.unwrap_or(0) as usize,
+                        qt,
+                    ));
+                }
+            } else if d.queue_size.is_some() || d.queue_timeout.is_some() {
+                self.problem(
+                    &path,
+                    "`queue_size` / `queue_timeout` need `max_concurrency`",
+                    "add `max_concurrency:` or remove the queue settings",
+                );
+            }
+            deployments.push(Arc::new(dep));
         }
         if deployments.is_empty() {
             return None;
         }
-        Some(Alias {
-            name: name.to_owned(),
-            description: m.description.clone(),
-            deployments,
-        })
+        let mut alias = Alias::new(name.to_owned(), deployments);
+        alias.description = m.description.clone();
+        if let Some(st) = &m.strategy {
+            match Strategy::parse(st) {
+                Some(s) => alias.strategy = s,
+                None => self.problem(
+                    &format!("{base}.strategy"),
+                    format!("unknown strategy `{st}`"),
+                    "use weighted, round_robin, least_outstanding, lowest_latency, lowest_cost or priority",
+                ),
+            }
+        }
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            self.check_alias_ref(&format!("{base}.fallbacks[{i}]"), name, f, raw);
+        }
+        alias.fallbacks = m.fallbacks.clone();
+        for (field, v) in [
+            ("context_window_fallback", &m.context_window_fallback),
+            ("content_policy_fallback", &m.content_policy_fallback),
+        ] {
+            if let Some(f) = v {
+                self.check_alias_ref(&format!("{base}.{field}"), name, f, raw);
+            }
+        }
+        alias.context_window_fallback = m.context_window_fallback.clone();
+        alias.content_policy_fallback = m.content_policy_fallback.clone();
+        Some(alias)
+    }
+
+    fn check_alias_ref(&mut self, path: &str, from: &str, to: &str, raw: &RawConfig) {
+        if to == from {
+            self.problem(
+                path,
+                "an alias cannot fall back to itself",
+                "name a different alias",
+            );
+        } else if !raw.models.contains_key(to) {
+            let hint = closest(to, raw.models.keys().map(String::as_str));
+            self.problem(
+                path,
+                format!("fallback alias `{to}` is not defined under `models:`"),
+                match hint {
+                    Some(h) => format!("did you mean `{h}`?"),
+                    None => "define it under `models:` or remove the reference".into(),
+                },
+            );
+        }
     }
 }
 
@@ -566,18 +820,10 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
             if aliases.iter().any(|a| a.name == *m) {
                 continue;
             }
-            aliases.push(Alias {
-                name: (*m).to_owned(),
-                description: Some(format!("{} {m}", preset.display_name)),
-                deployments: vec![Arc::new(Deployment {
-                    id: format!("{}/{m}", preset.kind),
-                    provider: p.clone(),
-                    model: (*m).to_owned(),
-                    weight: 1,
-                    region: None,
-                    price: None,
-                })],
-            });
+            let dep = Deployment::new(format!("{}/{m}", preset.kind), p.clone(), (*m).to_owned());
+            let mut alias = Alias::new((*m).to_owned(), vec![Arc::new(dep)]);
+            alias.description = Some(format!("{} {m}", preset.display_name));
+            aliases.push(alias);
         }
         providers.push(p);
     }
@@ -594,6 +840,8 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
         direct: true,
         infer_by_prefix: true,
         source: Source::Environment,
+        reliability: Reliability::default(),
+        health_checks: Vec::new(),
     })
 }
 

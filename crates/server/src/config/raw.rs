@@ -15,6 +15,62 @@ pub struct RawConfig {
     pub models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub reliability: RawReliability,
+}
+
+/// Global retry / breaker defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReliability {
+    /// Retries after the first attempt, across deployments and fallbacks.
+    pub retries: Option<u32>,
+    pub backoff: Option<RawBackoff>,
+    /// Longest `retry-after` the gateway waits out itself.
+    pub max_retry_after: Option<String>,
+    pub retry_budget: Option<RawRetryBudget>,
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub base: Option<String>,
+    pub max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    /// Retries allowed as a share of requests (0.2 = 20%).
+    pub ratio: Option<f32>,
+    /// Retries always allowed per second, whatever the ratio.
+    pub min_per_second: Option<u32>,
+    /// Window over which requests and retries are counted.
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<f32>,
+    pub min_requests: Option<u32>,
+    pub window: Option<String>,
+    pub cooldown: Option<String>,
+    pub half_open_probes: Option<u32>,
+    pub successes_to_close: Option<u32>,
+}
+
+/// Active health probes of a provider (GET its model list).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub enabled: Option<bool>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub unhealthy_after: Option<u32>,
+    pub healthy_after: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +113,9 @@ pub struct RawProvider {
     pub api_version: Option<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Breaker settings for this provider's deployments.
+    pub breaker: Option<RawBreaker>,
+    pub health_check: Option<RawHealthCheck>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +131,13 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     pub description: Option<String>,
+    /// Load-balancing strategy among the deployments.
+    pub strategy: Option<String>,
+    /// Aliases tried in order when all deployments failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    pub context_window_fallback: Option<String>,
+    pub content_policy_fallback: Option<String>,
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,
 }
@@ -83,6 +149,14 @@ pub struct RawDeployment {
     /// The upstream model name (Azure: the deployment name).
     pub model: Option<String>,
     pub weight: Option<u32>,
+    /// For the `priority` strategy: lower is tried first.
+    pub priority: Option<u32>,
+    /// Most requests in flight to this deployment at once.
+    pub max_concurrency: Option<u32>,
+    /// Requests allowed to wait for a slot (default 0 with a limit set).
+    pub queue_size: Option<u32>,
+    /// Longest wait in that queue (default 5s).
+    pub queue_timeout: Option<String>,
     pub region: Option<String>,
     pub price: Option<RawPrice>,
 }

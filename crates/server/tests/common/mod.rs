@@ -63,6 +63,8 @@ pub async fn start_with(provider_extra: &str) -> Gateway {
 server:
   api_keys: ["${{GW_KEY}}"]
   max_body_size: 1MiB
+reliability:
+  retries: 0          # error-mapping tests see each upstream answer as is
 providers:
   oai: {{ kind: openai, base_url: "{}", api_key: "${{OAI}}"{extra} }}
   ant: {{ kind: anthropic, base_url: "{}", api_key: "${{ANT}}"{extra} }}
@@ -308,4 +310,120 @@ impl Gateway {
             self.state.usage.totals().recent().len()
         );
     }
+}
+
+/// A gateway over named mock providers with a caller-written YAML config.
+/// In the YAML, `{name}` is replaced by that mock's base URL; every provider
+/// key is `${K}` (the mocks accept any key unless told otherwise).
+pub struct Rig {
+    pub base: String,
+    pub mocks: HashMap<String, MockServer>,
+    pub state: Arc<AppState>,
+    pub http: reqwest::Client,
+    _health: switchyard_server::health::HealthTasks,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub async fn rig(mocks: &[(&str, Flavor)], yaml: &str) -> Rig {
+    rig_with_keys(mocks, yaml, &[]).await
+}
+
+/// Like [`rig`], with mocks that demand a specific upstream key, and extra env vars.
+pub async fn rig_with_keys(mocks: &[(&str, Flavor)], yaml: &str, env: &[(&str, &str)]) -> Rig {
+    let mut servers = HashMap::new();
+    let mut text = yaml.to_owned();
+    for (name, flavor) in mocks {
+        let required = env
+            .iter()
+            .find(|(k, _)| *k == format!("REQUIRE_{name}"))
+            .map(|(_, v)| v.to_string());
+        let m = MockServer::start(MockOptions {
+            flavor: *flavor,
+            api_key: required,
+            label: (*name).to_owned(),
+        })
+        .await
+        .unwrap();
+        text = text.replace(&format!("{{{name}}}"), &m.base_url());
+        servers.insert((*name).to_owned(), m);
+    }
+    let mut vars: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.insert("K".into(), "k".into());
+    vars.insert("GW_KEY".into(), KEY.into());
+    let lookup = move |k: &str| vars.get(k).cloned();
+    let cfg = switchyard_server::config::from_yaml(&text, "rig.yaml", &lookup)
+        .unwrap_or_else(|p| panic!("{text}\n{p:#?}"));
+    let (usage, writer) = UsageSink::new();
+    tokio::spawn(writer);
+    let state = AppState::new(cfg, usage).unwrap();
+    let health = switchyard_server::health::spawn(&state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let _ = switchyard_server::serve(listener, st, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    Rig {
+        base,
+        mocks: servers,
+        state,
+        http: reqwest::Client::new(),
+        _health: health,
+        stop: Some(tx),
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Rig {
+    pub fn mock(&self, name: &str) -> &MockServer {
+        &self.mocks[name]
+    }
+
+    /// POST chat requests to the mock that answered them.
+    pub fn hits(&self, name: &str) -> usize {
+        self.mocks[name]
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    }
+
+    pub async fn openai(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn anthropic(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/messages", self.base))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn chat(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }

@@ -1,0 +1,405 @@
+//! The attempt loop shared by every request path: try the alias's
+//! deployments in strategy order, then its fallback aliases, skipping open
+//! breakers and unhealthy providers at zero cost; retry retryable failures
+//! with backoff and full jitter, honouring `retry-after`, within the retry
+//! budget; never retry a client error.
+//!
+//! Attempt limit: every distinct deployment of the plan gets one try, plus
+//! `reliability.retries` repeats. Every attempt after the first withdraws from
+//! the retry budget, so a full outage adds at most the budget's share of load.
+
+use crate::error::GatewayError;
+use crate::routing::{Alias, Deployment, LimitRejection};
+use crate::state::AppState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::ir::{ApiError, ErrorKind};
+use switchyard_core::provider::KeyRef;
+use switchyard_core::resilience::InFlight;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// How a failed attempt affects what happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Another attempt (here or elsewhere) may succeed.
+    Retryable,
+    /// The request itself is wrong: answer the client now.
+    Fatal,
+    /// The prompt exceeds the model's context window.
+    ContextWindow,
+    /// The provider refused on content-policy grounds.
+    ContentPolicy,
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub struct Failure {
+    pub err: GatewayError,
+    pub class: Class,
+    /// Count against the deployment's breaker.
+    pub breaker: bool,
+    /// Upstream asked us to wait this long.
+    pub retry_after: Option<Duration>,
+    /// The provider key was refused (401/403).
+    pub bad_key: Option<KeyRef>,
+}
+
+impl Failure {
+    /// Not the upstream's fault and not worth retrying.
+    pub fn fatal(err: GatewayError) -> Self {
+        Failure {
+            err,
+            class: Class::Fatal,
+            breaker: false,
+            retry_after: None,
+            bad_key: None,
+        }
+    }
+
+    /// The upstream failed in a way another attempt may not.
+    pub fn retryable(err: GatewayError) -> Self {
+        Failure {
+            err,
+            class: Class::Retryable,
+            breaker: true,
+            retry_after: None,
+            bad_key: None,
+        }
+    }
+
+    /// Classify an upstream error response.
+    pub fn from_upstream(
+        status: u16,
+        err: GatewayError,
+        retry_after: Option<Duration>,
+        key: Option<KeyRef>,
+    ) -> Self {
+        let class = match status {
+            400 | 422 if is_context_window(&err.error) => Class::ContextWindow,
+            400 | 403 | 422 if is_content_policy(&err.error) => Class::ContentPolicy,
+            408 | 409 | 429 | 500..=599 => Class::Retryable,
+            // The gateway's provider key was refused: another key or
+            // deployment may work.
+            401 | 403 => Class::Retryable,
+            _ => Class::Fatal,
+        };
+        Failure {
+            breaker: class == Class::Retryable,
+            bad_key: matches!(status, 401 | 403).then_some(key).flatten(),
+            err,
+            class,
+            retry_after,
+        }
+    }
+}
+
+/// Provider messages that mean "the prompt is too long for this model"
+/// (OpenAI `context_length_exceeded`, Anthropic "prompt is too long",
+/// Gemini "exceeds the maximum number of tokens", and common compatibles).
+pub fn is_context_window(e: &ApiError) -> bool {
+    if e.code.as_deref() == Some("context_length_exceeded") {
+        return true;
+    }
+    let m = e.message.to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "prompt is too long",
+        "exceeds the maximum number of tokens",
+        "input is too long",
+        "too many tokens",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// Provider messages that mean a content-policy refusal (OpenAI/Azure
+/// `content_policy_violation` / `content_filter`, safety blocks).
+pub fn is_content_policy(e: &ApiError) -> bool {
+    if matches!(
+        e.code.as_deref(),
+        Some("content_policy_violation" | "content_filter")
+    ) {
+        return true;
+    }
+    let m = e.message.to_ascii_lowercase();
+    [
+        "content_policy_violation",
+        "content management policy",
+        "content_filter",
+        "violates our usage policies",
+        "safety reasons",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// What an attempt may hold for as long as its response lives.
+pub struct Slot {
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub in_flight: InFlight,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// A successful outcome and what it took.
+pub struct Done<T> {
+    pub value: T,
+    pub attempts: u32,
+    pub deployment: Arc<Deployment>,
+}
+
+/// The order of deployments to try for one request.
+struct Plan {
+    queue: VecDeque<Arc<Deployment>>,
+    fallbacks: VecDeque<String>,
+    visited_aliases: HashSet<String>,
+    /// Every deployment the plan has handed out, for later passes.
+    seen: Vec<Arc<Deployment>>,
+    pass: usize,
+}
+
+impl Plan {
+    fn new(alias: &Alias) -> Self {
+        Plan {
+            queue: alias.ordered().into(),
+            fallbacks: alias.fallbacks.iter().cloned().collect(),
+            visited_aliases: HashSet::from([alias.name.clone()]),
+            seen: Vec::new(),
+            pass: 0,
+        }
+    }
+
+    /// Jump to a specific alias (context-window / content-policy fallback).
+    fn divert(&mut self, alias: &Alias) {
+        self.queue = alias.ordered().into();
+        self.fallbacks.clear();
+        self.visited_aliases.insert(alias.name.clone());
+    }
+
+    fn next(&mut self, state: &AppState) -> Option<Arc<Deployment>> {
+        loop {
+            if let Some(d) = self.queue.pop_front() {
+                if !self.seen.iter().any(|s| Arc::ptr_eq(s, &d)) {
+                    self.seen.push(d.clone());
+                }
+                return Some(d);
+            }
+            if let Some(f) = self.fallbacks.pop_front() {
+                if self.visited_aliases.insert(f.clone()) {
+                    if let Some(a) = state.router.alias(&f) {
+                        self.queue = a.ordered().into();
+                    }
+                }
+                continue;
+            }
+            // Another pass over everything tried so far (retries).
+            self.pass += 1;
+            if self.seen.is_empty() || self.pass > 16 {
+                return None;
+            }
+            self.queue = self.seen.iter().cloned().collect();
+        }
+    }
+}
+
+/// Run `attempt` against the alias's deployments until one succeeds or the
+/// policy says stop. `attempt` gets the deployment and the slot it must keep
+/// alive for as long as its response streams.
+pub async fn run<T, F, Fut>(
+    state: &AppState,
+    alias: &Arc<Alias>,
+    mut attempt: F,
+) -> Result<Done<T>, (GatewayError, u32, Option<Arc<Deployment>>)>
+where
+    F: FnMut(Arc<Deployment>, Slot) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let rel = &state.reliability;
+    let mut plan = Plan::new(alias);
+    let distinct = count_distinct(state, alias);
+    let max_attempts = distinct + rel.retries;
+    state.retry_budget.deposit();
+    let mut attempts = 0u32;
+    let mut skipped = 0u32;
+    let mut last: Option<GatewayError> = None;
+    // Deployments that failed in this request → when they may be retried.
+    let mut failed: HashMap<String, Option<Duration>> = HashMap::new();
+    let mut last_dep: Option<Arc<Deployment>> = None;
+
+    while let Some(dep) = plan.next(state) {
+        if attempts >= max_attempts || skipped > 64 {
+            break;
+        }
+        if !dep.is_available() {
+            skipped += 1;
+            if last.is_none() {
+                last = Some(unavailable(
+                    &dep,
+                    "its circuit breaker is open or its provider is unhealthy",
+                ));
+            }
+            // A whole pass of unavailable deployments: stop.
+            if skipped as usize >= plan.seen.len()
+                && attempts == 0
+                && plan.queue.is_empty()
+                && plan.fallbacks.is_empty()
+            {
+                break;
+            }
+            continue;
+        }
+        let mut wait = Duration::ZERO;
+        if let Some(ra) = failed.get(&dep.id) {
+            let ra = ra.unwrap_or_default();
+            if ra > rel.max_retry_after {
+                // The upstream wants a longer pause than we wait out: let the
+                // client see its 429 and `retry-after` (unless others succeed).
+                skipped += 1;
+                continue;
+            }
+            wait = rel.backoff.delay(attempts).max(ra);
+        }
+        if attempts > 0 && !state.retry_budget.withdraw() {
+            tracing::warn!(alias = %alias.name, "retry budget exhausted: not retrying");
+            break;
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let Some(permit) = dep.breaker.try_acquire() else {
+            skipped += 1;
+            last.get_or_insert_with(|| unavailable(&dep, "its circuit breaker is open"));
+            continue;
+        };
+        let slot_permit = match &dep.limiter {
+            None => None,
+            Some(l) => match l.acquire().await {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    drop(permit);
+                    skipped += 1;
+                    last = Some(busy(&dep, why, l.max_in_flight));
+                    continue;
+                }
+            },
+        };
+        attempts += 1;
+        last_dep = Some(dep.clone());
+        let slot = Slot {
+            permit: slot_permit,
+            in_flight: dep.stats.start(),
+            attempt: attempts,
+        };
+        match attempt(dep.clone(), slot).await {
+            Ok(value) => {
+                permit.success();
+                return Ok(Done {
+                    value,
+                    attempts,
+                    deployment: dep,
+                });
+            }
+            Err(f) => {
+                if f.breaker {
+                    permit.failure();
+                } else {
+                    drop(permit);
+                }
+                if let Some(k) = f.bad_key {
+                    if dep.provider.quarantine_key(k) {
+                        tracing::warn!(
+                            provider = %dep.provider.name,
+                            key_index = k.0,
+                            keys_left = dep.provider.keys_in_rotation(),
+                            "provider API key refused (401/403): taken out of rotation"
+                        );
+                    }
+                }
+                tracing::debug!(deployment = %dep.id, class = ?f.class, error = %f.err.error.message, "attempt failed");
+                match f.class {
+                    Class::Fatal => return Err((f.err, attempts, last_dep)),
+                    Class::ContextWindow | Class::ContentPolicy => {
+                        let target = if f.class == Class::ContextWindow {
+                            &alias.context_window_fallback
+                        } else {
+                            &alias.content_policy_fallback
+                        };
+                        match target.as_deref().and_then(|t| state.router.alias(t)) {
+                            Some(a) if !plan.visited_aliases.contains(&a.name) => {
+                                tracing::info!(from = %alias.name, to = %a.name, reason = ?f.class, "diverting to fallback alias");
+                                plan.divert(&a);
+                                last = Some(f.err);
+                            }
+                            _ => return Err((f.err, attempts, last_dep)),
+                        }
+                    }
+                    Class::Retryable => {
+                        failed.insert(dep.id.clone(), f.retry_after);
+                        last = Some(f.err);
+                    }
+                }
+            }
+        }
+    }
+    Err((
+        last.unwrap_or_else(|| {
+            GatewayError::new(
+                503,
+                ApiError::new(
+                    ErrorKind::Overloaded,
+                    format!("no deployment of `{}` is available", alias.name),
+                ),
+            )
+        }),
+        attempts,
+        last_dep,
+    ))
+}
+
+fn count_distinct(state: &AppState, alias: &Alias) -> u32 {
+    let mut n = alias.deployments.len();
+    let mut seen = HashSet::from([alias.name.as_str()]);
+    for f in &alias.fallbacks {
+        if seen.insert(f.as_str()) {
+            n += state.router.alias(f).map_or(0, |a| a.deployments.len());
+        }
+    }
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn unavailable(dep: &Deployment, why: &str) -> GatewayError {
+    GatewayError::new(
+        503,
+        ApiError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "deployment `{}` ({}) is not available: {why}",
+                dep.id, dep.provider.name
+            ),
+        )
+        .with_code("deployment_unavailable"),
+    )
+}
+
+fn busy(dep: &Deployment, why: LimitRejection, max: usize) -> GatewayError {
+    let (status, what) = match why {
+        LimitRejection::QueueFull => (429, "its queue is full"),
+        LimitRejection::QueueTimeout => (503, "no slot freed up within the queue timeout"),
+    };
+    let mut e = GatewayError::new(
+        status,
+        ApiError::new(ErrorKind::RateLimit, format!("deployment `{}` is at its concurrency limit ({max} in flight) and {what}; retry shortly", dep.id))
+            .with_code("concurrency_limit"),
+    );
+    if status == 429 {
+        e.headers.push((
+            axum::http::HeaderName::from_static("retry-after"),
+            axum::http::HeaderValue::from_static("1"),
+        ));
+    }
+    e
+}

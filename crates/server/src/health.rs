@@ -1,0 +1,80 @@
+//! Active health checks: each provider with `health_check:` configured is
+//! probed (GET its model list) every `interval`; after `unhealthy_after`
+//! consecutive failures its deployments are skipped by routing, after
+//! `healthy_after` consecutive successes they are used again. Passive health
+//! (real traffic) is the breakers' job.
+
+use crate::config::HealthCheck;
+use crate::state::AppState;
+use std::sync::Arc;
+use switchyard_core::provider::Provider;
+use tokio::task::JoinHandle;
+
+/// The running probes; dropping this stops them.
+#[derive(Debug, Default)]
+pub struct HealthTasks(Vec<JoinHandle<()>>);
+
+impl Drop for HealthTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Start one probe task per configured provider.
+pub fn spawn(state: &Arc<AppState>) -> HealthTasks {
+    let mut tasks = Vec::new();
+    for (provider, hc) in &state.health_checks {
+        let Some(client) = state.clients.get(&provider.name).cloned() else {
+            continue;
+        };
+        tasks.push(tokio::spawn(run(provider.clone(), *hc, client)));
+    }
+    HealthTasks(tasks)
+}
+
+async fn run(provider: Arc<Provider>, hc: HealthCheck, client: reqwest::Client) {
+    let (mut fails, mut oks) = (0u32, 0u32);
+    let mut tick = tokio::time::interval(hc.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match probe(&provider, &hc, &client).await {
+            Ok(()) => {
+                oks += 1;
+                fails = 0;
+                if !provider.is_healthy() && oks >= hc.healthy_after {
+                    provider.set_healthy(true);
+                    tracing::info!(target: "switchyard::health", provider = %provider.name, "provider healthy again");
+                }
+            }
+            Err(why) => {
+                fails += 1;
+                oks = 0;
+                if provider.is_healthy() && fails >= hc.unhealthy_after {
+                    provider.set_healthy(false);
+                    tracing::warn!(target: "switchyard::health", provider = %provider.name, reason = %why, "provider marked unhealthy");
+                }
+            }
+        }
+    }
+}
+
+async fn probe(
+    provider: &Provider,
+    hc: &HealthCheck,
+    client: &reqwest::Client,
+) -> Result<(), String> {
+    let mut rb = client.get(provider.models_url());
+    let (headers, _) = provider.request_headers();
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    match tokio::time::timeout(hc.timeout, rb.send()).await {
+        Err(_) => Err("probe timed out".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(r)) if r.status().is_success() => Ok(()),
+        Ok(Ok(r)) => Err(format!("probe answered {}", r.status())),
+    }
+}
