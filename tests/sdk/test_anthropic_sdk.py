@@ -541,3 +541,19 @@ def test_upstream_validation_error_carried(anthropic_client):
             messages=user("think"),
         )
     assert "budget_tokens" in exc.value.body["error"]["message"]
+
+
+def test_message_start_carries_input_tokens(anthropic_client, alias):
+    # Anthropic reports the input tokens in `message_start`. Anthropic and
+    # Gemini upstreams know them from their first chunk; OpenAI reports usage
+    # only at the end, so there the count arrives in `message_delta`.
+    events = list(
+        anthropic_client.messages.create(model=alias, max_tokens=200, messages=user("count me"), stream=True)
+    )
+    full = anthropic_client.messages.create(model=alias, max_tokens=200, messages=user("count me"))
+    start_usage = events[0].message.usage
+    if alias == "demo-openai":
+        assert start_usage.input_tokens == 0
+        assert events[-2].usage.input_tokens == full.usage.input_tokens
+    else:
+        assert start_usage.input_tokens == full.usage.input_tokens

@@ -25,8 +25,8 @@ struct ChoiceState {
 /// that arrives in the first frame); each `functionCall` part becomes a
 /// `ToolCallStart` plus one `ToolCallDelta` with the whole arguments JSON;
 /// `Finish` once per candidate (`ToolCalls` if it called a function);
-/// `Usage` whenever a chunk carries changed `usageMetadata`; nothing after
-/// an `Error`.
+/// `Usage` whenever a chunk carries changed `usageMetadata`, before that
+/// chunk's content events; nothing after an `Error`.
 #[derive(Debug)]
 pub struct StreamDecoder {
     fallback_model: String,
@@ -76,6 +76,18 @@ impl StreamDecoder {
             return Ok(());
         }
 
+        // Usage first: `usageMetadata` is cumulative and already counts this
+        // chunk, and Gemini reports `promptTokenCount` from the first chunk
+        // on, so a client encoder that opens its message on the first
+        // content (Anthropic's `message_start`) can carry the input tokens.
+        if let Some(meta) = chunk.usage_metadata.as_ref() {
+            let usage = usage_from(meta);
+            if self.last_usage != Some(usage) {
+                self.last_usage = Some(usage);
+                out.push(StreamEvent::Usage(usage));
+            }
+        }
+
         let candidates = chunk.candidates.unwrap_or_default();
         let blocked = candidates.is_empty()
             && chunk
@@ -116,13 +128,6 @@ impl StreamDecoder {
                     reason: FinishReason::ContentFilter,
                     stop_sequence: None,
                 });
-            }
-        }
-        if let Some(meta) = chunk.usage_metadata.as_ref() {
-            let usage = usage_from(meta);
-            if self.last_usage != Some(usage) {
-                self.last_usage = Some(usage);
-                out.push(StreamEvent::Usage(usage));
             }
         }
         Ok(())

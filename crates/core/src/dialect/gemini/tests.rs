@@ -682,6 +682,27 @@ fn stream_assembles_to_the_non_stream_response() {
 }
 
 #[test]
+fn stream_usage_precedes_the_chunk_content() {
+    // Gemini reports promptTokenCount from the first chunk on; the usage
+    // must come before that chunk's content so an Anthropic client's
+    // `message_start` (opened on the first content) carries input tokens.
+    let sse = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}], \"role\": \"model\"}}], \"usageMetadata\": {\"promptTokenCount\": 7, \"totalTokenCount\": 7}}\n\n\
+               data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\"}], \"role\": \"model\"}, \"finishReason\": \"STOP\"}], \"usageMetadata\": {\"promptTokenCount\": 7, \"candidatesTokenCount\": 2, \"totalTokenCount\": 9}}\n\n";
+    let events = run_stream(sse);
+    let StreamEvent::Usage(first) = &events[1] else {
+        panic!("usage should follow Start directly: {events:?}")
+    };
+    assert_eq!((first.input_tokens, first.output_tokens), (7, 0));
+    assert!(matches!(&events[2], StreamEvent::TextDelta { text, .. } if text == "Hel"));
+    let StreamEvent::Usage(last) = &events[3] else {
+        panic!("{events:?}")
+    };
+    assert_eq!((last.input_tokens, last.output_tokens), (7, 2));
+    assert!(matches!(&events[4], StreamEvent::TextDelta { text, .. } if text == "lo"));
+    assert!(matches!(&events[5], StreamEvent::Finish { .. }));
+}
+
+#[test]
 fn stream_error_frame_ends_the_stream() {
     let mut with_more = STREAM_ERROR.to_owned();
     with_more.push_str(
