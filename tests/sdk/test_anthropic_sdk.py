@@ -557,3 +557,24 @@ def test_message_start_carries_input_tokens(anthropic_client, alias):
         assert events[-2].usage.input_tokens == full.usage.input_tokens
     else:
         assert start_usage.input_tokens == full.usage.input_tokens
+
+
+@pytest.mark.parametrize(
+    "alias,kwargs",
+    [
+        ("demo-anthropic", {"max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 500}}),
+        ("demo-gemini", {"max_tokens": 0}),
+    ],
+)
+def test_upstream_error_before_stream_is_an_http_error(anthropic_client, alias, kwargs):
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        with anthropic_client.messages.stream(model=alias, messages=user("x"), **kwargs) as stream:
+            stream.get_final_message()
+    assert exc.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_demo_alias(anthropic_client):
+    raw = anthropic_client.messages.with_raw_response.create(model="demo", max_tokens=100, messages=user("anyone"))
+    provider = raw.headers.get("x-switchyard-provider")
+    assert provider in ALIASES
+    assert texts(raw.parse()) == said(provider, "anyone")

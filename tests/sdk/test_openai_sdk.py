@@ -853,3 +853,26 @@ def test_models_retrieve(openai_client, alias):
     assert m.id == alias and m.object == "model"
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("no-such-model")
+
+
+def test_n_choices_anthropic_rejected_streaming(openai_client):
+    with pytest.raises(openai.BadRequestError) as exc:
+        openai_client.chat.completions.create(model="demo-anthropic", messages=user("two"), n=2, stream=True)
+    assert exc.value.param == "n"
+
+
+@pytest.mark.parametrize("alias", ["demo-openai", "demo-gemini"])
+def test_upstream_error_before_stream_is_an_http_error(openai_client, alias):
+    # The provider refuses the request before any byte is streamed: the SDK
+    # gets a plain 400, not a broken stream.
+    with pytest.raises(openai.BadRequestError) as exc:
+        openai_client.chat.completions.create(model=alias, messages=user("hot"), temperature=5, stream=True)
+    assert "temperature" in exc.value.message
+
+
+def test_provider_slash_model(openai_client):
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="demo-gemini/gemini-2.5-pro", messages=user("direct")
+    )
+    assert raw.headers.get("x-switchyard-upstream-model") == "gemini-2.5-pro"
+    assert raw.parse().choices[0].message.content == said("demo-gemini", "direct")
