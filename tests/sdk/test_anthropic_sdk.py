@@ -451,15 +451,7 @@ def test_unicode_streamed(anthropic_client, alias):
     [
         "demo-openai",
         "demo-anthropic",
-        pytest.param(
-            "demo-gemini",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Gemini has no parallel-call switch; the gateway drops parallel_tool_calls / "
-                "disable_parallel_tool_use (core/src/dialect/gemini/mod.rs 'Dropped') and does not "
-                "trim the reply to one call",
-            ),
-        ),
+        "demo-gemini",
     ],
 )
 def test_disable_parallel_tool_use(anthropic_client, alias):

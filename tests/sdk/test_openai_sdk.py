@@ -256,14 +256,7 @@ def test_parallel_tool_calls(openai_client, alias):
     [
         "demo-openai",
         "demo-anthropic",
-        pytest.param(
-            "demo-gemini",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Gemini has no parallel-call switch; the gateway drops parallel_tool_calls "
-                "(core/src/dialect/gemini/mod.rs 'Dropped') and does not trim the reply to one call",
-            ),
-        ),
+        "demo-gemini",
     ],
 )
 def test_parallel_tool_calls_disabled(openai_client, alias):
@@ -334,15 +327,7 @@ def test_tool_result_round_trip(openai_client, alias):
 @pytest.mark.parametrize(
     "alias",
     [
-        pytest.param(
-            "demo-openai",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="mock OpenAI rejects `annotations` on an assistant message (400 'Additional "
-                "properties are not allowed'); the SDK echoes it when the response message object "
-                "is appended, the documented function-calling pattern (crates/mock/src/openai.rs)",
-            ),
-        ),
+        "demo-openai",
         "demo-anthropic",
         "demo-gemini",
     ],

@@ -482,6 +482,9 @@ const MESSAGE_FIELDS: &[&str] = &[
     "function_call",
     "refusal",
     "audio",
+    // Assistant messages echoed back from a response carry these (the
+    // function-calling guide appends `completion.choices[0].message`).
+    "annotations",
 ];
 
 const PART_TYPES: &[&str] = &[

@@ -103,14 +103,21 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let d = dialect_for(req.uri().path());
-    match presented_key(req.headers()) {
+    let err = match presented_key(req.headers()) {
+        Some(k) if state.key_ok(k) => return next.run(req).await,
         None => GatewayError::unauthorized(
             "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
-        )
-        .render(d),
-        Some(k) if state.key_ok(k) => next.run(req).await,
-        Some(_) => GatewayError::unauthorized("Invalid gateway API key.").render(d),
-    }
+        ),
+        Some(_) => GatewayError::unauthorized("Invalid gateway API key."),
+    };
+    drain(req, state.max_body_size).await;
+    err.render(d)
+}
+
+/// Read and discard a request body we answer without using, so the client
+/// is not reset mid-upload and the connection stays reusable.
+async fn drain(req: Request, limit: usize) {
+    let _ = axum::body::to_bytes(req.into_body(), limit).await;
 }
 
 fn ctx(req: &Request) -> RequestCtx {
@@ -265,14 +272,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    GatewayError::new(
-        404,
-        ApiError::new(
-            ErrorKind::NotFound,
-            format!("no route for {} {path}", req.method()),
-        ),
-    )
-    .render(dialect_for(&path))
+    let msg = format!("no route for {} {path}", req.method());
+    drain(req, 1024 * 1024).await;
+    GatewayError::new(404, ApiError::new(ErrorKind::NotFound, msg)).render(dialect_for(&path))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {

@@ -201,6 +201,12 @@ async fn attempt_chat(
     let passthrough = pd == ingress && provider.passthrough_ok();
     let stream = job.peek.stream;
     let client_wants_usage = ingress == Dialect::OpenAi && job.peek.include_usage;
+    // The client forbade parallel tool calls; providers without that switch
+    // (Gemini) may still make several: keep the first, as the client expects.
+    let one_tool_call = !passthrough
+        && job
+            .ir
+            .is_some_and(|ir| ir.parallel_tool_calls == Some(false));
     let upstream_body = match (passthrough, job.ir) {
         (true, _) => job
             .peek
@@ -273,7 +279,14 @@ async fn attempt_chat(
             (Bytes::from(bytes), usage)
         } else {
             match codec::decode_response(pd, &bytes, &dep.model) {
-                Ok(r) => (Bytes::from(codec::encode_response(ingress, &r)), r.usage),
+                Ok(mut r) => {
+                    if one_tool_call {
+                        for c in &mut r.choices {
+                            c.message.tool_calls.truncate(1);
+                        }
+                    }
+                    (Bytes::from(codec::encode_response(ingress, &r)), r.usage)
+                }
                 Err(err) => {
                     return Err(Failure::retryable(GatewayError::bad_upstream(
                         &provider.name,
@@ -296,6 +309,7 @@ async fn attempt_chat(
         Mode::Translate {
             dec: Box::new(StreamDecoder::new(pd, &dep.model)),
             enc: Box::new(StreamEncoder::new(ingress, client_wants_usage)),
+            one_tool_call,
         }
     };
     let first_byte_deadline = attempt_started + provider.timeouts.first_byte;
@@ -495,6 +509,8 @@ enum Mode {
     Translate {
         dec: Box<StreamDecoder>,
         enc: Box<StreamEncoder>,
+        /// Drop tool calls after the first (client set `parallel_tool_calls: false`).
+        one_tool_call: bool,
     },
 }
 
@@ -658,7 +674,12 @@ impl Relay {
                     chunk
                 }
             }
-            Mode::Translate { dec, enc } => {
+            Mode::Translate {
+                dec,
+                enc,
+                one_tool_call,
+            } => {
+                let one_tool_call = *one_tool_call;
                 let mut out = Vec::new();
                 let mut failed = None;
                 for f in &frames {
@@ -675,6 +696,12 @@ impl Relay {
                                 self.guard.status = 502;
                                 self.guard.error = Some(e.message.clone());
                                 self.terminal = true;
+                            }
+                            StreamEvent::ToolCallStart { index, .. }
+                            | StreamEvent::ToolCallDelta { index, .. }
+                                if one_tool_call && *index > 0 =>
+                            {
+                                continue
                             }
                             _ => {}
                         }
@@ -727,7 +754,7 @@ impl Relay {
             );
         }
         let mut out = Vec::new();
-        if let Mode::Translate { dec, enc } = &mut self.mode {
+        if let Mode::Translate { dec, enc, .. } = &mut self.mode {
             self.events.clear();
             dec.finish(&mut self.events);
             for ev in &self.events {
