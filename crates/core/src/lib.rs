@@ -13,6 +13,9 @@
 //!   an upstream HTTP request for a provider.
 //! - [`resilience`]: reliability primitives (backoff, retry budget, circuit
 //!   breaker, load-balancing strategies) used by the server's routing.
+//! - [`pricing`]: the bundled per-model price table (with sources and
+//!   dates), name lookup, request cost, and worst-case token estimates for
+//!   reservations.
 //!
 //! ## Invariants
 //! - Only `dialect::*` knows any provider's JSON.
@@ -20,6 +23,7 @@
 
 pub mod dialect;
 pub mod ir;
+pub mod pricing;
 pub mod provider;
 pub mod resilience;
 pub mod sse;
