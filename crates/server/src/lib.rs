@@ -15,6 +15,8 @@
 //! - [`peek`]: borrowed peeking and byte splicing for the fast path.
 //! - [`health`]: active provider health probes.
 //! - [`usage`]: usage records through a bounded channel.
+//! - [`store`]: governance storage (SQLite or PostgreSQL via one code path),
+//!   the usage batch writer with its spool, and the audit sink.
 //! - [`demo`]: the keyless demo (built-in mock providers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -30,6 +32,7 @@ pub mod peek;
 pub mod pipeline;
 pub mod routing;
 pub mod state;
+pub mod store;
 pub mod usage;
 
 use axum::serve::ListenerExt;

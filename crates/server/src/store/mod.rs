@@ -1,0 +1,468 @@
+//! Governance storage: one code path and one set of migrations for embedded
+//! SQLite (the default) and PostgreSQL.
+//!
+//! # Portability
+//! Everything goes through sqlx's `AnyPool`, so each query is written once.
+//! The rules that make that work (each checked by `tests/store.rs` on both
+//! databases):
+//! - Placeholders are `$1, $2, …`. PostgreSQL numbers them natively; sqlx's
+//!   SQLite driver binds `$N` to argument `N` (SQLite itself treats `$N` as a
+//!   named parameter), so a reused `$1` is the same value on both. Queries
+//!   are still written with first appearances in ascending order.
+//! - Column types: `TEXT`, `BIGINT`, `INTEGER`, `SMALLINT`,
+//!   `DOUBLE PRECISION`. **No `BOOLEAN`**: sqlx's Any driver cannot map a
+//!   SQLite column declared `BOOLEAN` (it fails on every row), so flags are
+//!   `SMALLINT` 0/1, bound as `i16`.
+//! - PostgreSQL's `SUM(bigint)` is `NUMERIC`, which Any cannot decode, so
+//!   integer sums are wrapped in `CAST(… AS BIGINT)`; float sums are read as
+//!   `Option<f64>` (both return `NULL` over no rows).
+//! - Ids are text chosen by callers ([`new_id`]); no `SERIAL`/`AUTOINCREMENT`.
+//!   Times are `BIGINT` Unix milliseconds; lists and JSON are `TEXT`.
+//! - sqlx 0.8's Any driver sends a NULL `f64` to PostgreSQL typed `float4`,
+//!   and a cached statement then rejects a non-NULL `f64` in that slot
+//!   ("incorrect binary data format"). So statements that bind a NULL float
+//!   are not cached (`bind_all`), and the hot usage insert never binds
+//!   one: `ttft_ms` is sent as `-1` and stored through `NULLIF(…, -1.0)`.
+//! - Upserts are `INSERT … ON CONFLICT (…) DO NOTHING / DO UPDATE SET x =
+//!   excluded.x`; batched updates use `UPDATE … FROM (VALUES …)` whose
+//!   columns are `column1, column2` on both.
+//!
+//! The migrations (`crates/server/migrations/NNNN_*.sql`) are embedded with
+//! `sqlx::migrate!` and run by [`Store::connect`]; on PostgreSQL sqlx holds an
+//! advisory lock while migrating, so replicas may start together.
+//!
+//! # Connections
+//! - `sqlite://path/to/file.db` (or `sqlite:file.db`): parent directories and
+//!   the file are created; WAL journal, `synchronous=NORMAL`,
+//!   `busy_timeout` 5 s, foreign keys on; a pool of 4. `sqlite::memory:` is
+//!   one database held by a single connection (Any re-parses the URL per
+//!   connection, which would otherwise open a new empty database each time).
+//! - `postgres://user@host:port/db` (TLS via rustls when the server offers
+//!   it, `?sslmode=…` as usual): a pool of 12.
+//!
+//! # The change feed ([`Store::changes_since`])
+//! Every write to a tenant, user, key, budget or rate limit runs in a
+//! transaction whose **first statement advances the governance clock**, a
+//! one-row table: `last = max(now_ms, last + 1)`. The row stays locked until
+//! commit, so clock values are handed out in commit order, strictly
+//! increasing, and the written row's `updated_at` (or a tombstone's
+//! `deleted_at`) is that value. `changes_since(since)` first reads the clock
+//! `W`, then returns the rows with `since < updated_at <= W` and answers
+//! watermark `W`. Every value `<= W` belongs to a transaction that committed
+//! before `W` was read, so it is visible; windows `(since, W]` partition the
+//! clock, so each row version is returned exactly once, and a row changed
+//! again meanwhile shows up (in its newest state) in a later window. Many
+//! changes in one millisecond get distinct values (`last + 1`).
+//! [`Store::touch_keys`] only sets `last_used_at` and does not advance the
+//! clock, so key use never floods the feed.
+//!
+//! # Usage rows at scale
+//! `usage_log` is append-only, keyed by `request_id` (inserts are idempotent)
+//! and indexed on `ts`, `(tenant_id, ts)`, `(user_id, ts)` and
+//! `(key_id, ts)`. [`Store::spend_since`] is one indexed range scan; reports
+//! always carry a time range in practice and use the same indexes. Nothing
+//! on the request path queries this table (budgets are counted in memory and
+//! reseeded from `spend_since` at start).
+
+mod audit;
+mod governance;
+pub mod model;
+mod usage;
+mod writer;
+
+pub use audit::AuditLog;
+pub use governance::Changes;
+pub use model::*;
+pub use writer::{run_usage_writer, WriterConfig, WriterStats};
+
+use rand::Rng;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A database error; `op` names the store operation that failed.
+    #[error("database error in {op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(source: sqlx::Error) -> Self {
+        StoreError::Db {
+            op: "database",
+            source,
+        }
+    }
+}
+
+/// Attach the operation name to a sqlx error.
+pub(crate) trait OpExt<T> {
+    fn op(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> OpExt<T> for Result<T, sqlx::Error> {
+    fn op(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Db { op, source })
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DbKind {
+    /// From a connection URL's scheme.
+    pub fn from_url(url: &str) -> Option<DbKind> {
+        if url.starts_with("sqlite:") {
+            Some(DbKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DbKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The governance store: a connection pool plus the queries.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DbKind,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Milliseconds of SQLite's busy timeout.
+const SQLITE_BUSY_MS: u64 = 5_000;
+
+impl Store {
+    /// Connect, create the SQLite file if needed, and run the migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = DbKind::from_url(url).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "unsupported database URL {:?}: expected sqlite://… or postgres://…",
+                redact(url)
+            ))
+        })?;
+        let pool = match kind {
+            DbKind::Sqlite => connect_sqlite(url).await?,
+            DbKind::Postgres => AnyPoolOptions::new()
+                .max_connections(12)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(5))
+                .idle_timeout(Duration::from_secs(300))
+                .connect(url)
+                .await
+                .op("connect")?,
+        };
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, kind })
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The underlying pool, for diagnostics and tests.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// One round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .op("ping")?;
+        Ok(())
+    }
+
+    /// Close the pool (waits for checked-out connections). Later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn connect_sqlite(url: &str) -> Result<AnyPool, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let memory =
+        path == ":memory:" || path.is_empty() || query.is_some_and(|q| q.contains("mode=memory"));
+    let mut full = url.to_string();
+    if !memory {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "cannot create the directory {} for the SQLite database: {e}",
+                        parent.display()
+                    ))
+                })?;
+            }
+        }
+        if !query.is_some_and(|q| q.contains("mode=")) {
+            full.push(if query.is_some() { '&' } else { '?' });
+            full.push_str("mode=rwc");
+        }
+        // WAL is a property of the file: set it once, before the pool opens
+        // several connections (changing it needs an exclusive lock).
+        let opts = sqlx::any::AnyConnectOptions::from_str(&full).op("connect")?;
+        let mut conn = sqlx::ConnectOptions::connect(&opts).await.op("connect")?;
+        sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
+            .execute(&mut conn)
+            .await
+            .op("connect")?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut conn)
+            .await
+            .op("connect")?;
+        sqlx::Connection::close(conn).await.op("connect")?;
+    }
+    let opts = AnyPoolOptions::new()
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .acquire_timeout(Duration::from_secs(10));
+    let opts = if memory {
+        opts.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        opts.max_connections(4)
+    };
+    opts.connect(&full).await.op("connect")
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A new id: `prefix` + 20 random base62 characters (≈119 bits).
+pub fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    let mut s = String::with_capacity(prefix.len() + 20);
+    s.push_str(prefix);
+    for _ in 0..20 {
+        s.push(ALPHABET[rng.gen_range(0..ALPHABET.len())] as char);
+    }
+    s
+}
+
+/// A bind value for dynamically built queries.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    I64(i64),
+    OptI64(Option<i64>),
+    I32(i32),
+    I16(i16),
+    F64(f64),
+    OptF64(Option<f64>),
+}
+
+/// SQL text plus its arguments, with `$N` placeholders numbered in order.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+    /// Append raw SQL.
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+    /// Append a placeholder bound to `a`.
+    pub fn bind(&mut self, a: Arg) -> &mut Self {
+        self.args.push(a);
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        bind_all(sqlx::query(&self.text), &self.args)
+    }
+}
+
+pub(crate) fn bind_all<'q>(
+    mut q: Query<'q, Any, AnyArguments<'q>>,
+    args: &[Arg],
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s.clone()),
+            Arg::OptText(s) => q.bind(s.clone()),
+            Arg::I64(v) => q.bind(*v),
+            Arg::OptI64(v) => q.bind(*v),
+            Arg::I32(v) => q.bind(*v),
+            Arg::I16(v) => q.bind(*v),
+            Arg::F64(v) => q.bind(*v),
+            Arg::OptF64(v) => q.bind(*v),
+        };
+    }
+    // sqlx 0.8's Any → PostgreSQL conversion types a NULL `f64` as `float4`;
+    // a statement cached with that type then rejects a real `f64` (22P03).
+    // Statements binding a NULL float are therefore never cached.
+    if args.iter().any(|a| matches!(a, Arg::OptF64(None))) {
+        q = q.persistent(false);
+    }
+    q
+}
+
+/// Typed column access with the column named in errors.
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    sqlx::Row::try_get(row, name).op("decode")
+}
+
+pub(crate) fn col_bool(row: &AnyRow, name: &str) -> Result<bool, StoreError> {
+    Ok(col::<i64>(row, name)? != 0)
+}
+
+pub(crate) fn flag(b: bool) -> Arg {
+    Arg::I16(i16::from(b))
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("cannot encode JSON: {e}")))
+}
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    s: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Invalid(format!("stored {what} is not valid JSON: {e}")))
+}
+
+/// Map unique / foreign-key violations to `Conflict` / `Invalid`.
+pub(crate) fn classify(e: sqlx::Error, op: &'static str, what: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return StoreError::Conflict(format!("{what} already exists ({})", db.message()))
+            }
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                return StoreError::Invalid(format!(
+                    "{what} refers to a missing record ({})",
+                    db.message()
+                ))
+            }
+            _ => {}
+        }
+    }
+    StoreError::Db { op, source: e }
+}
+
+/// PostgreSQL text cannot hold NUL; usage and audit text may come from
+/// clients, so it is replaced rather than failing the whole batch.
+pub(crate) fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
+pub(crate) fn clean_opt(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_prefix_and_length() {
+        let a = new_id("key_");
+        let b = new_id("key_");
+        assert!(a.starts_with("key_"));
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, b);
+        assert!(a[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut q = Sql::new("SELECT 1 WHERE a = ");
+        q.bind(Arg::I64(1)).push(" AND b = ").bind(Arg::I64(2));
+        assert_eq!(q.text, "SELECT 1 WHERE a = $1 AND b = $2");
+    }
+}

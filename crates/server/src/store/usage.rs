@@ -1,0 +1,402 @@
+//! Usage rows, reports, budget alerts and audit events.
+
+use super::model::*;
+use super::{
+    clean, clean_opt, col, col_bool, flag, json_text, parse_json, Arg, OpExt, Sql, Store,
+    StoreError,
+};
+use sqlx::any::AnyRow;
+
+const USAGE_COLS: &str = "request_id, ts, tenant_id, user_id, key_id, alias, provider, \
+     deployment, upstream_model, ingress, input_tokens, output_tokens, cached_input_tokens, cost, \
+     estimated, latency_ms, ttft_ms, status, error_class, cache_hit, attempts, stream";
+const USAGE_NCOLS: usize = 22;
+/// Index of `ttft_ms` in [`USAGE_COLS`].
+const TTFT_COL: usize = 16;
+/// Rows per INSERT statement: 22 × 400 = 8,800 parameters, under both
+/// SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const USAGE_CHUNK: usize = 400;
+
+const AUDIT_COLS: &str = "id, ts, actor, tenant_id, action, target, ip, outcome, details";
+const AUDIT_CHUNK: usize = 500;
+
+/// What a usage row counts as an error in reports.
+const IS_ERROR: &str = "(status >= 400 OR error_class IS NOT NULL)";
+
+fn usage_args(r: &UsageRow) -> [Arg; USAGE_NCOLS] {
+    [
+        Arg::Text(clean(&r.request_id)),
+        Arg::I64(r.ts),
+        Arg::OptText(clean_opt(&r.tenant_id)),
+        Arg::OptText(clean_opt(&r.user_id)),
+        Arg::OptText(clean_opt(&r.key_id)),
+        Arg::Text(clean(&r.alias)),
+        Arg::Text(clean(&r.provider)),
+        Arg::Text(clean(&r.deployment)),
+        Arg::Text(clean(&r.upstream_model)),
+        Arg::Text(clean(&r.ingress)),
+        Arg::I64(r.input_tokens),
+        Arg::I64(r.output_tokens),
+        Arg::I64(r.cached_input_tokens),
+        Arg::F64(finite(r.cost)),
+        flag(r.estimated),
+        Arg::F64(finite(r.latency_ms)),
+        // Never a NULL float (see the module doc): -1 stands for none.
+        Arg::F64(
+            r.ttft_ms
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .unwrap_or(-1.0),
+        ),
+        Arg::I32(r.status),
+        Arg::OptText(clean_opt(&r.error_class)),
+        flag(r.cache_hit),
+        Arg::I32(r.attempts),
+        flag(r.stream),
+    ]
+}
+
+/// NaN / infinities would be stored differently (or refused) by the two
+/// databases; they never make sense here.
+fn finite(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+fn usage_from(r: &AnyRow) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        request_id: col(r, "request_id")?,
+        ts: col(r, "ts")?,
+        tenant_id: col(r, "tenant_id")?,
+        user_id: col(r, "user_id")?,
+        key_id: col(r, "key_id")?,
+        alias: col(r, "alias")?,
+        provider: col(r, "provider")?,
+        deployment: col(r, "deployment")?,
+        upstream_model: col(r, "upstream_model")?,
+        ingress: col(r, "ingress")?,
+        input_tokens: col(r, "input_tokens")?,
+        output_tokens: col(r, "output_tokens")?,
+        cached_input_tokens: col(r, "cached_input_tokens")?,
+        cost: col(r, "cost")?,
+        estimated: col_bool(r, "estimated")?,
+        latency_ms: col(r, "latency_ms")?,
+        ttft_ms: col(r, "ttft_ms")?,
+        status: col(r, "status")?,
+        error_class: col(r, "error_class")?,
+        cache_hit: col_bool(r, "cache_hit")?,
+        attempts: col(r, "attempts")?,
+        stream: col_bool(r, "stream")?,
+    })
+}
+
+fn audit_from(r: &AnyRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: col(r, "id")?,
+        ts: col(r, "ts")?,
+        actor: col(r, "actor")?,
+        tenant_id: col(r, "tenant_id")?,
+        action: col(r, "action")?,
+        target: col(r, "target")?,
+        ip: col(r, "ip")?,
+        outcome: col(r, "outcome")?,
+        details: parse_json(&col::<String>(r, "details")?, "audit details")?,
+    })
+}
+
+/// `WHERE …` for a filter (always present: `1 = 1` when empty). `from` is
+/// inclusive, `to` exclusive.
+fn push_filter(q: &mut Sql, f: &UsageFilter) {
+    q.push(" WHERE 1 = 1");
+    if let Some(v) = f.from {
+        q.push(" AND ts >= ").bind(Arg::I64(v));
+    }
+    if let Some(v) = f.to {
+        q.push(" AND ts < ").bind(Arg::I64(v));
+    }
+    for (column, v) in [
+        ("tenant_id", &f.tenant_id),
+        ("user_id", &f.user_id),
+        ("key_id", &f.key_id),
+        ("alias", &f.alias),
+        ("provider", &f.provider),
+    ] {
+        if let Some(v) = v {
+            q.push(" AND ")
+                .push(column)
+                .push(" = ")
+                .bind(Arg::Text(v.clone()));
+        }
+    }
+}
+
+/// The grouping expression; rows lacking the attribute group under `""`.
+/// `Model` groups by the alias the client asked for.
+fn group_expr(g: Option<GroupBy>) -> &'static str {
+    match g {
+        None => "'all'",
+        Some(GroupBy::Tenant) => "COALESCE(tenant_id, '')",
+        Some(GroupBy::User) => "COALESCE(user_id, '')",
+        Some(GroupBy::Key) => "COALESCE(key_id, '')",
+        Some(GroupBy::Model) => "alias",
+        Some(GroupBy::Provider) => "provider",
+    }
+}
+
+fn bucket_ms(b: Bucket) -> i64 {
+    match b {
+        Bucket::Hour => 3_600_000,
+        Bucket::Day => 86_400_000,
+    }
+}
+
+fn aggregates() -> String {
+    format!(
+        "COUNT(*) AS requests, \
+         CAST(SUM(CASE WHEN {IS_ERROR} THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+         CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+         CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+         CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, \
+         SUM(cost) AS cost"
+    )
+}
+
+fn totals_from(r: &AnyRow, bucket: bool) -> Result<UsageTotals, StoreError> {
+    Ok(UsageTotals {
+        key: col(r, "grp")?,
+        bucket_start: if bucket {
+            Some(col(r, "bucket")?)
+        } else {
+            None
+        },
+        requests: col(r, "requests")?,
+        errors: col::<Option<i64>>(r, "errors")?.unwrap_or(0),
+        input_tokens: col::<Option<i64>>(r, "input_tokens")?.unwrap_or(0),
+        output_tokens: col::<Option<i64>>(r, "output_tokens")?.unwrap_or(0),
+        cached_input_tokens: col::<Option<i64>>(r, "cached_input_tokens")?.unwrap_or(0),
+        cost: col::<Option<f64>>(r, "cost")?.unwrap_or(0.0),
+    })
+}
+
+impl Store {
+    /// Can the usage table be reached at all? (A probe for the writer: a
+    /// failure here means "database down", not "bad rows".)
+    pub(crate) async fn usage_table_ok(&self) -> bool {
+        sqlx::query("SELECT request_id FROM usage_log WHERE 1 = 0")
+            .fetch_optional(&self.pool)
+            .await
+            .is_ok()
+    }
+
+    /// Insert usage rows in one transaction of multi-row INSERTs. Idempotent
+    /// by `request_id`: a row already stored is left as it is. Text NULs are
+    /// replaced (PostgreSQL refuses them); non-finite floats are stored as 0
+    /// and a negative or non-finite `ttft_ms` as none.
+    pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let op = "insert_usage";
+        let mut tx = self.pool.begin().await.op(op)?;
+        for chunk in rows.chunks(USAGE_CHUNK) {
+            let mut q = Sql::new(&format!("INSERT INTO usage_log ({USAGE_COLS}) VALUES "));
+            q.args.reserve(chunk.len() * USAGE_NCOLS);
+            for (i, r) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                for (j, a) in usage_args(r).into_iter().enumerate() {
+                    if j > 0 {
+                        q.push(", ");
+                    }
+                    if j == TTFT_COL {
+                        q.push("NULLIF(").bind(a).push(", -1.0)");
+                    } else {
+                        q.bind(a);
+                    }
+                }
+                q.push(")");
+            }
+            q.push(" ON CONFLICT (request_id) DO NOTHING");
+            q.query()
+                .persistent(chunk.len() == USAGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .op(op)?;
+        }
+        tx.commit().await.op(op)?;
+        Ok(())
+    }
+
+    /// Totals over the filtered rows, per group (sorted by key); with no
+    /// group, one row keyed `"all"` (zeros when nothing matches).
+    pub async fn usage_totals(
+        &self,
+        f: &UsageFilter,
+        group: Option<GroupBy>,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let mut q = Sql::new(&format!(
+            "SELECT {} AS grp, {} FROM usage_log",
+            group_expr(group),
+            aggregates()
+        ));
+        push_filter(&mut q, f);
+        if group.is_some() {
+            q.push(" GROUP BY grp ORDER BY grp");
+        }
+        let rs = q.query().fetch_all(&self.pool).await.op("usage_totals")?;
+        rs.iter().map(|r| totals_from(r, false)).collect()
+    }
+
+    /// Totals per time bucket (UTC hours or days, `bucket_start` set) and
+    /// group, sorted by bucket then key. Empty buckets are absent.
+    pub async fn usage_series(
+        &self,
+        f: &UsageFilter,
+        bucket: Bucket,
+        group: Option<GroupBy>,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let w = bucket_ms(bucket);
+        // `w` comes from the enum, never from input: safe to inline.
+        let mut q = Sql::new(&format!(
+            "SELECT (ts / {w}) * {w} AS bucket, {} AS grp, {} FROM usage_log",
+            group_expr(group),
+            aggregates()
+        ));
+        push_filter(&mut q, f);
+        q.push(" GROUP BY bucket, grp ORDER BY bucket, grp");
+        let rs = q.query().fetch_all(&self.pool).await.op("usage_series")?;
+        rs.iter().map(|r| totals_from(r, true)).collect()
+    }
+
+    /// The filtered rows, newest first, at most `limit`.
+    pub async fn usage_rows(
+        &self,
+        f: &UsageFilter,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut q = Sql::new(&format!("SELECT {USAGE_COLS} FROM usage_log"));
+        push_filter(&mut q, f);
+        q.push(" ORDER BY ts DESC, request_id DESC LIMIT ")
+            .bind(Arg::I64(limit.max(0)));
+        let rs = q.query().fetch_all(&self.pool).await.op("usage_rows")?;
+        rs.iter().map(usage_from).collect()
+    }
+
+    /// `(cost, input + output tokens)` of every row (successful or failed)
+    /// of the scope with `ts >= since`: one range scan of the
+    /// `(scope column, ts)` index.
+    pub async fn spend_since(
+        &self,
+        scope: Scope,
+        scope_id: &str,
+        since: Millis,
+    ) -> Result<(f64, i64), StoreError> {
+        let column = match scope {
+            Scope::Tenant => "tenant_id",
+            Scope::User => "user_id",
+            Scope::Key => "key_id",
+        };
+        let sql = format!(
+            "SELECT SUM(cost) AS cost, CAST(SUM(input_tokens + output_tokens) AS BIGINT) AS tokens \
+             FROM usage_log WHERE {column} = $1 AND ts >= $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .op("spend_since")?;
+        Ok((
+            col::<Option<f64>>(&row, "cost")?.unwrap_or(0.0),
+            col::<Option<i64>>(&row, "tokens")?.unwrap_or(0),
+        ))
+    }
+
+    /// Record that `budget_id` crossed `threshold` in the period starting
+    /// `period_start`. `true` the first time, `false` ever after.
+    pub async fn record_alert(
+        &self,
+        budget_id: &str,
+        period_start: Millis,
+        threshold: f64,
+        ts: Millis,
+    ) -> Result<bool, StoreError> {
+        if !threshold.is_finite() {
+            return Err(StoreError::Invalid(format!("alert threshold {threshold}")));
+        }
+        let ppm = (threshold * 1e6).round() as i64;
+        let res = sqlx::query(
+            "INSERT INTO budget_alerts (budget_id, period_start, threshold_ppm, threshold, ts) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (budget_id, period_start, threshold_ppm) \
+             DO NOTHING",
+        )
+        .bind(budget_id)
+        .bind(period_start)
+        .bind(ppm)
+        .bind(threshold)
+        .bind(ts)
+        .execute(&self.pool)
+        .await
+        .op("record_alert")?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Insert audit events (idempotent by id), one transaction.
+    pub async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let op = "insert_audit";
+        let mut tx = self.pool.begin().await.op(op)?;
+        for chunk in events.chunks(AUDIT_CHUNK) {
+            let mut q = Sql::new(&format!("INSERT INTO audit_log ({AUDIT_COLS}) VALUES "));
+            for (i, e) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" })
+                    .bind(Arg::Text(clean(&e.id)))
+                    .push(", ")
+                    .bind(Arg::I64(e.ts))
+                    .push(", ")
+                    .bind(Arg::Text(clean(&e.actor)))
+                    .push(", ")
+                    .bind(Arg::OptText(clean_opt(&e.tenant_id)))
+                    .push(", ")
+                    .bind(Arg::Text(clean(&e.action)))
+                    .push(", ")
+                    .bind(Arg::OptText(clean_opt(&e.target)))
+                    .push(", ")
+                    .bind(Arg::OptText(clean_opt(&e.ip)))
+                    .push(", ")
+                    .bind(Arg::Text(clean(&e.outcome)))
+                    .push(", ")
+                    .bind(Arg::Text(json_text(&e.details)?))
+                    .push(")");
+            }
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.query().persistent(false).execute(&mut *tx).await.op(op)?;
+        }
+        tx.commit().await.op(op)?;
+        Ok(())
+    }
+
+    /// Audit events, newest first, optionally for one tenant and from
+    /// `since` (inclusive), at most `limit`.
+    pub async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        since: Option<Millis>,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut q = Sql::new(&format!("SELECT {AUDIT_COLS} FROM audit_log WHERE 1 = 1"));
+        if let Some(t) = tenant_id {
+            q.push(" AND tenant_id = ").bind(Arg::Text(t.into()));
+        }
+        if let Some(s) = since {
+            q.push(" AND ts >= ").bind(Arg::I64(s));
+        }
+        q.push(" ORDER BY ts DESC, id DESC LIMIT ")
+            .bind(Arg::I64(limit.max(0)));
+        let rs = q.query().fetch_all(&self.pool).await.op("list_audit")?;
+        rs.iter().map(audit_from).collect()
+    }
+}
