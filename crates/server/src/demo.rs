@@ -102,6 +102,10 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
             source: Source::Demo,
             reliability: Default::default(),
             health_checks: Vec::new(),
+            governance: Some(crate::config::GovernanceConfig::in_dir(
+                crate::config::process_env("SWITCHYARD_DATA_DIR").unwrap_or_else(|| "data".into()),
+                crate::config::process_env("SWITCHYARD_MASTER_KEY").map(Secret::new),
+            )),
         },
     })
 }

@@ -30,7 +30,38 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         .router
         .resolve(&p.model)
         .ok_or_else(|| GatewayError::model_not_found(&p.model))?;
+    if let Some(pr) = &ctx.principal {
+        crate::pipeline::authorize(pr, &p.model)?;
+    }
     let req = openai::decode_embeddings_request(body)?;
+    let prompt = switchyard_core::pricing::estimate_tokens_of_bytes(body.len());
+    let account = match (&state.governance, &ctx.principal) {
+        (Some(g), Some(pr)) => {
+            let usage = switchyard_core::ir::Usage {
+                input_tokens: prompt,
+                ..Default::default()
+            };
+            let worst = alias
+                .deployments
+                .iter()
+                .map(|d| crate::pipeline::cost_of(d, &usage))
+                .fold(0.0, f64::max);
+            let admission = g.admit(pr, &alias.name, prompt, worst)?;
+            Some(Arc::new(crate::pipeline::Account {
+                principal: pr.clone(),
+                admission,
+                governance: Some(g.clone()),
+                prompt_estimate: prompt,
+            }))
+        }
+        (None, Some(pr)) => Some(Arc::new(crate::pipeline::Account {
+            principal: pr.clone(),
+            admission: Default::default(),
+            governance: None,
+            prompt_estimate: prompt,
+        })),
+        _ => None,
+    };
     let meta = Meta {
         request_id: ctx.request_id.clone(),
         started: ctx.started,
@@ -40,6 +71,7 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         stream: false,
         passthrough: false,
         attempts: 0,
+        account,
     };
     let job = (state, &p, body, &req, &meta);
     match attempt::run(state, &alias, |dep, slot| attempt_embed(job, dep, slot)).await {

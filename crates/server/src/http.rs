@@ -5,6 +5,7 @@
 //! gets a 413 in the caller's own error format.
 
 use crate::error::GatewayError;
+use crate::governance::Principal;
 use crate::pipeline::{self, RequestCtx};
 use crate::state::AppState;
 use axum::body::Body;
@@ -98,20 +99,52 @@ pub fn presented_key(h: &HeaderMap) -> Option<&str> {
     })
 }
 
-async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if state.open {
-        return next.run(req).await;
-    }
+async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let d = dialect_for(req.uri().path());
-    let err = match presented_key(req.headers()) {
-        Some(k) if state.key_ok(k) => return next.run(req).await,
-        None => GatewayError::unauthorized(
+    let ip = client_ip(&req);
+    let principal = match presented_key(req.headers()) {
+        None if state.open => Ok(Principal::static_key()),
+        None => Err(GatewayError::unauthorized(
             "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
-        ),
-        Some(_) => GatewayError::unauthorized("Invalid gateway API key."),
+        )),
+        Some(k) => match state.governance.as_ref().and_then(|g| g.authenticate(k, ip.as_deref())) {
+            Some(r) => r,
+            None if state.key_ok(k) => Ok(Principal::static_key()),
+            None => {
+                if let Some(g) = &state.governance {
+                    g.audit.record(crate::store::AuditEvent {
+                        id: crate::store::new_id("aud_"),
+                        ts: crate::store::now_ms(),
+                        actor: "anonymous".into(),
+                        tenant_id: None,
+                        action: "auth.failure".into(),
+                        target: None,
+                        ip: ip.clone(),
+                        outcome: "denied".into(),
+                        details: serde_json::json!({"reason": "invalid_api_key", "path": req.uri().path()}),
+                    });
+                }
+                Err(GatewayError::unauthorized("Invalid API key."))
+            }
+        },
     };
-    drain(req, state.max_body_size).await;
-    err.render(d)
+    match principal {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(err) => {
+            drain(req, state.max_body_size).await;
+            err.render(d)
+        }
+    }
+}
+
+/// The peer address (set by the server's connect-info).
+pub fn client_ip(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
 }
 
 /// Read and discard a request body we answer without using, so the client
@@ -132,6 +165,7 @@ fn ctx(req: &Request) -> RequestCtx {
             .get::<Started>()
             .map(|s| s.0)
             .unwrap_or_else(Instant::now),
+        principal: req.extensions().get::<Principal>().cloned(),
     }
 }
 

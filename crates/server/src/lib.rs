@@ -13,6 +13,7 @@
 //! - [`attempt`]: the retry / failover / fallback loop every request runs.
 //! - [`codec`]: the single dispatch over wire dialects.
 //! - [`peek`]: borrowed peeking and byte splicing for the fast path.
+//! - [`governance`]: virtual keys, roles, rate limits, budgets at request time.
 //! - [`health`]: active provider health probes.
 //! - [`usage`]: usage records through a bounded channel.
 //! - [`store`]: governance storage (SQLite or PostgreSQL via one code path),
@@ -26,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod embeddings;
 pub mod error;
+pub mod governance;
 pub mod health;
 pub mod http;
 pub mod peek;
@@ -54,4 +56,73 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// A gateway built from a config, with its background tasks.
+pub struct Running {
+    pub state: std::sync::Arc<state::AppState>,
+    usage_writer: tokio::task::JoinHandle<()>,
+    governance: Option<governance::GovernanceTasks>,
+    _health: health::HealthTasks,
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("governance: {0}")]
+    Governance(#[from] governance::StartError),
+    #[error("cannot build the upstream HTTP clients: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Start governance (database, caches, writers), the usage pipeline and
+/// health checks, and build the shared state.
+pub async fn build(mut cfg: config::Config) -> Result<Running, BuildError> {
+    let (gov, store_tx, gov_tasks) = match cfg.governance.take() {
+        Some(g) => {
+            let (gov, tx, tasks) = governance::Governance::start(g).await?;
+            (Some(gov), Some(tx), Some(tasks))
+        }
+        None => (None, None, None),
+    };
+    let (usage, writer) = usage::UsageSink::with_store(store_tx);
+    let usage_writer = tokio::spawn(writer);
+    let state = state::AppState::with_governance(cfg, usage, gov)?;
+    let health = health::spawn(&state);
+    Ok(Running {
+        state,
+        usage_writer,
+        governance: gov_tasks,
+        _health: health,
+    })
+}
+
+impl Running {
+    /// Serve until `shutdown`, then drain: in-flight requests finish, every
+    /// usage record is written (or spooled), the audit log is flushed.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Running {
+            state,
+            usage_writer,
+            governance,
+            _health,
+        } = self;
+        let r = serve(listener, state, shutdown).await;
+        drop(_health);
+        let _ = usage_writer.await;
+        if let Some(g) = governance {
+            let stats = g.shutdown().await;
+            tracing::info!(
+                written = stats.written,
+                spooled = stats.spooled,
+                replayed = stats.replayed,
+                "usage writer drained"
+            );
+        }
+        r
+    }
 }

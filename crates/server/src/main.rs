@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use switchyard_server::config::{self, Config, Source};
-use switchyard_server::{demo, state::AppState, usage::UsageSink};
+use switchyard_server::demo;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -227,18 +227,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let demo_key = (source == Source::Demo && cfg.api_keys.len() == 1)
         .then(|| cfg.api_keys[0].expose().to_owned());
     let aliases: Vec<String> = cfg.aliases.iter().map(|a| a.name.clone()).collect();
-    let (usage, writer) = UsageSink::new();
-    let writer = tokio::spawn(writer);
-    let state = AppState::new(cfg, usage).context("building upstream HTTP clients")?;
+    let gov_db = cfg.governance.as_ref().map(|g| g.database_url.clone());
+    let running = switchyard_server::build(cfg).await?;
     banner(&source, local, &aliases, demo_key.as_deref());
-    let health = switchyard_server::health::spawn(&state);
-    switchyard_server::serve(listener, state, shutdown_signal()).await?;
-    drop(health);
-    // All request handlers are done and their usage senders dropped: the
-    // writer drains what is queued and exits.
-    let _ = writer.await;
+    if let Some(db) = gov_db {
+        println!(
+            "  governance: {} (admin API under /admin, OpenAPI at /openapi.json)\n",
+            redact_url(&db)
+        );
+    }
+    // Serves until SIGTERM/Ctrl-C, then drains requests, usage and audit.
+    running.serve(listener, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// A database URL without its password.
+fn redact_url(u: &str) -> String {
+    match (u.find("://"), u.find('@')) {
+        (Some(s), Some(at)) if at > s => match u[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &u[..s + 3 + c], &u[at..]),
+            None => u.to_owned(),
+        },
+        _ => u.to_owned(),
+    }
 }
 
 fn banner(source: &Source, addr: std::net::SocketAddr, aliases: &[String], demo_key: Option<&str>) {

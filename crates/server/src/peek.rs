@@ -14,6 +14,8 @@ pub struct Peek<'a> {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The output cap the client set (`max_completion_tokens` / `max_tokens`).
+    pub max_tokens: Option<u64>,
     model_raw: &'a RawValue,
     stream_options_raw: Option<&'a RawValue>,
 }
@@ -26,6 +28,10 @@ struct Head<'a> {
     stream: Option<serde_json::Value>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -83,10 +89,16 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, ApiError> {
         }
         _ => false,
     };
+    let max_tokens = head
+        .max_completion_tokens
+        .as_ref()
+        .and_then(serde_json::Value::as_u64)
+        .or_else(|| head.max_tokens.as_ref().and_then(serde_json::Value::as_u64));
     Ok(Peek {
         model,
         stream,
         include_usage,
+        max_tokens,
         model_raw,
         stream_options_raw: head.stream_options,
     })

@@ -11,6 +11,7 @@
 use crate::attempt::{self, Failure, Slot};
 use crate::codec::{self, StreamDecoder, StreamEncoder};
 use crate::error::GatewayError;
+use crate::governance::{Admission, Governance, Principal};
 use crate::peek;
 use crate::routing::{Alias, Deployment};
 use crate::state::AppState;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_core::dialect::{anthropic, openai, Dialect};
 use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
+use switchyard_core::pricing;
 use switchyard_core::provider::KeyRef;
 use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
@@ -35,6 +37,8 @@ use tokio::time::Instant;
 pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
+    /// Who is calling (set by the auth layer).
+    pub principal: Option<Principal>,
 }
 
 /// Largest upstream response body read into memory (non-streaming).
@@ -64,9 +68,36 @@ pub(crate) struct Meta {
     pub stream: bool,
     pub passthrough: bool,
     pub attempts: u32,
+    /// Who pays, and what admission reserved (settled by `record`).
+    pub account: Option<Arc<Account>>,
+}
+
+/// Who pays for a request and what admission reserved for it.
+#[derive(Debug)]
+pub struct Account {
+    pub principal: Principal,
+    pub admission: Admission,
+    pub governance: Option<Arc<Governance>>,
+    /// Prompt-token estimate, used when the provider reports no usage.
+    pub prompt_estimate: u64,
+}
+
+/// The price of a deployment's usage: the configured price, else the
+/// bundled table, else zero (unknown models are not billed by guess).
+pub fn cost_of(dep: &Deployment, usage: &Usage) -> f64 {
+    match dep.price {
+        Some(p) => pricing::cost_with(
+            &pricing::Price::new(p.input, p.output).with_cached_input(p.cached_input),
+            usage,
+        ),
+        None => pricing::lookup(dep.provider.preset.kind, &dep.model)
+            .map_or(0.0, |m| pricing::cost(m, usage)),
+    }
 }
 
 impl Meta {
+    /// The request's single usage record. Also settles the admission
+    /// (budgets and token limits get the real numbers), so call it once.
     pub fn record(
         &self,
         status: u16,
@@ -75,7 +106,33 @@ impl Meta {
         error: Option<String>,
     ) -> UsageRecord {
         let d = self.deployment.as_deref();
+        let (usage, estimated) = match (usage, &self.account) {
+            (Some(u), _) => (Some(u), false),
+            (None, Some(a)) if status == 200 => (
+                Some(Usage {
+                    input_tokens: a.prompt_estimate,
+                    ..Usage::default()
+                }),
+                true,
+            ),
+            (None, _) => (None, false),
+        };
+        let cost = match (d, &usage) {
+            (Some(d), Some(u)) => cost_of(d, u),
+            _ => 0.0,
+        };
+        if let Some(a) = &self.account {
+            if let Some(g) = &a.governance {
+                g.settle(&a.admission, usage.map_or(0, |u| u.total_tokens()), cost);
+            }
+        }
+        let p = self.account.as_ref().map(|a| &a.principal);
         UsageRecord {
+            tenant_id: p.and_then(|p| p.tenant_id.clone()),
+            user_id: p.and_then(|p| p.user_id.clone()),
+            key_id: p.and_then(|p| p.key_id.clone()),
+            cost,
+            estimated,
             request_id: self.request_id.clone(),
             time: SystemTime::now(),
             alias: self.alias.clone(),
@@ -105,6 +162,7 @@ struct Job<'a> {
     ir: Option<&'a ChatRequest>,
     ctx: &'a RequestCtx,
     alias: &'a str,
+    account: Option<Arc<Account>>,
 }
 
 async fn chat_inner(
@@ -114,17 +172,55 @@ async fn chat_inner(
     ctx: &RequestCtx,
 ) -> Result<Response, GatewayError> {
     let peek = peek::peek(body)?;
-    let alias = state
+    let mut alias = state
         .router
         .resolve(&peek.model)
         .ok_or_else(|| GatewayError::model_not_found(&peek.model))?;
+    if let Some(p) = &ctx.principal {
+        authorize(p, &peek.model)?;
+    }
     // Decode once, up front, only if some deployment in the plan needs the IR.
-    let ir = if needs_translation(state, &alias, ingress) {
-        let mut ir = codec::decode_request(ingress, body)?;
-        ir.stream = peek.stream;
-        Some(ir)
-    } else {
-        None
+    let decode = |alias: &Alias| -> Result<Option<ChatRequest>, GatewayError> {
+        if needs_translation(state, alias, ingress) {
+            let mut ir = codec::decode_request(ingress, body)?;
+            ir.stream = peek.stream;
+            Ok(Some(ir))
+        } else {
+            Ok(None)
+        }
+    };
+    let mut ir = decode(&alias)?;
+    let mut headers = Vec::new();
+    let account = match (&state.governance, &ctx.principal) {
+        (Some(gov), Some(p)) if !p.master && p.tenant_id.is_some() => {
+            let prompt = match &ir {
+                Some(ir) => pricing::estimate_prompt_tokens(ir),
+                None => pricing::estimate_tokens_of_bytes(body.len()),
+            };
+            let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
+            let admission = gov.admit(p, &alias.name, tokens, cost)?;
+            if let Some(to) = &admission.downgrade_to {
+                if let Some(a) = state.router.alias(to) {
+                    tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
+                    alias = a;
+                    ir = decode(&alias)?;
+                }
+            }
+            headers.clone_from(&admission.headers);
+            Some(Arc::new(Account {
+                principal: p.clone(),
+                admission,
+                governance: Some(gov.clone()),
+                prompt_estimate: prompt,
+            }))
+        }
+        (_, Some(p)) => Some(Arc::new(Account {
+            principal: p.clone(),
+            admission: Admission::default(),
+            governance: None,
+            prompt_estimate: 0,
+        })),
+        _ => None,
     };
     let job = Job {
         state,
@@ -134,15 +230,19 @@ async fn chat_inner(
         ir: ir.as_ref(),
         ctx,
         alias: &alias.name,
+        account: account.clone(),
     };
     match attempt::run(state, &alias, |dep, slot| attempt_chat(&job, dep, slot)).await {
         Ok(done) => {
             let mut resp = done.value;
-            resp.headers_mut()
-                .insert("x-switchyard-attempts", HeaderValue::from(done.attempts));
+            let h = resp.headers_mut();
+            h.insert("x-switchyard-attempts", HeaderValue::from(done.attempts));
+            for (k, v) in headers {
+                h.insert(k, v);
+            }
             Ok(resp)
         }
-        Err((e, attempts, last)) => {
+        Err((mut e, attempts, last)) => {
             let meta = Meta {
                 request_id: ctx.request_id.clone(),
                 started: ctx.started,
@@ -152,6 +252,7 @@ async fn chat_inner(
                 stream: peek.stream,
                 passthrough: false,
                 attempts,
+                account,
             };
             state.usage.record(meta.record(
                 e.status.as_u16(),
@@ -159,14 +260,74 @@ async fn chat_inner(
                 None,
                 Some(e.error.message.clone()),
             ));
-            let mut e = e;
             e.headers.push((
                 axum::http::HeaderName::from_static("x-switchyard-attempts"),
                 HeaderValue::from(attempts),
             ));
+            e.headers.extend(headers);
             Err(e)
         }
     }
+}
+
+/// May this caller call this model?
+pub(crate) fn authorize(p: &Principal, model: &str) -> Result<(), GatewayError> {
+    if !p.may_call_models() {
+        return Err(GatewayError::new(
+            403,
+            ApiError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "keys with the `{}` role cannot call models",
+                    p.role.as_str()
+                ),
+            )
+            .with_code("permission_denied"),
+        ));
+    }
+    if !p.may_use(model) {
+        return Err(GatewayError::new(
+            403,
+            ApiError::new(
+                ErrorKind::PermissionDenied,
+                format!("this API key is not allowed to use the model `{model}`"),
+            )
+            .with_code("model_not_allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Worst-case tokens and cost of a request: prompt estimate plus the most
+/// output it may produce, at the highest price among the deployments (and
+/// fallbacks) it may reach.
+fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u64>) -> (u64, f64) {
+    let mut deps: Vec<&Arc<Deployment>> = alias.deployments.iter().collect();
+    let fallbacks: Vec<Arc<Alias>> = alias
+        .fallbacks
+        .iter()
+        .filter_map(|f| state.router.alias(f))
+        .collect();
+    for f in &fallbacks {
+        deps.extend(f.deployments.iter());
+    }
+    let mut worst_out = 0u64;
+    let mut worst_cost = 0.0f64;
+    for d in deps {
+        let table = pricing::lookup(d.provider.preset.kind, &d.model);
+        let out = pricing::max_output_tokens(
+            max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+            table,
+        );
+        worst_out = worst_out.max(out);
+        let u = Usage {
+            input_tokens: prompt,
+            output_tokens: out,
+            ..Usage::default()
+        };
+        worst_cost = worst_cost.max(cost_of(d, &u));
+    }
+    (prompt + worst_out, worst_cost)
 }
 
 /// Does any deployment this alias may use speak another dialect (or need quirks)?
@@ -231,6 +392,7 @@ async fn attempt_chat(
         stream,
         passthrough,
         attempts: slot.attempt,
+        account: job.account.clone(),
     };
     let client = state.clients.get(&provider.name).ok_or_else(|| {
         Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))

@@ -2,6 +2,7 @@
 //! No globals: tests build as many independent states as they like.
 
 use crate::config::{Config, HealthCheck, Reliability, Source};
+use crate::governance::Governance;
 use crate::routing::Router;
 use crate::usage::UsageSink;
 use sha2::{Digest, Sha256};
@@ -28,6 +29,8 @@ pub struct AppState {
     pub retry_budget: RetryBudget,
     /// Providers to probe actively (see `health.rs`).
     pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
+    /// Tenants, virtual keys, limits, budgets (when enabled).
+    pub governance: Option<Arc<Governance>>,
 }
 
 /// Hash a key for storage and lookup.
@@ -37,6 +40,14 @@ pub fn digest(key: &str) -> [u8; 32] {
 
 impl AppState {
     pub fn new(cfg: Config, usage: UsageSink) -> Result<Arc<AppState>, reqwest::Error> {
+        Self::with_governance(cfg, usage, None)
+    }
+
+    pub fn with_governance(
+        cfg: Config,
+        usage: UsageSink,
+        governance: Option<Arc<Governance>>,
+    ) -> Result<Arc<AppState>, reqwest::Error> {
         let mut clients = HashMap::new();
         for p in &cfg.providers {
             let c = reqwest::Client::builder()
@@ -69,6 +80,7 @@ impl AppState {
             ),
             reliability: cfg.reliability,
             health_checks: cfg.health_checks,
+            governance,
         }))
     }
 

@@ -5,6 +5,7 @@
 //! (`target: "switchyard::usage"`) and keeps process totals; persistent
 //! storage plugs in behind [`UsageSink`] without touching the hot path.
 
+use crate::store::UsageRow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,6 +33,67 @@ pub struct UsageRecord {
     pub error: Option<String>,
     /// Upstream attempts made (retries and fallbacks included).
     pub attempts: u32,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub key_id: Option<String>,
+    /// USD, from the provider's usage and the deployment's price.
+    pub cost: f64,
+    /// Usage was estimated because the provider reported none.
+    pub estimated: bool,
+}
+
+impl UsageRecord {
+    /// The row stored in the usage table.
+    pub fn to_row(&self) -> UsageRow {
+        let u = self.usage.unwrap_or_default();
+        let ts = self
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        UsageRow {
+            request_id: self.request_id.clone(),
+            ts,
+            tenant_id: self.tenant_id.clone(),
+            user_id: self.user_id.clone(),
+            key_id: self.key_id.clone(),
+            alias: self.alias.clone(),
+            provider: self.provider.clone(),
+            deployment: self.deployment.clone(),
+            upstream_model: self.upstream_model.clone(),
+            ingress: self.ingress.to_owned(),
+            input_tokens: i64::try_from(u.input_tokens).unwrap_or(i64::MAX),
+            output_tokens: i64::try_from(u.output_tokens).unwrap_or(i64::MAX),
+            cached_input_tokens: i64::try_from(u.cached_input_tokens).unwrap_or(i64::MAX),
+            cost: self.cost,
+            estimated: self.estimated,
+            latency_ms: self.latency.as_secs_f64() * 1000.0,
+            ttft_ms: self.ttft.map(|d| d.as_secs_f64() * 1000.0),
+            status: i32::from(self.status),
+            error_class: self
+                .error
+                .as_ref()
+                .map(|_| error_class(self.status).to_owned()),
+            cache_hit: false,
+            attempts: i32::try_from(self.attempts).unwrap_or(i32::MAX),
+            stream: self.stream,
+        }
+    }
+}
+
+/// A coarse class for error rows (for grouping without parsing messages).
+fn error_class(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 415 | 422 => "invalid_request",
+        401 | 403 => "auth",
+        404 => "not_found",
+        429 => "rate_limited",
+        499 => "client_disconnected",
+        502 => "upstream_error",
+        503 => "unavailable",
+        504 => "timeout",
+        _ => "error",
+    }
 }
 
 /// Process-wide totals, for `/health` style reporting and tests.
@@ -72,6 +134,14 @@ pub const CAPACITY: usize = 65_536;
 impl UsageSink {
     /// Create the sink and the writer task's future.
     pub fn new() -> (UsageSink, impl std::future::Future<Output = ()>) {
+        Self::with_store(None)
+    }
+
+    /// Like `new`, and every record also goes to the store's usage writer
+    /// (the writer task awaits that channel; the hot path never does).
+    pub fn with_store(
+        store: Option<mpsc::Sender<UsageRow>>,
+    ) -> (UsageSink, impl std::future::Future<Output = ()>) {
         let (tx, mut rx) = mpsc::channel::<UsageRecord>(CAPACITY);
         let totals = Arc::new(Totals::default());
         let t = totals.clone();
@@ -111,8 +181,16 @@ impl UsageSink {
                         ttft_ms = r.ttft.map(|d| d.as_secs_f64() * 1000.0),
                         error = r.error.as_deref(),
                         attempts = r.attempts,
+                        cost = r.cost,
+                        tenant = r.tenant_id.as_deref(),
+                        key = r.key_id.as_deref(),
                         "request"
                     );
+                    if let Some(s) = &store {
+                        if s.send(r.to_row()).await.is_err() {
+                            t.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
         };

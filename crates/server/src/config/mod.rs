@@ -50,6 +50,68 @@ pub struct Config {
     pub reliability: Reliability,
     /// Providers with active health probes.
     pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
+    /// `None` when governance is disabled.
+    pub governance: Option<GovernanceConfig>,
+}
+
+/// Validated governance settings.
+#[derive(Debug, Clone)]
+pub struct GovernanceConfig {
+    pub database_url: String,
+    pub data_dir: std::path::PathBuf,
+    pub master_key: Option<Secret>,
+    pub refresh_interval: Duration,
+    pub audit_file: Option<std::path::PathBuf>,
+    pub alert_webhook: Option<String>,
+    pub plans: BTreeMap<String, Plan>,
+}
+
+/// A plan template applied to new tenants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub monthly_tokens: Option<i64>,
+    pub monthly_cost: Option<f64>,
+    pub models: Vec<String>,
+}
+
+/// The built-in plans (overridable under `governance.plans`).
+pub fn default_plans() -> BTreeMap<String, Plan> {
+    let p = |rpm, tpm, tokens, cost| Plan {
+        rpm: Some(rpm),
+        tpm: Some(tpm),
+        monthly_tokens: tokens,
+        monthly_cost: cost,
+        models: Vec::new(),
+    };
+    BTreeMap::from([
+        (
+            "basic".to_owned(),
+            p(60, 100_000, Some(10_000_000), Some(50.0)),
+        ),
+        (
+            "professional".to_owned(),
+            p(600, 1_000_000, Some(200_000_000), Some(2_000.0)),
+        ),
+        ("enterprise".to_owned(), p(6_000, 10_000_000, None, None)),
+    ])
+}
+
+impl GovernanceConfig {
+    /// Defaults under `data_dir`: SQLite file, audit log, no master key.
+    pub fn in_dir(data_dir: impl Into<std::path::PathBuf>, master_key: Option<Secret>) -> Self {
+        let data_dir = data_dir.into();
+        GovernanceConfig {
+            database_url: format!("sqlite://{}", data_dir.join("switchyard.db").display()),
+            audit_file: Some(data_dir.join("audit.jsonl")),
+            data_dir,
+            master_key,
+            refresh_interval: Duration::from_millis(500),
+            alert_webhook: None,
+            plans: default_plans(),
+        }
+    }
 }
 
 /// Retry policy, shared by every request.
@@ -271,6 +333,7 @@ impl Validator<'_> {
         let allow_unauthenticated = raw.server.allow_unauthenticated.unwrap_or(false);
 
         let reliability = self.reliability(&raw.reliability);
+        let governance = self.governance(&raw.governance);
         let global_breaker = match &raw.reliability.breaker {
             Some(b) => self.breaker("reliability.breaker", b, BreakerConfig::default()),
             None => BreakerConfig::default(),
@@ -318,7 +381,69 @@ impl Validator<'_> {
             source,
             reliability,
             health_checks,
+            governance,
         }
+    }
+
+    fn governance(&mut self, g: &raw::RawGovernance) -> Option<GovernanceConfig> {
+        if g.enabled == Some(false) {
+            return None;
+        }
+        let dir = match &g.data_dir {
+            Some(d) => self.string("governance.data_dir", d)?,
+            None => "data".to_owned(),
+        };
+        let master = match &g.master_key {
+            Some(k) => self.secret("governance.master_key", k),
+            None => (self.env)("SWITCHYARD_MASTER_KEY").map(Secret::new),
+        };
+        let mut cfg = GovernanceConfig::in_dir(dir, master);
+        if let Some(u) = &g.database_url {
+            let u = self.string("governance.database_url", u)?;
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                self.problem(
+                    "governance.database_url",
+                    format!("`{u}` is not a SQLite or PostgreSQL URL"),
+                    "write `sqlite://data/switchyard.db` or `postgres://user@host:5432/db`",
+                );
+            }
+            cfg.database_url = u;
+        }
+        cfg.refresh_interval = self.duration(
+            "governance.refresh_interval",
+            g.refresh_interval.as_deref(),
+            cfg.refresh_interval,
+        );
+        if let Some(a) = &g.audit_file {
+            cfg.audit_file = Some(self.string("governance.audit_file", a)?.into());
+        }
+        if let Some(w) = &g.alert_webhook {
+            let w = self.string("governance.alert_webhook", w)?;
+            if !(w.starts_with("http://") || w.starts_with("https://")) {
+                self.problem(
+                    "governance.alert_webhook",
+                    format!("`{w}` is not an http(s) URL"),
+                    "give the URL alerts are POSTed to",
+                );
+            }
+            cfg.alert_webhook = Some(w);
+        }
+        for (name, p) in &g.plans {
+            cfg.plans.insert(
+                name.clone(),
+                Plan {
+                    rpm: p.rpm,
+                    tpm: p.tpm,
+                    monthly_tokens: p.monthly_tokens,
+                    monthly_cost: p.monthly_cost,
+                    models: p.models.clone(),
+                },
+            );
+        }
+        Some(cfg)
     }
 
     fn reliability(&mut self, r: &raw::RawReliability) -> Reliability {
@@ -842,6 +967,10 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
         source: Source::Environment,
         reliability: Reliability::default(),
         health_checks: Vec::new(),
+        governance: Some(GovernanceConfig::in_dir(
+            env("SWITCHYARD_DATA_DIR").unwrap_or_else(|| "data".into()),
+            env("SWITCHYARD_MASTER_KEY").map(Secret::new),
+        )),
     })
 }
 

@@ -17,6 +17,42 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub reliability: RawReliability,
+    #[serde(default)]
+    pub governance: RawGovernance,
+}
+
+/// Tenants, keys, limits, budgets, usage and audit storage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGovernance {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// `sqlite://…` (default `sqlite://{data_dir}/switchyard.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Where the SQLite file, usage spool and audit log live (default `./data`).
+    pub data_dir: Option<String>,
+    /// `${ENV}` reference to the bootstrap admin key.
+    pub master_key: Option<String>,
+    /// How often the in-memory view pulls changes (bounds revocation delay).
+    pub refresh_interval: Option<String>,
+    /// JSON-lines audit file (default `{data_dir}/audit.jsonl`).
+    pub audit_file: Option<String>,
+    /// POSTed `{type: "budget.alert", data}` when a budget threshold is crossed.
+    pub alert_webhook: Option<String>,
+    /// Plan templates (override or add to basic / professional / enterprise).
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub monthly_tokens: Option<i64>,
+    pub monthly_cost: Option<f64>,
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 /// Global retry / breaker defaults.

@@ -65,6 +65,7 @@ server:
   max_body_size: 1MiB
 reliability:
   retries: 0          # error-mapping tests see each upstream answer as is
+governance: {{ enabled: false }}
 providers:
   oai: {{ kind: openai, base_url: "{}", api_key: "${{OAI}}"{extra} }}
   ant: {{ kind: anthropic, base_url: "{}", api_key: "${{ANT}}"{extra} }}
@@ -332,6 +333,9 @@ pub async fn rig(mocks: &[(&str, Flavor)], yaml: &str) -> Rig {
 pub async fn rig_with_keys(mocks: &[(&str, Flavor)], yaml: &str, env: &[(&str, &str)]) -> Rig {
     let mut servers = HashMap::new();
     let mut text = yaml.to_owned();
+    if !text.contains("governance:") {
+        text.push_str("\ngovernance: { enabled: false }\n");
+    }
     for (name, flavor) in mocks {
         let required = env
             .iter()

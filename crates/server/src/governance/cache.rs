@@ -1,0 +1,82 @@
+//! The in-memory snapshot of governance data that the hot path reads:
+//! keys by hash, tenants, users, budgets and rate limits by scope. Built from
+//! the store's change feed and refreshed in the background; request handling
+//! never waits on the database.
+
+use super::keys;
+use crate::store::{ApiKey, Budget, Changes, RateLimit, Scope, Tenant, User};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub keys_by_hash: HashMap<[u8; 32], Arc<ApiKey>>,
+    pub keys: HashMap<String, Arc<ApiKey>>,
+    pub tenants: HashMap<String, Arc<Tenant>>,
+    pub users: HashMap<String, Arc<User>>,
+    pub budgets: HashMap<String, Arc<Budget>>,
+    pub rate_limits: HashMap<String, Arc<RateLimit>>,
+    /// Budget ids per scope.
+    pub budgets_by_scope: HashMap<(Scope, String), Vec<String>>,
+    /// Rate limits per scope.
+    pub limits_by_scope: HashMap<(Scope, String), Vec<Arc<RateLimit>>>,
+}
+
+impl Snapshot {
+    /// Apply a change batch. Returns the budgets that were added or changed
+    /// and the ids of budgets removed (the ledger follows them).
+    pub fn apply(&mut self, c: Changes) -> (Vec<Arc<Budget>>, Vec<String>) {
+        for t in c.tenants {
+            self.tenants.insert(t.id.clone(), Arc::new(t));
+        }
+        for u in c.users {
+            self.users.insert(u.id.clone(), Arc::new(u));
+        }
+        for k in c.keys {
+            if let Some(old) = self.keys.get(&k.id) {
+                if let Some(h) = keys::parse_hex(&old.hash) {
+                    self.keys_by_hash.remove(&h);
+                }
+            }
+            let k = Arc::new(k);
+            if let Some(h) = keys::parse_hex(&k.hash) {
+                self.keys_by_hash.insert(h, k.clone());
+            }
+            self.keys.insert(k.id.clone(), k);
+        }
+        let mut changed = Vec::new();
+        for b in c.budgets {
+            let b = Arc::new(b);
+            self.budgets.insert(b.id.clone(), b.clone());
+            changed.push(b);
+        }
+        for id in &c.deleted_budgets {
+            self.budgets.remove(id);
+        }
+        for r in c.rate_limits {
+            self.rate_limits.insert(r.id.clone(), Arc::new(r));
+        }
+        for id in &c.deleted_rate_limits {
+            self.rate_limits.remove(id);
+        }
+        self.reindex();
+        (changed, c.deleted_budgets)
+    }
+
+    fn reindex(&mut self) {
+        self.budgets_by_scope.clear();
+        for b in self.budgets.values() {
+            self.budgets_by_scope
+                .entry((b.scope, b.scope_id.clone()))
+                .or_default()
+                .push(b.id.clone());
+        }
+        self.limits_by_scope.clear();
+        for r in self.rate_limits.values() {
+            self.limits_by_scope
+                .entry((r.scope, r.scope_id.clone()))
+                .or_default()
+                .push(r.clone());
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! Governance at request time: who is calling (virtual keys, the master key,
+//! static keys), may they call this model, rate limits, budgets — all served
+//! from memory. The database is read in the background (change feed every
+//! `refresh_interval`, so a revoked key stops working within that bound) and
+//! written off the hot path (usage batch writer, audit log).
+
+mod budget;
+mod cache;
+pub mod keys;
+mod ratelimit;
+
+pub use budget::{period_bounds, Crossing, Exhausted, Hold, Ledger};
+pub use ratelimit::{Decision, Limiters};
+
+use crate::config::GovernanceConfig;
+use crate::error::GatewayError;
+use crate::store::{self, AuditEvent, AuditLog, Role, Scope, Store, UsageRow, WriterConfig};
+use axum::http::{HeaderName, HeaderValue};
+use cache::Snapshot;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use switchyard_core::ir::{ApiError, ErrorKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `None` for the master key and static config keys.
+    pub key_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub role: Role,
+    /// The bootstrap master key: every permission, no limits.
+    pub master: bool,
+    /// Models this caller may use (empty = all).
+    pub allowed_models: Arc<[String]>,
+}
+
+impl Principal {
+    /// A static gateway key from the config file (no tenant, no limits).
+    pub fn static_key() -> Self {
+        Principal {
+            key_id: None,
+            tenant_id: None,
+            user_id: None,
+            role: Role::Developer,
+            master: false,
+            allowed_models: Arc::from(Vec::new()),
+        }
+    }
+
+    pub fn master() -> Self {
+        Principal {
+            master: true,
+            role: Role::Admin,
+            ..Self::static_key()
+        }
+    }
+
+    /// May this caller use `alias`?
+    pub fn may_use(&self, alias: &str) -> bool {
+        self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == alias || m == "*")
+    }
+
+    /// May this caller call models at all?
+    pub fn may_call_models(&self) -> bool {
+        self.master || matches!(self.role, Role::Admin | Role::Developer)
+    }
+
+    /// Actor string for audit events.
+    pub fn actor(&self) -> String {
+        if self.master {
+            "master".into()
+        } else {
+            self.key_id.clone().unwrap_or_else(|| "static-key".into())
+        }
+    }
+}
+
+/// What admission reserved for one request; settled exactly once.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// `x-ratelimit-*` headers for the response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    tpm_holds: Vec<(String, u64, u64)>,
+    holds: Vec<Hold>,
+    /// A downgrade budget is exhausted: serve this alias instead.
+    pub downgrade_to: Option<String>,
+    settled: std::sync::atomic::AtomicBool,
+}
+
+/// The running governance subsystem.
+pub struct Governance {
+    pub store: Store,
+    snapshot: RwLock<Arc<Snapshot>>,
+    watermark: AtomicI64,
+    limiters: Limiters,
+    pub ledger: Ledger,
+    pub audit: AuditLog,
+    master: Option<[u8; 32]>,
+    touched: Mutex<HashMap<String, store::Millis>>,
+    pub cfg: GovernanceConfig,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance")
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Background tasks; `shutdown` flushes them in order.
+pub struct GovernanceTasks {
+    refresh: JoinHandle<()>,
+    writer: JoinHandle<store::WriterStats>,
+    audit: JoinHandle<()>,
+}
+
+impl GovernanceTasks {
+    /// Stop refreshing, then wait for the usage writer to drain (its channel
+    /// closes when the last usage sender is dropped) and the audit log.
+    pub async fn shutdown(self) -> store::WriterStats {
+        self.refresh.abort();
+        let _ = self.refresh.await;
+        let stats = self.writer.await.unwrap_or_default();
+        let _ = self.audit.await;
+        stats
+    }
+}
+
+/// Errors starting governance.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+}
+
+impl Governance {
+    /// Connect, load everything into memory, start the background tasks.
+    /// Returns the usage-row sender for the usage writer.
+    pub async fn start(
+        cfg: GovernanceConfig,
+    ) -> Result<(Arc<Governance>, mpsc::Sender<UsageRow>, GovernanceTasks), StartError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StartError::DataDir(cfg.data_dir.display().to_string(), e))?;
+        let store = Store::connect(&cfg.database_url).await?;
+        let changes = store.changes_since(0).await?;
+        let watermark = changes.watermark;
+        let mut snap = Snapshot::default();
+        let (budgets, _) = snap.apply(changes);
+        let ledger = Ledger::default();
+        let now = store::now_ms();
+        for b in budgets {
+            let (start, _) = period_bounds(&b, now);
+            let (cost, tokens) = store.spend_since(b.scope, &b.scope_id, start).await?;
+            ledger.load(b, cost, tokens, now);
+        }
+        let (audit, audit_task) = AuditLog::start(Some(store.clone()), cfg.audit_file.clone());
+        let (tx, rx) = mpsc::channel::<UsageRow>(65_536);
+        let writer = tokio::spawn(store::run_usage_writer(
+            store.clone(),
+            rx,
+            WriterConfig {
+                batch_size: 500,
+                flush_interval: Duration::from_millis(200),
+                spool_path: cfg.data_dir.join("usage-spool.jsonl"),
+                replay_interval: Duration::from_secs(5),
+            },
+        ));
+        let gov = Arc::new(Governance {
+            store,
+            snapshot: RwLock::new(Arc::new(snap)),
+            watermark: AtomicI64::new(watermark),
+            limiters: Limiters::default(),
+            ledger,
+            audit,
+            master: cfg.master_key.as_ref().map(|k| keys::digest(k.expose())),
+            touched: Mutex::new(HashMap::new()),
+            http: reqwest::Client::new(),
+            cfg,
+        });
+        let g = gov.clone();
+        let refresh = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(g.cfg.refresh_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = g.refresh().await {
+                    tracing::warn!(error = %e, "governance refresh failed; serving the last snapshot");
+                }
+            }
+        });
+        Ok((
+            gov,
+            tx,
+            GovernanceTasks {
+                refresh,
+                writer,
+                audit: audit_task,
+            },
+        ))
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Pull changes from the store into memory (and flush key last-use times).
+    pub async fn refresh(&self) -> Result<(), store::StoreError> {
+        let since = self.watermark.load(Ordering::Acquire);
+        let changes = self.store.changes_since(since).await?;
+        let wm = changes.watermark;
+        if !changes.is_empty() {
+            let mut snap = (*self.snapshot()).clone();
+            let (budgets, removed) = snap.apply(changes);
+            let now = store::now_ms();
+            for b in budgets {
+                let (start, _) = period_bounds(&b, now);
+                let (cost, tokens) = if self.ledger.contains(&b.id) {
+                    (0.0, 0)
+                } else {
+                    self.store.spend_since(b.scope, &b.scope_id, start).await?
+                };
+                self.ledger.load(b, cost, tokens, now);
+            }
+            for id in removed {
+                self.ledger.remove(&id);
+            }
+            if let Ok(mut s) = self.snapshot.write() {
+                *s = Arc::new(snap);
+            }
+        }
+        self.watermark.store(wm.max(since), Ordering::Release);
+        let touched: Vec<(String, store::Millis)> = self
+            .touched
+            .lock()
+            .map(|mut t| t.drain().collect())
+            .unwrap_or_default();
+        if !touched.is_empty() {
+            self.store.touch_keys(&touched).await?;
+        }
+        Ok(())
+    }
+
+    /// Is this the master key?
+    pub fn is_master(&self, key: &str) -> bool {
+        self.master.is_some_and(|m| m == keys::digest(key))
+    }
+
+    /// Resolve a presented virtual key. `None`: not a virtual key at all.
+    pub fn authenticate(
+        &self,
+        key: &str,
+        ip: Option<&str>,
+    ) -> Option<Result<Principal, GatewayError>> {
+        let digest = keys::digest(key);
+        if self.master == Some(digest) {
+            return Some(Ok(Principal::master()));
+        }
+        let snap = self.snapshot();
+        let k = snap.keys_by_hash.get(&digest)?;
+        let now = store::now_ms();
+        let deny = |status: u16, kind: ErrorKind, code: &str, msg: &str| {
+            self.audit.record(AuditEvent {
+                id: store::new_id("aud_"),
+                ts: now,
+                actor: k.id.clone(),
+                tenant_id: Some(k.tenant_id.clone()),
+                action: "auth.failure".into(),
+                target: None,
+                ip: ip.map(str::to_owned),
+                outcome: "denied".into(),
+                details: serde_json::json!({ "reason": code }),
+            });
+            Some(Err(GatewayError::new(
+                status,
+                ApiError::new(kind, msg).with_code(code),
+            )))
+        };
+        if k.revoked_at.is_some() {
+            return deny(
+                401,
+                ErrorKind::Authentication,
+                "key_revoked",
+                "This API key has been revoked.",
+            );
+        }
+        if !k.enabled {
+            return deny(
+                401,
+                ErrorKind::Authentication,
+                "key_disabled",
+                "This API key is disabled.",
+            );
+        }
+        if k.expires_at.is_some_and(|e| e <= now) {
+            return deny(
+                401,
+                ErrorKind::Authentication,
+                "key_expired",
+                "This API key has expired.",
+            );
+        }
+        let Some(tenant) = snap.tenants.get(&k.tenant_id) else {
+            return deny(
+                401,
+                ErrorKind::Authentication,
+                "invalid_api_key",
+                "This API key's organisation no longer exists.",
+            );
+        };
+        if !tenant.status.can_call() {
+            return deny(
+                403,
+                ErrorKind::PermissionDenied,
+                "tenant_inactive",
+                &format!(
+                    "The organisation `{}` is {}; its keys cannot be used.",
+                    tenant.name,
+                    tenant.status.as_str()
+                ),
+            );
+        }
+        let mut role = k.role;
+        if let Some(uid) = &k.user_id {
+            match snap.users.get(uid) {
+                // A key never exceeds its owner's role.
+                Some(u) if !u.disabled => role = weaker(k.role, u.role),
+                _ => {
+                    return deny(
+                        403,
+                        ErrorKind::PermissionDenied,
+                        "user_disabled",
+                        "The user owning this API key is disabled.",
+                    )
+                }
+            }
+        }
+        let allowed: Vec<String> = match (
+            k.allowed_models.is_empty(),
+            tenant.allowed_models.is_empty(),
+        ) {
+            (true, true) => Vec::new(),
+            (false, true) => k.allowed_models.clone(),
+            (true, false) => tenant.allowed_models.clone(),
+            (false, false) => {
+                let both: Vec<String> = k
+                    .allowed_models
+                    .iter()
+                    .filter(|m| tenant.allowed_models.contains(m))
+                    .cloned()
+                    .collect();
+                // Disjoint lists allow nothing (an empty list would mean "all").
+                if both.is_empty() {
+                    vec![String::from("\u{0}nothing")]
+                } else {
+                    both
+                }
+            }
+        };
+        if let Ok(mut t) = self.touched.lock() {
+            t.insert(k.id.clone(), now);
+        }
+        Some(Ok(Principal {
+            key_id: Some(k.id.clone()),
+            tenant_id: Some(k.tenant_id.clone()),
+            user_id: k.user_id.clone(),
+            role,
+            master: false,
+            allowed_models: Arc::from(allowed),
+        }))
+    }
+
+    /// Rate limits and budgets for one request, before it is forwarded.
+    /// `alias` is what the client asked for; `tokens` the worst-case token
+    /// count and `cost` the worst-case cost of the request.
+    pub fn admit(
+        &self,
+        p: &Principal,
+        alias: &str,
+        tokens: u64,
+        cost: f64,
+    ) -> Result<Admission, GatewayError> {
+        let mut adm = Admission::default();
+        if p.master || p.tenant_id.is_none() {
+            return Ok(adm);
+        }
+        let snap = self.snapshot();
+        let scopes = scopes_of(p);
+        let now = tokio::time::Instant::now();
+        let mut taken: Vec<(String, u64)> = Vec::new();
+        let mut req_hdr: Option<Decision> = None;
+        let mut tok_hdr: Option<Decision> = None;
+        let mut refused: Option<(Decision, &'static str, String)> = None;
+        'outer: for (scope, id) in &scopes {
+            let Some(limits) = snap.limits_by_scope.get(&(*scope, id.clone())) else {
+                continue;
+            };
+            for l in limits {
+                if l.model.as_deref().is_some_and(|m| m != alias) {
+                    continue;
+                }
+                let lk = format!(
+                    "{}:{}:{}",
+                    scope.as_str(),
+                    id,
+                    l.model.as_deref().unwrap_or("*")
+                );
+                if let Some(rpm) = l.rpm.and_then(|v| u64::try_from(v).ok()) {
+                    let d = self.limiters.take_request(&lk, rpm, now);
+                    if !d.allowed {
+                        refused = Some((d, "requests", format!("{} {id}", scope.as_str())));
+                        break 'outer;
+                    }
+                    taken.push((lk.clone(), rpm));
+                    if req_hdr.is_none_or(|h| d.remaining < h.remaining) {
+                        req_hdr = Some(d);
+                    }
+                }
+                if let Some(tpm) = l.tpm.and_then(|v| u64::try_from(v).ok()) {
+                    let d = self.limiters.reserve_tokens(&lk, tpm, tokens, now);
+                    if !d.allowed {
+                        refused = Some((d, "tokens", format!("{} {id}", scope.as_str())));
+                        break 'outer;
+                    }
+                    adm.tpm_holds.push((lk, tpm, tokens));
+                    if tok_hdr.is_none_or(|h| d.remaining < h.remaining) {
+                        tok_hdr = Some(d);
+                    }
+                }
+            }
+        }
+        if let Some((d, what, who)) = refused {
+            self.undo(&taken, &adm);
+            let mut e = GatewayError::new(
+                429,
+                ApiError::new(ErrorKind::RateLimit, format!("Rate limit reached for {what} per minute on {who}: limit {}. Retry after {}s.", d.limit, d.reset.as_secs().max(1)))
+                    .with_code("rate_limit_exceeded"),
+            );
+            e.headers.push((
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from(d.reset.as_secs().max(1)),
+            ));
+            push_headers(&mut e.headers, req_hdr, tok_hdr);
+            return Err(e);
+        }
+        let mut budget_ids: Vec<String> = Vec::new();
+        for s in &scopes {
+            if let Some(ids) = snap.budgets_by_scope.get(s) {
+                budget_ids.extend(ids.iter().cloned());
+            }
+        }
+        if !budget_ids.is_empty() {
+            match self.ledger.reserve(
+                &budget_ids,
+                cost,
+                i64::try_from(tokens).unwrap_or(i64::MAX),
+                store::now_ms(),
+            ) {
+                Ok(r) => {
+                    adm.holds = r.holds;
+                    adm.downgrade_to = r
+                        .downgrade
+                        .and_then(|x| x.budget.downgrade_alias.clone())
+                        .filter(|a| a != alias);
+                }
+                Err(x) => {
+                    self.undo(&taken, &adm);
+                    let b = &x.budget;
+                    let limit = match (b.max_cost, b.max_tokens) {
+                        (Some(c), _) => format!("${c:.2}"),
+                        (None, Some(t)) => format!("{t} tokens"),
+                        _ => "its limit".into(),
+                    };
+                    let mut err = ApiError::new(
+                        ErrorKind::RateLimit,
+                        format!(
+                            "Budget exhausted: the {} budget `{}` ({limit} per {}) has no room for this request (spent ${:.4}, {} tokens). Raise the budget or wait for the next period.",
+                            b.scope.as_str(),
+                            b.id,
+                            b.period,
+                            x.spent_cost,
+                            x.spent_tokens
+                        ),
+                    )
+                    .with_code("budget_exceeded");
+                    err.provider_type = Some("insufficient_quota".into());
+                    return Err(GatewayError::new(429, err));
+                }
+            }
+        }
+        push_headers(&mut adm.headers, req_hdr, tok_hdr);
+        Ok(adm)
+    }
+
+    fn undo(&self, taken: &[(String, u64)], adm: &Admission) {
+        for (k, rpm) in taken {
+            self.limiters.refund_request(k, *rpm);
+        }
+        for (k, tpm, t) in &adm.tpm_holds {
+            self.limiters
+                .settle_tokens(k, *tpm, i64::try_from(*t).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Replace reservations with the real spend (exactly once per admission).
+    pub fn settle(self: &Arc<Self>, adm: &Admission, tokens: u64, cost: f64) {
+        if adm.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let used = i64::try_from(tokens).unwrap_or(i64::MAX);
+        for (k, tpm, reserved) in &adm.tpm_holds {
+            let back = i64::try_from(*reserved).unwrap_or(i64::MAX) - used;
+            self.limiters.settle_tokens(k, *tpm, back);
+        }
+        let crossings = self.ledger.settle(&adm.holds, cost, used);
+        for c in crossings {
+            let g = self.clone();
+            tokio::spawn(async move { g.alert(c).await });
+        }
+    }
+
+    async fn alert(&self, c: Crossing) {
+        match self
+            .store
+            .record_alert(&c.budget_id, c.period_start, c.threshold, store::now_ms())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record budget alert");
+                return;
+            }
+        }
+        tracing::warn!(
+            target: "switchyard::budget",
+            budget = %c.budget_id, scope = %c.scope, scope_id = %c.scope_id,
+            threshold = c.threshold, spent_cost = c.spent_cost, spent_tokens = c.spent_tokens,
+            "budget alert threshold crossed"
+        );
+        let details = serde_json::json!({
+            "budget_id": c.budget_id, "scope": c.scope, "scope_id": c.scope_id, "threshold": c.threshold,
+            "spent_cost": c.spent_cost, "spent_tokens": c.spent_tokens, "period_start": c.period_start,
+        });
+        self.audit.record(AuditEvent {
+            id: store::new_id("aud_"),
+            ts: store::now_ms(),
+            actor: "system".into(),
+            tenant_id: (c.scope == "tenant").then(|| c.scope_id.clone()),
+            action: "budget.alert".into(),
+            target: Some(c.budget_id.clone()),
+            ip: None,
+            outcome: "success".into(),
+            details: details.clone(),
+        });
+        if let Some(url) = &self.cfg.alert_webhook {
+            let r = self
+                .http
+                .post(url)
+                .json(&serde_json::json!({"type": "budget.alert", "data": details}))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "budget alert webhook failed");
+            }
+        }
+    }
+}
+
+/// The weaker of two roles (admin > billing/developer > viewer; billing and
+/// developer are not ordered, so a mix yields viewer).
+fn weaker(a: Role, b: Role) -> Role {
+    use Role::*;
+    match (a, b) {
+        (x, y) if x == y => x,
+        (Admin, y) | (y, Admin) => y,
+        _ => Viewer,
+    }
+}
+
+fn scopes_of(p: &Principal) -> Vec<(Scope, String)> {
+    let mut s = Vec::with_capacity(3);
+    if let Some(t) = &p.tenant_id {
+        s.push((Scope::Tenant, t.clone()));
+    }
+    if let Some(u) = &p.user_id {
+        s.push((Scope::User, u.clone()));
+    }
+    if let Some(k) = &p.key_id {
+        s.push((Scope::Key, k.clone()));
+    }
+    s
+}
+
+/// OpenAI-style `x-ratelimit-*` headers.
+fn push_headers(
+    h: &mut Vec<(HeaderName, HeaderValue)>,
+    req: Option<Decision>,
+    tok: Option<Decision>,
+) {
+    for (d, kind) in [(req, "requests"), (tok, "tokens")] {
+        let Some(d) = d else { continue };
+        for (name, value) in [
+            (format!("x-ratelimit-limit-{kind}"), d.limit.to_string()),
+            (
+                format!("x-ratelimit-remaining-{kind}"),
+                d.remaining.to_string(),
+            ),
+            (
+                format!("x-ratelimit-reset-{kind}"),
+                format!("{:.3}s", d.reset.as_secs_f64()),
+            ),
+        ] {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                h.push((n, v));
+            }
+        }
+    }
+}
