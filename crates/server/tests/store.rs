@@ -277,6 +277,10 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+    /// True one time in `n`.
+    fn one_in(&mut self, n: u64) -> bool {
+        self.next() % n < 1
+    }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[(self.next() % xs.len() as u64) as usize]
     }
@@ -337,18 +341,18 @@ fn varied_rows(n: usize, seed: u64, t0: Millis) -> Vec<UsageRow> {
                 output_tokens: (rng.next() % 2000) as i64,
                 cached_input_tokens: (rng.next() % 100) as i64,
                 cost: (rng.next() % 100_000) as f64 / 1e6,
-                estimated: rng.next() % 7 == 0,
+                estimated: rng.one_in(7),
                 latency_ms: (rng.next() % 10_000) as f64 / 10.0,
-                ttft_ms: (rng.next() % 2 == 0).then_some(1.5),
+                ttft_ms: rng.one_in(2).then_some(1.5),
                 status,
                 error_class: match (status, rng.next() % 10) {
                     (200, 0) => Some("stream_aborted".into()),
                     (200, _) => None,
                     _ => Some("upstream".into()),
                 },
-                cache_hit: rng.next() % 5 == 0,
+                cache_hit: rng.one_in(5),
                 attempts: 1 + (rng.next() % 3) as i32,
-                stream: rng.next() % 2 == 0,
+                stream: rng.one_in(2),
             }
         })
         .collect()
@@ -959,8 +963,8 @@ async fn changes_feed_many_changes_in_one_millisecond(db: &TestDb) {
 async fn usage_insert_is_idempotent_and_takes_10k_rows(db: &TestDb) {
     let s = &db.store;
     let r = usage_row("req_1", 1_700_000_000_000);
-    s.insert_usage(&[r.clone()]).await.unwrap();
-    s.insert_usage(&[r.clone()]).await.unwrap();
+    s.insert_usage(std::slice::from_ref(&r)).await.unwrap();
+    s.insert_usage(std::slice::from_ref(&r)).await.unwrap();
     let mut changed = r.clone();
     changed.cost = 99.0;
     s.insert_usage(&[changed, r.clone()]).await.unwrap();
@@ -1325,16 +1329,20 @@ async fn writer_writes_every_row(db: &TestDb) {
     let spool = cfg.spool_path.clone();
     let w = tokio::spawn(run_usage_writer(db.store.clone(), rx, cfg));
     let rows = varied_rows(1_234, 3, 1_700_000_000_000);
-    for r in rows.iter().take(1_000) {
+    // 1,050 rows: ten full batches and a partial one, which must be written
+    // by the flush interval while the channel stays open.
+    for r in rows.iter().take(1_050) {
         tx.send(r.clone()).await.unwrap();
     }
-    // A pause longer than the flush interval, then the rest.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        count_usage(db).await >= 900,
-        "partial batches flush on the interval"
-    );
-    for r in rows.iter().skip(1_000) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count_usage(db).await < 1_050 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partial batch not flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for r in rows.iter().skip(1_050) {
         tx.send(r.clone()).await.unwrap();
     }
     drop(tx); // channel close flushes everything

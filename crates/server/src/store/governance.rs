@@ -451,7 +451,10 @@ impl Store {
         pairs.sort_unstable();
         let mut tx = self.pool.begin().await.op("touch_keys")?;
         for chunk in pairs.chunks(TOUCH_CHUNK) {
-            let mut q = Sql::new("UPDATE api_keys SET last_used_at = v.column2 FROM (VALUES ");
+            let mut q = Sql::bulk(
+                self.kind,
+                "UPDATE api_keys SET last_used_at = v.column2 FROM (VALUES ",
+            );
             for (i, (id, ts)) in chunk.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");

@@ -8,7 +8,9 @@
 //! - Placeholders are `$1, $2, …`. PostgreSQL numbers them natively; sqlx's
 //!   SQLite driver binds `$N` to argument `N` (SQLite itself treats `$N` as a
 //!   named parameter), so a reused `$1` is the same value on both. Queries
-//!   are still written with first appearances in ascending order.
+//!   are still written with first appearances in ascending order. Bulk
+//!   statements (multi-row inserts) use anonymous `?` on SQLite instead:
+//!   binding thousands of named parameters is quadratic there (`Sql::bulk`).
 //! - Column types: `TEXT`, `BIGINT`, `INTEGER`, `SMALLINT`,
 //!   `DOUBLE PRECISION`. **No `BOOLEAN`**: sqlx's Any driver cannot map a
 //!   SQLite column declared `BOOLEAN` (it fails on every row), so flags are
@@ -319,11 +321,14 @@ pub(crate) enum Arg {
     OptF64(Option<f64>),
 }
 
-/// SQL text plus its arguments, with `$N` placeholders numbered in order.
+/// SQL text plus its arguments, with `$N` placeholders numbered in order —
+/// or, for bulk statements on SQLite ([`Sql::bulk`]), anonymous `?`.
 #[derive(Debug, Default)]
 pub(crate) struct Sql {
     pub text: String,
     pub args: Vec<Arg>,
+    /// Write `?` instead of `$N`.
+    anonymous: bool,
 }
 
 impl Sql {
@@ -331,7 +336,18 @@ impl Sql {
         Sql {
             text: text.to_string(),
             args: Vec::new(),
+            anonymous: false,
         }
+    }
+    /// For statements with thousands of parameters. SQLite keeps named
+    /// parameters (`$N`) in a list that every name lookup scans, so binding
+    /// N of them is O(N²) (8,800 took seconds); anonymous `?` binds in order
+    /// in O(1). `bind` only ever appends the next number, so `?` and `$N`
+    /// mean the same here. PostgreSQL keeps `$N`.
+    pub fn bulk(kind: DbKind, text: &str) -> Sql {
+        let mut q = Sql::new(text);
+        q.anonymous = kind == DbKind::Sqlite;
+        q
     }
     /// Append raw SQL.
     pub fn push(&mut self, s: &str) -> &mut Self {
@@ -341,8 +357,12 @@ impl Sql {
     /// Append a placeholder bound to `a`.
     pub fn bind(&mut self, a: Arg) -> &mut Self {
         self.args.push(a);
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        if self.anonymous {
+            self.text.push('?');
+        } else {
+            self.text.push('$');
+            self.text.push_str(&self.args.len().to_string());
+        }
         self
     }
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
@@ -464,5 +484,11 @@ mod tests {
         let mut q = Sql::new("SELECT 1 WHERE a = ");
         q.bind(Arg::I64(1)).push(" AND b = ").bind(Arg::I64(2));
         assert_eq!(q.text, "SELECT 1 WHERE a = $1 AND b = $2");
+        let mut q = Sql::bulk(DbKind::Sqlite, "VALUES ");
+        q.bind(Arg::I64(1)).push(", ").bind(Arg::I64(2));
+        assert_eq!(q.text, "VALUES ?, ?");
+        let mut q = Sql::bulk(DbKind::Postgres, "VALUES ");
+        q.bind(Arg::I64(1)).push(", ").bind(Arg::I64(2));
+        assert_eq!(q.text, "VALUES $1, $2");
     }
 }

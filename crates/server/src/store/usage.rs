@@ -201,7 +201,10 @@ impl Store {
         let op = "insert_usage";
         let mut tx = self.pool.begin().await.op(op)?;
         for chunk in rows.chunks(USAGE_CHUNK) {
-            let mut q = Sql::new(&format!("INSERT INTO usage_log ({USAGE_COLS}) VALUES "));
+            let mut q = Sql::bulk(
+                self.kind,
+                &format!("INSERT INTO usage_log ({USAGE_COLS}) VALUES "),
+            );
             q.args.reserve(chunk.len() * USAGE_NCOLS);
             for (i, r) in chunk.iter().enumerate() {
                 q.push(if i == 0 { "(" } else { ", (" });
@@ -350,7 +353,10 @@ impl Store {
         let op = "insert_audit";
         let mut tx = self.pool.begin().await.op(op)?;
         for chunk in events.chunks(AUDIT_CHUNK) {
-            let mut q = Sql::new(&format!("INSERT INTO audit_log ({AUDIT_COLS}) VALUES "));
+            let mut q = Sql::bulk(
+                self.kind,
+                &format!("INSERT INTO audit_log ({AUDIT_COLS}) VALUES "),
+            );
             for (i, e) in chunk.iter().enumerate() {
                 q.push(if i == 0 { "(" } else { ", (" })
                     .bind(Arg::Text(clean(&e.id)))

@@ -4,7 +4,11 @@
 //! ([`Store::insert_usage`], idempotent by `request_id`). When an insert
 //! fails, the batch is appended to a local **spool** (JSON lines, fsync'd
 //! before the writer moves on) and the spool is replayed every
-//! `replay_interval` until the database takes it, then removed. A spool left
+//! `replay_interval` until the database takes it, then removed. While a
+//! spool is pending, new batches go straight to it (so an unreachable
+//! database, where each attempt may wait for a connect timeout, does not
+//! slow the writer below disk speed); direct inserts resume after a
+//! successful replay. A spool left
 //! by a previous process is replayed at start. When the channel closes,
 //! everything buffered is flushed — to the database, or to the spool if the
 //! database is down — before [`run_usage_writer`] returns.
@@ -133,6 +137,12 @@ impl Writer {
             return;
         }
         let rows = std::mem::take(buf);
+        if self.spool_pending {
+            // The database was down at the last try: keep up with the
+            // channel by spooling straight away; the replay tick probes it.
+            self.spool(rows).await;
+            return;
+        }
         match self.store.insert_usage(&rows).await {
             Ok(()) => self.stats.written += rows.len() as u64,
             Err(e) => {
