@@ -18,7 +18,8 @@ use switchyard_core::ir::{ApiError, ErrorKind};
 #[derive(Debug)]
 pub struct GatewayError {
     pub status: StatusCode,
-    pub error: ApiError,
+    /// Boxed: errors travel in `Result`s on the hot path; keep those small.
+    pub error: Box<ApiError>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -26,7 +27,7 @@ impl GatewayError {
     pub fn new(status: u16, error: ApiError) -> Self {
         GatewayError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-            error,
+            error: Box::new(error),
             headers: Vec::new(),
         }
     }

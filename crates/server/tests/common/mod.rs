@@ -2,6 +2,8 @@
 //! providers (each on its own port), configured through the YAML path.
 #![allow(dead_code, clippy::unwrap_used, clippy::type_complexity)]
 
+pub mod db;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
