@@ -158,24 +158,13 @@ impl GovRig {
     }
 
     async fn chat(&self, key: &str, model: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(key)
-            .json(&json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hello there"}]}))
-            .send()
-            .await
-            .unwrap()
+        let body = json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hello there"}]});
+        common::post_openai(&self.http, &self.base, key, &body).await
     }
 
     async fn messages(&self, key: &str, model: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/messages", self.base))
-            .header("x-api-key", key)
-            .header("anthropic-version", "2023-06-01")
-            .json(&json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]}))
-            .send()
-            .await
-            .unwrap()
+        let body = json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]});
+        common::post_anthropic(&self.http, &self.base, key, &body).await
     }
 
     /// Stop the server gracefully and wait for every writer to drain.

@@ -81,22 +81,25 @@ pub struct Quirks {
 
 impl Default for Quirks {
     fn default() -> Self {
-        Quirks {
-            max_tokens_field: MaxTokensField::MaxCompletionTokens,
-            stream_options: true,
-            n: true,
-            seed: true,
-            parallel_tool_calls: true,
-            json_schema: true,
-            developer_role: true,
-            user: true,
-            penalties: true,
-            default_max_tokens: 4096,
-        }
+        Quirks::REFERENCE
     }
 }
 
 impl Quirks {
+    /// The dialect's reference provider, exactly as documented.
+    pub const REFERENCE: Quirks = Quirks {
+        max_tokens_field: MaxTokensField::MaxCompletionTokens,
+        stream_options: true,
+        n: true,
+        seed: true,
+        parallel_tool_calls: true,
+        json_schema: true,
+        developer_role: true,
+        user: true,
+        penalties: true,
+        default_max_tokens: 4096,
+    };
+
     /// True when a request in this dialect can be forwarded byte-for-byte
     /// (only the model name rewritten).
     pub fn is_passthrough(&self) -> bool {

@@ -74,18 +74,7 @@ const fn compat() -> Quirks {
 }
 
 const fn openai_quirks() -> Quirks {
-    Quirks {
-        max_tokens_field: MaxTokensField::MaxCompletionTokens,
-        stream_options: true,
-        n: true,
-        seed: true,
-        parallel_tool_calls: true,
-        json_schema: true,
-        developer_role: true,
-        user: true,
-        penalties: true,
-        default_max_tokens: 4096,
-    }
+    Quirks::REFERENCE
 }
 
 const fn oa(

@@ -139,24 +139,11 @@ impl Gateway {
     }
 
     pub async fn openai(&self, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        post_openai(&self.http, &self.base, KEY, &body).await
     }
 
     pub async fn anthropic(&self, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/messages", self.base))
-            .header("x-api-key", KEY)
-            .header("anthropic-version", "2023-06-01")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        post_anthropic(&self.http, &self.base, KEY, &body).await
     }
 
     pub async fn shutdown(mut self) {
@@ -409,27 +396,45 @@ impl Rig {
     }
 
     pub async fn openai(&self, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        post_openai(&self.http, &self.base, KEY, &body).await
     }
 
     pub async fn anthropic(&self, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/messages", self.base))
-            .header("x-api-key", KEY)
-            .header("anthropic-version", "2023-06-01")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        post_anthropic(&self.http, &self.base, KEY, &body).await
     }
 }
 
 pub fn chat(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// POST an OpenAI chat request with a gateway key.
+pub async fn post_openai(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    http.post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POST an Anthropic messages request with a gateway key (as `x-api-key`).
+pub async fn post_anthropic(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    http.post(format!("{base}/v1/messages"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
