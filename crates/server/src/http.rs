@@ -32,10 +32,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
+        .merge(crate::admin::router())
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/openapi.json", get(crate::admin::openapi_json))
         .merge(api)
         .fallback(not_found)
         .with_state(state)

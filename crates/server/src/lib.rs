@@ -21,6 +21,7 @@
 //! - [`demo`]: the keyless demo (built-in mock providers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod attempt;
 pub mod codec;
 pub mod config;
@@ -53,9 +54,13 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Connect info gives handlers the peer address (audit events' `ip`).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A gateway built from a config, with its background tasks.

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use switchyard_server::admin::cli as admin_cli;
 use switchyard_server::config::{self, Config, Source};
 use switchyard_server::demo;
 
@@ -56,6 +57,34 @@ enum Cmd {
         #[arg(long)]
         api_key: Option<String>,
     },
+    /// Manage tenants (directly in the governance database).
+    Tenants {
+        #[command(subcommand)]
+        cmd: admin_cli::TenantCmd,
+        #[command(flatten)]
+        db: admin_cli::DbArgs,
+    },
+    /// Manage users (directly in the governance database).
+    Users {
+        #[command(subcommand)]
+        cmd: admin_cli::UserCmd,
+        #[command(flatten)]
+        db: admin_cli::DbArgs,
+    },
+    /// Manage virtual API keys (directly in the governance database).
+    Keys {
+        #[command(subcommand)]
+        cmd: admin_cli::KeyCmd,
+        #[command(flatten)]
+        db: admin_cli::DbArgs,
+    },
+    /// Usage report from the governance database.
+    Usage {
+        #[command(flatten)]
+        args: admin_cli::UsageArgs,
+        #[command(flatten)]
+        db: admin_cli::DbArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +113,18 @@ fn main() -> std::process::ExitCode {
                 port,
                 api_key,
             }) => mock(&flavor, port, api_key).await,
+            Some(Cmd::Tenants { cmd, db }) => {
+                admin_cli::tenants(cmd, &db.or_config(cli.serve.config)).await
+            }
+            Some(Cmd::Users { cmd, db }) => {
+                admin_cli::users(cmd, &db.or_config(cli.serve.config)).await
+            }
+            Some(Cmd::Keys { cmd, db }) => {
+                admin_cli::keys(cmd, &db.or_config(cli.serve.config)).await
+            }
+            Some(Cmd::Usage { args, db }) => {
+                admin_cli::usage(args, &db.or_config(cli.serve.config)).await
+            }
         }
     });
     match result {
