@@ -1,0 +1,212 @@
+//! Gateway configurations used by the benchmark (YAML text, as a user would
+//! write it), request bodies, and the feature ladder.
+//!
+//! Secrets are `${GW_KEY}` / `${UP_KEY}` references, as the config format
+//! requires; [`env`] supplies them to in-process gateways and the runner
+//! sets them in the gateway process's environment.
+
+/// The gateway key clients present.
+pub const GW_KEY: &str = "sk-bench-gateway";
+/// The (ignored) key the gateway sends upstream.
+pub const UP_KEY: &str = "sk-bench-upstream";
+
+/// Environment lookup for in-process gateways.
+pub fn env(name: &str) -> Option<String> {
+    match name {
+        "GW_KEY" => Some(GW_KEY.to_owned()),
+        "UP_KEY" => Some(UP_KEY.to_owned()),
+        _ => None,
+    }
+}
+
+/// Non-streaming OpenAI request for alias `model`.
+pub fn chat_body(model: &str) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a benchmark."}},{{"role":"user","content":"Say hello in one short sentence."}}],"max_tokens":64,"temperature":0}}"#
+    )
+}
+
+/// Streaming OpenAI request (with usage) for alias `model`.
+pub fn stream_body(model: &str) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a benchmark."}},{{"role":"user","content":"Say hello in one short sentence."}}],"max_tokens":64,"temperature":0,"stream":true,"stream_options":{{"include_usage":true}}}}"#
+    )
+}
+
+/// Anthropic Messages request (for hitting the upstream's `/v1/messages`
+/// directly, the translated path's baseline).
+pub fn anthropic_body(stream: bool) -> String {
+    format!(
+        r#"{{"model":"bench-model","max_tokens":64,"system":"You are a benchmark.","messages":[{{"role":"user","content":"Say hello in one short sentence."}}],"temperature":0,"stream":{stream}}}"#
+    )
+}
+
+/// The main gateway config: alias `bench` (OpenAI pass-through) and
+/// `bench-translated` (OpenAI client → Anthropic upstream), both on the
+/// upstream at `up_port`.
+pub fn main_config(gw_port: u16, up_port: u16) -> String {
+    format!(
+        r#"server:
+  listen: 127.0.0.1:{gw_port}
+  api_keys: ["${{GW_KEY}}"]
+providers:
+  up:
+    kind: openai
+    base_url: http://127.0.0.1:{up_port}/v1
+    api_key: ${{UP_KEY}}
+  up_anthropic:
+    kind: anthropic
+    base_url: http://127.0.0.1:{up_port}
+    api_key: ${{UP_KEY}}
+models:
+  bench:
+    deployments:
+      - provider: up
+        model: bench-model
+  bench-translated:
+    deployments:
+      - provider: up_anthropic
+        model: bench-model
+routing:
+  direct: false
+"#
+    )
+}
+
+/// The failover config (issue 3): alias `bench-ha` over two OpenAI
+/// upstreams, round robin, the README's default breaker written out.
+pub fn failover_config(gw_port: u16, a_port: u16, b_port: u16) -> String {
+    format!(
+        r#"server:
+  listen: 127.0.0.1:{gw_port}
+  api_keys: ["${{GW_KEY}}"]
+providers:
+  up_a:
+    kind: openai
+    base_url: http://127.0.0.1:{a_port}/v1
+    api_key: ${{UP_KEY}}
+  up_b:
+    kind: openai
+    base_url: http://127.0.0.1:{b_port}/v1
+    api_key: ${{UP_KEY}}
+models:
+  bench-ha:
+    strategy: round_robin
+    deployments:
+      - provider: up_a
+        model: bench-model
+      - provider: up_b
+        model: bench-model
+routing:
+  direct: false
+reliability:
+  retries: 2
+  backoff: {{ base: 100ms, max: 5s }}
+  retry_budget: {{ ratio: 0.2, min_per_second: 5, window: 10s }}
+  breaker:
+    consecutive_failures: 5
+    failure_rate: 0.5
+    min_requests: 20
+    window: 30s
+    cooldown: 30s
+    half_open_probes: 1
+    successes_to_close: 1
+"#
+    )
+}
+
+/// One rung of the feature ladder: a gateway config variant plus the request
+/// that exercises it. To add a step (e.g. virtual keys + rate limits, PII
+/// masking, cache hit), add an entry to [`ladder`] with its config; a step
+/// whose feature does not exist yet carries `todo` and is reported as such.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: &'static str,
+    /// Gateway config for `(gw_port, up_port)`.
+    pub config: fn(u16, u16) -> String,
+    /// Client path on the gateway.
+    pub path: &'static str,
+    pub body: String,
+    /// Not measurable yet: why.
+    pub todo: Option<&'static str>,
+}
+
+/// The ladder, cheapest first.
+pub fn ladder() -> Vec<Step> {
+    vec![
+        Step {
+            name: "1. bare routing (OpenAI pass-through, non-stream)",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            todo: None,
+        },
+        Step {
+            name: "2. + streaming path (20-chunk SSE pass-through)",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: stream_body("bench"),
+            todo: None,
+        },
+        Step {
+            name: "3. + translation (OpenAI client → Anthropic upstream, non-stream)",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench-translated"),
+            todo: None,
+        },
+        Step {
+            name: "3b. translated stream (OpenAI client → Anthropic SSE)",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: stream_body("bench-translated"),
+            todo: None,
+        },
+        Step {
+            name: "4. + virtual keys + rate limits + usage logging",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            todo: Some("governance (virtual keys, rate limits) not implemented yet; usage logging is already on in every step"),
+        },
+        Step {
+            name: "5. + PII masking",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            todo: Some("PII masking not implemented yet"),
+        },
+        Step {
+            name: "6. cache hit",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            todo: Some("response cache not implemented yet"),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_validate() {
+        for text in [main_config(4000, 4001), failover_config(4000, 4001, 4002)] {
+            let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &env);
+            assert!(cfg.is_ok(), "{:?}", cfg.err());
+        }
+    }
+
+    #[test]
+    fn bodies_are_json() {
+        for b in [
+            chat_body("x"),
+            stream_body("x"),
+            anthropic_body(true),
+            anthropic_body(false),
+        ] {
+            serde_json::from_str::<serde_json::Value>(&b).unwrap();
+        }
+    }
+}

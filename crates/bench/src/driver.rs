@@ -1,0 +1,145 @@
+//! The deterministic in-process driver for the instruction-count gate.
+//!
+//! One thread (a current-thread tokio runtime) runs the fast upstream, the
+//! gateway (as a library) and a client that sends a fixed request mix over
+//! one keep-alive connection: first directly to the upstream, then through
+//! the gateway. Between phases it calls [`phase_mark`], which callgrind is
+//! told to dump before (`--dump-before=*phase_mark*`), so each phase's
+//! instructions land in their own dump: gateway instructions per request =
+//! (gateway phase − direct phase) / requests.
+
+use crate::client::{self, Spec};
+use crate::{configs, upstream};
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use serde::Serialize;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// The request kinds of the mix, in order; request `i` is kind `i % 4`.
+pub const MIX: [&str; 4] = [
+    "openai non-stream pass-through",
+    "openai stream pass-through (20 chunks)",
+    "openai → anthropic translated, non-stream",
+    "openai → anthropic translated, stream",
+];
+
+/// A phase boundary for callgrind's `--dump-before`. Never inlined, so the
+/// symbol exists; it does nothing else.
+#[inline(never)]
+pub fn phase_mark(phase: u32) {
+    std::hint::black_box(phase);
+}
+
+#[derive(Debug, Serialize)]
+pub struct DriverReport {
+    pub requests_per_phase: usize,
+    pub mix: Vec<&'static str>,
+    pub direct_wall_s: f64,
+    pub gateway_wall_s: f64,
+}
+
+fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
+    let key = gateway.then(|| configs::GW_KEY.to_owned());
+    let mk = |path: &str, body: String| Spec {
+        addr: addr.to_owned(),
+        path: path.to_owned(),
+        body: Bytes::from(body),
+        key: key.clone(),
+        requests: 1,
+        connections: 1,
+        record_events: false,
+    };
+    if gateway {
+        vec![
+            mk("/v1/chat/completions", configs::chat_body("bench")),
+            mk("/v1/chat/completions", configs::stream_body("bench")),
+            mk(
+                "/v1/chat/completions",
+                configs::chat_body("bench-translated"),
+            ),
+            mk(
+                "/v1/chat/completions",
+                configs::stream_body("bench-translated"),
+            ),
+        ]
+    } else {
+        vec![
+            mk("/v1/chat/completions", configs::chat_body("bench-model")),
+            mk("/v1/chat/completions", configs::stream_body("bench-model")),
+            mk("/v1/messages", configs::anthropic_body(false)),
+            mk("/v1/messages", configs::anthropic_body(true)),
+        ]
+    }
+}
+
+async fn phase(addr: &str, gateway: bool, n: usize) -> anyhow::Result<f64> {
+    let specs = specs(addr, gateway);
+    let mut send = client::connect(addr).await?;
+    let t0 = Instant::now();
+    for i in 0..n {
+        let one = client::one(&mut send, &specs[i % specs.len()]).await?;
+        if one.status != 200 {
+            bail!(
+                "request {i} ({}) answered {}",
+                MIX[i % MIX.len()],
+                one.status
+            );
+        }
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Run the driver: `n` requests per phase (a multiple of 4 keeps the mix
+/// even), `warmup` per target before the first mark.
+pub fn run(n: usize, warmup: usize) -> anyhow::Result<DriverReport> {
+    // Log as the shipped binary does by default (info, usage lines
+    // included), into a sink: formatting is part of the cost, writing is not.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,switchyard::usage=info",
+        ))
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    rt.block_on(async move {
+        let up = TcpListener::bind("127.0.0.1:0").await?;
+        let up_port = up.local_addr()?.port();
+        tokio::spawn(upstream::serve(up, upstream::Options::default()));
+
+        let gw = TcpListener::bind("127.0.0.1:0").await?;
+        let gw_port = gw.local_addr()?.port();
+        let text = configs::main_config(gw_port, up_port);
+        let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &configs::env)
+            .map_err(|p| anyhow::anyhow!("bench config invalid: {p:?}"))?;
+        let (sink, writer) = switchyard_server::usage::UsageSink::new();
+        tokio::spawn(writer);
+        let state = switchyard_server::state::AppState::new(cfg, sink)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(switchyard_server::serve(gw, state, async move {
+            let _ = stop_rx.await;
+        }));
+
+        let up_addr = format!("127.0.0.1:{up_port}");
+        let gw_addr = format!("127.0.0.1:{gw_port}");
+        phase(&up_addr, false, warmup).await?;
+        phase(&gw_addr, true, warmup).await?;
+        phase_mark(1);
+        let direct_wall_s = phase(&up_addr, false, n).await?;
+        phase_mark(2);
+        let gateway_wall_s = phase(&gw_addr, true, n).await?;
+        phase_mark(3);
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        Ok(DriverReport {
+            requests_per_phase: n,
+            mix: MIX.to_vec(),
+            direct_wall_s,
+            gateway_wall_s,
+        })
+    })
+}

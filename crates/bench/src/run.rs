@@ -1,0 +1,1098 @@
+//! The scenario runner: starts the upstreams and the gateway as separate
+//! processes, drives them with wrk / oha / the bench client, reads the
+//! gateway's CPU and RSS from /proc, and writes `report.md` + `report.json`.
+//!
+//! Every scenario is measured directly against the upstream and through the
+//! gateway in the same run; figures are reported as differences and ratios.
+
+use crate::client::Outcome;
+use crate::configs;
+use crate::report::{Lat, Report};
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Scenario groups: all, main (a–e), stream, ladder, failover, peers.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Also measure LiteLLM proxy and Portkey gateway (installed at bench time).
+    #[arg(long)]
+    pub peers: bool,
+    /// Seconds per load run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Directory holding the release `switchyard` and `switchyard-bench` binaries.
+    #[arg(long, default_value = "target/release")]
+    pub bin_dir: PathBuf,
+    /// Where report.md / report.json go.
+    #[arg(long, default_value = "bench")]
+    pub out_dir: PathBuf,
+    /// Scratch directory (configs, logs, wrk scripts).
+    #[arg(long, default_value = "target/bench-work")]
+    pub work_dir: PathBuf,
+    #[arg(long, default_value = "wrk")]
+    pub wrk: String,
+    #[arg(long, default_value = "oha")]
+    pub oha: String,
+    /// Peer commands prepared by scripts/bench.sh (empty: not installed).
+    #[arg(long, default_value = "")]
+    pub litellm: String,
+    #[arg(long, default_value = "")]
+    pub portkey: String,
+    /// Profile the gateway with `perf record` during an extra c=32 run.
+    #[arg(long)]
+    pub perf: bool,
+    /// Soak duration (group `soak`), seconds.
+    #[arg(long, default_value_t = 600)]
+    pub soak_secs: u64,
+    /// Notes from the script (installation results), repeated.
+    #[arg(long)]
+    pub note: Vec<String>,
+}
+
+/// A child process killed on drop.
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn wait_port(port: u16, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{name} did not open port {port} within 60 s")
+}
+
+/// CPU time (utime + stime) of a process and its live descendants, seconds.
+fn cpu_s(pid: u32) -> anyhow::Result<f64> {
+    let mut total = cpu_one(pid)?;
+    for c in descendants(pid) {
+        total += cpu_one(c).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// (pid, ppid) of every process.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut pairs = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+                if let Some(pp) = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|x| x.parse::<u32>().ok())
+                {
+                    pairs.push((pid, pp));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &pairs {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// CPU time (utime + stime) of one process, seconds.
+fn cpu_one(pid: u32) -> anyhow::Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11).context("utime")?.parse()?;
+    let st: f64 = f.get(12).context("stime")?.parse()?;
+    Ok((ut + st) / clk_tck())
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Resident set size, MiB.
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    let kb: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// Samples a process's RSS in the background; `stop` returns the maximum.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut max = 0.0f64;
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(r) = rss_mib(pid) {
+                    max = max.max(r);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            max
+        });
+        RssSampler { stop, handle }
+    }
+    fn stop(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or(0.0)
+    }
+}
+
+/// A request target: where and what.
+#[derive(Debug, Clone)]
+struct Target {
+    port: u16,
+    path: String,
+    body: String,
+    key: Option<String>,
+    /// Extra headers (peers).
+    headers: Vec<(String, String)>,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, self.path)
+    }
+}
+
+struct Runner {
+    args: Args,
+    rep: Report,
+    work: PathBuf,
+    bench_bin: PathBuf,
+    gw_bin: PathBuf,
+    wrk_seq: usize,
+}
+
+impl Runner {
+    fn cmd_line(cmd: &Command) -> String {
+        let mut s = String::new();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                s.push_str(&format!(
+                    "{}={} ",
+                    k.to_string_lossy(),
+                    shell_quote(&v.to_string_lossy())
+                ));
+            }
+        }
+        s.push_str(&cmd.get_program().to_string_lossy());
+        for a in cmd.get_args() {
+            s.push(' ');
+            s.push_str(&shell_quote(&a.to_string_lossy()));
+        }
+        s
+    }
+
+    fn record(&mut self, cmd: &Command) {
+        let line = Self::cmd_line(cmd);
+        if !self.rep.commands.contains(&line) {
+            self.rep.commands.push(line);
+        }
+    }
+
+    fn spawn(&mut self, mut cmd: Command, name: &str, log: Option<&Path>) -> anyhow::Result<Proc> {
+        self.record(&cmd);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        match log {
+            Some(p) => {
+                cmd.stderr(std::fs::File::create(p)?);
+            }
+            None => {
+                cmd.stderr(Stdio::null());
+            }
+        }
+        let child = cmd.spawn().with_context(|| format!("start {name}"))?;
+        Ok(Proc {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    fn upstream(&mut self, port: u16, extra: &[&str]) -> anyhow::Result<Proc> {
+        let mut c = Command::new(&self.bench_bin);
+        c.arg("upstream")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra);
+        let p = self.spawn(c, "upstream", None)?;
+        wait_port(port, "upstream")?;
+        Ok(p)
+    }
+
+    fn gateway(&mut self, name: &str, config: &str, port: u16) -> anyhow::Result<Proc> {
+        let file = self.work.join(format!("{name}.yaml"));
+        std::fs::write(&file, config)?;
+        let log = self.work.join(format!("{name}.log"));
+        let mut c = Command::new(&self.gw_bin);
+        c.arg("serve")
+            .arg("-c")
+            .arg(&file)
+            .env("GW_KEY", configs::GW_KEY)
+            .env("UP_KEY", configs::UP_KEY);
+        let p = self.spawn(c, &format!("gateway ({name})"), Some(&log))?;
+        wait_port(port, &p.name)?;
+        Ok(p)
+    }
+
+    fn run_output(&mut self, mut cmd: Command, what: &str) -> anyhow::Result<String> {
+        self.record(&cmd);
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {what}"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+                    .chars()
+                    .take(2000)
+                    .collect::<String>()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// oha: `rate` None = as fast as the connections allow; `n` or duration.
+    fn oha(
+        &mut self,
+        t: &Target,
+        conns: usize,
+        rate: Option<u32>,
+        n: Option<usize>,
+    ) -> anyhow::Result<Lat> {
+        let mut c = Command::new(&self.args.oha);
+        c.arg("--no-tui")
+            .arg("--output-format")
+            .arg("json")
+            .arg("-c")
+            .arg(conns.to_string());
+        match n {
+            Some(n) => {
+                c.arg("-n").arg(n.to_string());
+            }
+            None => {
+                c.arg("-z").arg(format!("{}s", self.args.duration));
+            }
+        }
+        if let Some(r) = rate {
+            c.arg("-q").arg(r.to_string()).arg("--latency-correction");
+        }
+        c.arg("-m")
+            .arg("POST")
+            .arg("-T")
+            .arg("application/json")
+            .arg("-d")
+            .arg(&t.body);
+        if let Some(k) = &t.key {
+            c.arg("-H").arg(format!("Authorization: Bearer {k}"));
+        }
+        for (k, v) in &t.headers {
+            c.arg("-H").arg(format!("{k}: {v}"));
+        }
+        c.arg(t.url());
+        let out = self.run_output(c, "oha")?;
+        let v: Value = serde_json::from_str(&out).context("oha JSON")?;
+        Ok(Lat::from_oha(&v))
+    }
+
+    /// wrk closed loop at `conns` connections for the run duration.
+    fn wrk(&mut self, t: &Target, conns: usize) -> anyhow::Result<Lat> {
+        self.wrk_seq += 1;
+        let script = self.work.join(format!("wrk-{}.lua", self.wrk_seq));
+        let mut headers = String::from("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
+        if let Some(k) = &t.key {
+            headers.push_str(&format!(
+                "wrk.headers[\"Authorization\"] = \"Bearer {k}\"\n"
+            ));
+        }
+        for (k, v) in &t.headers {
+            headers.push_str(&format!("wrk.headers[\"{k}\"] = \"{v}\"\n"));
+        }
+        let lua = format!(
+            "wrk.method = \"POST\"\nwrk.body = [==[{}]==]\n{}{}",
+            t.body,
+            headers,
+            include_str!("wrk_done.lua")
+        );
+        std::fs::write(&script, lua)?;
+        let threads = conns.min(2);
+        let mut c = Command::new(&self.args.wrk);
+        c.arg(format!("-t{threads}"))
+            .arg(format!("-c{conns}"))
+            .arg(format!("-d{}s", self.args.duration))
+            .arg("--latency")
+            .arg("--timeout")
+            .arg("5s")
+            .arg("-s")
+            .arg(&script)
+            .arg(t.url());
+        let out = self.run_output(c, "wrk")?;
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("WRKJSON "))
+            .context("wrk printed no WRKJSON line")?;
+        let v: Value = serde_json::from_str(line).context("wrk JSON")?;
+        Ok(Lat::from_wrk(&v))
+    }
+
+    fn client(
+        &mut self,
+        t: &Target,
+        n: usize,
+        conns: usize,
+        events: bool,
+    ) -> anyhow::Result<Outcome> {
+        // Recorded as the equivalent command line; run in-process.
+        let mut c = Command::new(&self.bench_bin);
+        c.arg("client")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{}", t.port))
+            .arg("--path")
+            .arg(&t.path)
+            .arg("--body")
+            .arg(&t.body)
+            .arg("--requests")
+            .arg(n.to_string())
+            .arg("--connections")
+            .arg(conns.to_string());
+        if let Some(k) = &t.key {
+            c.arg("--key").arg(k);
+        }
+        if events {
+            c.arg("--events");
+        }
+        let out = self.run_output(c, "bench client")?;
+        let v: Value = serde_json::from_str(&out).context("client JSON")?;
+        Ok(serde_json::from_value(v)?)
+    }
+}
+
+pub(crate) fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn want(args: &Args, group: &str) -> bool {
+    args.only.iter().any(|g| g == "all" || g == group)
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let work = args.work_dir.clone();
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&args.out_dir)?;
+    let bench_bin = args.bin_dir.join("switchyard-bench");
+    let gw_bin = args.bin_dir.join("switchyard");
+    for b in [&bench_bin, &gw_bin] {
+        if !b.exists() {
+            bail!("{} not found: build with `cargo build --release -p switchyard-bench -p switchyard-server`", b.display());
+        }
+    }
+    let mut r = Runner {
+        rep: Report::new(&args),
+        args,
+        work,
+        bench_bin,
+        gw_bin,
+        wrk_seq: 0,
+    };
+    let started = Instant::now();
+    if want(&r.args, "main") {
+        main_scenarios(&mut r)?;
+    }
+    if want(&r.args, "stream") {
+        stream_scenarios(&mut r)?;
+    }
+    if want(&r.args, "ladder") {
+        ladder(&mut r)?;
+    }
+    if want(&r.args, "failover") {
+        failover(&mut r)?;
+    }
+    if r.args.only.iter().any(|g| g == "soak") {
+        soak(&mut r)?;
+    }
+    if r.args.peers || r.args.only.iter().any(|g| g == "peers") {
+        peers(&mut r)?;
+    }
+    auto_notes(&mut r.rep, r.args.duration);
+    r.rep.wall_s = started.elapsed().as_secs_f64();
+    r.rep.write(&r.args.out_dir)?;
+    println!(
+        "report written: {}/report.md, {}/report.json",
+        r.args.out_dir.display(),
+        r.args.out_dir.display()
+    );
+    Ok(())
+}
+
+fn gw_target(port: u16, body: String) -> Target {
+    Target {
+        port,
+        path: "/v1/chat/completions".into(),
+        body,
+        key: Some(configs::GW_KEY.into()),
+        headers: vec![],
+    }
+}
+
+fn up_target(port: u16, path: &str, body: String) -> Target {
+    Target {
+        port,
+        path: path.into(),
+        body,
+        key: None,
+        headers: vec![],
+    }
+}
+
+/// (a)–(c), (e): sequential, fixed rate, saturation, CPU and RSS.
+fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== main scenarios");
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let up = r.upstream(up_port, &[])?;
+    let gw = r.gateway("main", &configs::main_config(gw_port, up_port), gw_port)?;
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let via = gw_target(gw_port, configs::chat_body("bench"));
+
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_start = rss_mib(gw.pid())?;
+    // Warm-up: connections, pools, allocator.
+    r.oha(&direct, 8, None, Some(2000))?;
+    r.oha(&via, 8, None, Some(2000))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_idle = rss_mib(gw.pid())?;
+
+    // (a) one sequential client.
+    println!("   sequential");
+    let d = r.oha(&direct, 1, None, None)?;
+    let g = r.oha(&via, 1, None, None)?;
+    r.rep.sequential = Some(crate::report::Pair::new("one client, sequential", d, g));
+
+    // (b) fixed rates.
+    for rate in [50u32, 500, 2000] {
+        println!("   fixed rate {rate}/s");
+        let conns = if rate <= 50 { 4 } else { 16 };
+        let d = r.oha(&direct, conns, Some(rate), None)?;
+        let g = r.oha(&via, conns, Some(rate), None)?;
+        r.rep.fixed_rate.push((
+            rate,
+            crate::report::Pair::new(&format!("{rate} req/s"), d, g),
+        ));
+    }
+
+    // (c) + (e): saturation with CPU and RSS of the gateway process.
+    let mut rss_load = 0.0f64;
+    for conns in [32usize, 128] {
+        println!("   saturation c={conns}");
+        let up_cpu0 = cpu_s(up.pid())?;
+        let d = r.wrk(&direct, conns)?;
+        let up_cpu_direct = cpu_s(up.pid())? - up_cpu0;
+        let gw_cpu0 = cpu_s(gw.pid())?;
+        let up_cpu1 = cpu_s(up.pid())?;
+        let sampler = RssSampler::start(gw.pid());
+        let g = r.wrk(&via, conns)?;
+        rss_load = rss_load.max(sampler.stop());
+        let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
+        let up_cpu_via = cpu_s(up.pid())? - up_cpu1;
+        let cpu = crate::report::Cpu {
+            gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
+            gateway_cpu_s: gw_cpu,
+            gateway_requests: g.requests,
+            upstream_us_per_req_direct: up_cpu_direct * 1e6 / d.requests.max(1) as f64,
+            upstream_us_per_req_via: up_cpu_via * 1e6 / g.requests.max(1) as f64,
+        };
+        r.rep.saturation.push((
+            conns,
+            crate::report::Pair::new(&format!("c={conns}"), d, g),
+            cpu,
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let rss_after = rss_mib(gw.pid())?;
+    if r.args.perf {
+        println!("   perf profile at c=32");
+        match profile(r, gw.pid(), &via) {
+            Ok(p) => r.rep.profile = Some(p),
+            Err(e) => r.rep.notes.push(format!("perf profile failed: {e:#}")),
+        }
+    }
+    r.rep.rss = Some(crate::report::Rss {
+        start_mib: rss_start,
+        idle_mib: rss_idle,
+        load_max_mib: rss_load,
+        after_mib: rss_after,
+    });
+    drop(gw);
+    drop(up);
+    Ok(())
+}
+
+/// `perf record` (cpu-clock sampling: hardware counters are not available
+/// here) of the gateway during a c=32 saturation run; flat top symbols.
+fn profile(r: &mut Runner, pid: u32, via: &Target) -> anyhow::Result<String> {
+    let data = r.work.join("perf.data");
+    let mut c = Command::new("perf");
+    c.arg("record")
+        .arg("-e")
+        .arg("cpu-clock")
+        .arg("-F")
+        .arg("1999")
+        .arg("-g")
+        .arg("-p")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&data)
+        .arg("--")
+        .arg("sleep")
+        .arg(r.args.duration.saturating_sub(2).max(1).to_string());
+    let rec = r.spawn(c, "perf record", None)?;
+    r.wrk(via, 32)?;
+    let mut rec = rec;
+    let _ = rec.child.wait();
+    let mut c = Command::new("perf");
+    c.arg("report")
+        .arg("-i")
+        .arg(&data)
+        .arg("--stdio")
+        .arg("--no-children")
+        .arg("--sort")
+        .arg("symbol")
+        .arg("--percent-limit")
+        .arg("0.7")
+        .arg("-g")
+        .arg("none");
+    let out = r.run_output(c, "perf report")?;
+    let mut lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end().trim_end_matches(['-', ' ']))
+        .collect();
+    lines.truncate(45);
+    let mut c = Command::new("perf");
+    c.arg("report")
+        .arg("-i")
+        .arg(&data)
+        .arg("--stdio")
+        .arg("--no-children")
+        .arg("--sort")
+        .arg("dso")
+        .arg("-g")
+        .arg("none");
+    let dso = r.run_output(c, "perf report")?;
+    let dso: Vec<&str> = dso
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::trim_end)
+        .take(8)
+        .collect();
+    Ok(format!(
+        "by binary/library (self time):\n{}\n\ntop symbols (self time, ≥ 0.7%):\n{}",
+        dso.join("\n"),
+        lines.join("\n")
+    ))
+}
+
+/// Memory over a long steady load: RSS every 10 s at 500 req/s.
+fn soak(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== soak ({} s at 500 req/s)", r.args.soak_secs);
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let _up = r.upstream(up_port, &[])?;
+    let gw = r.gateway("soak", &configs::main_config(gw_port, up_port), gw_port)?;
+    let via = gw_target(gw_port, configs::chat_body("bench"));
+    r.oha(&via, 8, None, Some(2000))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = gw.pid();
+    let mut curve = vec![(0.0, rss_mib(pid)?)];
+    let secs = r.args.soak_secs;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut pts = Vec::new();
+        while !s2.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_secs(10));
+            if let Ok(m) = rss_mib(pid) {
+                pts.push((t0.elapsed().as_secs_f64(), m));
+            }
+        }
+        pts
+    });
+    let saved = r.args.duration;
+    r.args.duration = secs;
+    let res = r.oha(&via, 16, Some(500), None);
+    r.args.duration = saved;
+    stop.store(true, Ordering::Relaxed);
+    curve.extend(sampler.join().unwrap_or_default());
+    let load = res?;
+    std::thread::sleep(Duration::from_secs(5));
+    curve.push((secs as f64 + 5.0, rss_mib(pid)?));
+    r.rep.soak = Some(crate::report::Soak {
+        seconds: secs,
+        rate: 500,
+        load,
+        rss_curve_mib: curve,
+    });
+    Ok(())
+}
+
+/// (d): streaming TTFB/total, relay timing at 100 ms per chunk.
+fn stream_scenarios(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== streaming");
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let _up = r.upstream(up_port, &[])?;
+    let _gw = r.gateway("stream", &configs::main_config(gw_port, up_port), gw_port)?;
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::stream_body("bench-model"),
+    );
+    let via = gw_target(gw_port, configs::stream_body("bench"));
+    r.client(&direct, 200, 1, false)?;
+    r.client(&via, 200, 1, false)?;
+    let n = 2000;
+    let d = r.client(&direct, n, 1, true)?;
+    let g = r.client(&via, n, 1, true)?;
+    r.rep.stream = Some((d, g));
+    let tdirect = up_target(up_port, "/v1/messages", configs::anthropic_body(true));
+    let tvia = gw_target(gw_port, configs::stream_body("bench-translated"));
+    let d = r.client(&tdirect, n, 1, true)?;
+    let g = r.client(&tvia, n, 1, true)?;
+    r.rep.stream_translated = Some((d, g));
+
+    println!("   relay timing (100 ms chunks)");
+    let slow_port = free_port()?;
+    let gw2_port = free_port()?;
+    let _slow = r.upstream(slow_port, &["--chunk-delay-ms", "100"])?;
+    let _gw2 = r.gateway(
+        "relay",
+        &configs::main_config(gw2_port, slow_port),
+        gw2_port,
+    )?;
+    let d = r.client(
+        &up_target(
+            slow_port,
+            "/v1/chat/completions",
+            configs::stream_body("bench-model"),
+        ),
+        3,
+        1,
+        true,
+    )?;
+    let g = r.client(
+        &gw_target(gw2_port, configs::stream_body("bench")),
+        3,
+        1,
+        true,
+    )?;
+    r.rep.relay = Some((d, g));
+    Ok(())
+}
+
+/// The feature ladder: one gateway process per step (a step = a config).
+fn ladder(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== feature ladder");
+    let up_port = free_port()?;
+    let up = r.upstream(up_port, &[])?;
+    for step in configs::ladder() {
+        if let Some(todo) = step.todo {
+            r.rep
+                .ladder
+                .push(crate::report::Rung::todo(step.name, todo));
+            continue;
+        }
+        println!("   {}", step.name);
+        let gw_port = free_port()?;
+        let gw = r.gateway("ladder", &(step.config)(gw_port, up_port), gw_port)?;
+        let via = Target {
+            port: gw_port,
+            path: step.path.into(),
+            body: step.body.clone(),
+            key: Some(configs::GW_KEY.into()),
+            headers: vec![],
+        };
+        // The same request straight to the upstream, in the upstream's format.
+        let stream = crate::upstream::wants_stream(step.body.as_bytes());
+        let direct = if step.body.contains("bench-translated") {
+            up_target(up_port, "/v1/messages", configs::anthropic_body(stream))
+        } else {
+            let b = if stream {
+                configs::stream_body("bench-model")
+            } else {
+                configs::chat_body("bench-model")
+            };
+            up_target(up_port, "/v1/chat/completions", b)
+        };
+        r.oha(&via, 8, None, Some(2000))?;
+        let dseq = r.oha(&direct, 1, None, Some(3000))?;
+        let gseq = r.oha(&via, 1, None, Some(3000))?;
+        let d = r.wrk(&direct, 32)?;
+        let cpu0 = cpu_s(gw.pid())?;
+        let g = r.wrk(&via, 32)?;
+        let cpu = cpu_s(gw.pid())? - cpu0;
+        r.rep.ladder.push(crate::report::Rung {
+            name: step.name.into(),
+            todo: None,
+            sequential: Some(crate::report::Pair::new("sequential", dseq, gseq)),
+            saturation: Some(crate::report::Pair::new("c=32", d, g.clone())),
+            cpu_us_per_req: Some(cpu * 1e6 / g.requests.max(1) as f64),
+        });
+        drop(gw);
+    }
+    drop(up);
+    Ok(())
+}
+
+/// Issue 3's benchmark: one of two deployments hard-down (connection
+/// refused), then returning 500s; breaker open; success rate and added
+/// latency next to the all-healthy figures of the same run.
+fn failover(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== failover");
+    let a_port = free_port()?;
+    let b_port = free_port()?;
+    let gw_port = free_port()?;
+    let _a = r.upstream(a_port, &[])?;
+    let b = r.upstream(b_port, &[])?;
+    let gw = r.gateway(
+        "failover",
+        &configs::failover_config(gw_port, a_port, b_port),
+        gw_port,
+    )?;
+    let direct = up_target(
+        a_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let via = gw_target(gw_port, configs::chat_body("bench-ha"));
+    let rate = 500;
+    r.oha(&via, 8, None, Some(2000))?;
+
+    let mut phases = Vec::new();
+    // Phase 1: all healthy.
+    println!("   phase 1: all healthy");
+    let d = r.oha(&direct, 16, Some(rate), None)?;
+    let g = r.oha(&via, 16, Some(rate), None)?;
+    let probe = r.client(&via, 40, 1, false)?;
+    phases.push(crate::report::FailoverPhase::new(
+        "all healthy",
+        None,
+        d,
+        g,
+        probe,
+    ));
+
+    // Phase 2: B hard-down.
+    println!("   phase 2: one deployment hard-down (connection refused)");
+    drop(b);
+    let warm = warm_until_open(r, &via)?;
+    let d = r.oha(&direct, 16, Some(rate), None)?;
+    let g = r.oha(&via, 16, Some(rate), None)?;
+    let probe = r.client(&via, 40, 1, false)?;
+    phases.push(crate::report::FailoverPhase::new(
+        "one deployment hard-down (connection refused), breaker open",
+        Some(warm),
+        d,
+        g,
+        probe,
+    ));
+
+    // Phase 3: B answers 500. A fresh gateway so B's breaker starts closed.
+    println!("   phase 3: one deployment answering 500");
+    drop(gw);
+    let _b500 = r.upstream(b_port, &["--fail500"])?;
+    let gw_port = free_port()?;
+    let _gw = r.gateway(
+        "failover500",
+        &configs::failover_config(gw_port, a_port, b_port),
+        gw_port,
+    )?;
+    let via = gw_target(gw_port, configs::chat_body("bench-ha"));
+    let warm = warm_until_open(r, &via)?;
+    let d = r.oha(&direct, 16, Some(rate), None)?;
+    let g = r.oha(&via, 16, Some(rate), None)?;
+    let probe = r.client(&via, 40, 1, false)?;
+    phases.push(crate::report::FailoverPhase::new(
+        "one deployment answering HTTP 500, breaker open",
+        Some(warm),
+        d,
+        g,
+        probe,
+    ));
+    r.rep.failover = Some(crate::report::Failover { rate, phases });
+    Ok(())
+}
+
+/// Send sequential requests until 20 in a row took a single attempt (the
+/// failing deployment's breaker is open and skipped). Returns the warm-up
+/// outcome (every request, including those that failed over).
+fn warm_until_open(r: &mut Runner, via: &Target) -> anyhow::Result<Outcome> {
+    let mut total = Outcome::default();
+    for _ in 0..20 {
+        let o = r.client(via, 20, 1, false)?;
+        let single = o.attempts.get("1").copied().unwrap_or(0);
+        total.requests += o.requests;
+        total.ok += o.ok;
+        total.errors += o.errors;
+        for (k, v) in o.attempts {
+            *total.attempts.entry(k).or_default() += v;
+        }
+        for (k, v) in o.statuses {
+            *total.statuses.entry(k).or_default() += v;
+        }
+        if single == o.requests {
+            return Ok(total);
+        }
+    }
+    bail!("the failing deployment's breaker never opened (400 requests)")
+}
+
+/// Peer gateways: LiteLLM proxy and Portkey, when the script installed them.
+fn peers(r: &mut Runner) -> anyhow::Result<()> {
+    println!("== peers");
+    let up_port = free_port()?;
+    let _up = r.upstream(up_port, &[])?;
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let peers: Vec<(&str, String)> = vec![
+        ("LiteLLM proxy", r.args.litellm.clone()),
+        ("Portkey gateway", r.args.portkey.clone()),
+    ];
+    for (name, cmd) in peers {
+        if cmd.is_empty() {
+            r.rep.peers.push(crate::report::Peer::missing(
+                name,
+                "not installed (see notes)",
+            ));
+            continue;
+        }
+        println!("   {name}");
+        match peer_run(r, name, &cmd, up_port, &direct) {
+            Ok(p) => r.rep.peers.push(p),
+            Err(e) => r
+                .rep
+                .peers
+                .push(crate::report::Peer::missing(name, &format!("{e:#}"))),
+        }
+    }
+    Ok(())
+}
+
+fn peer_run(
+    r: &mut Runner,
+    name: &str,
+    cmd: &str,
+    up_port: u16,
+    direct: &Target,
+) -> anyhow::Result<crate::report::Peer> {
+    let port = free_port()?;
+    let is_litellm = name.starts_with("LiteLLM");
+    let mut target = Target {
+        port,
+        path: "/v1/chat/completions".into(),
+        body: configs::chat_body("bench-model"),
+        key: None,
+        headers: vec![],
+    };
+    let mut c = Command::new("bash");
+    if is_litellm {
+        let cfg = r.work.join("litellm.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench-model\n      api_base: http://127.0.0.1:{up_port}/v1\n      api_key: {}\ngeneral_settings:\n  master_key: {}\nlitellm_settings:\n  telemetry: false\n",
+                configs::UP_KEY,
+                configs::GW_KEY
+            ),
+        )?;
+        c.arg("-c").arg(format!(
+            "exec {cmd} --config {} --host 127.0.0.1 --port {port} --num_workers 1",
+            cfg.display()
+        ));
+        target.body = configs::chat_body("bench");
+        target.key = Some(configs::GW_KEY.into());
+    } else {
+        c.arg("-c")
+            .arg(format!("exec {cmd} --port={port}"))
+            .env("PORT", port.to_string());
+        target.headers = vec![
+            ("x-portkey-provider".into(), "openai".into()),
+            (
+                "x-portkey-custom-host".into(),
+                format!("http://127.0.0.1:{up_port}/v1"),
+            ),
+            (
+                "Authorization".into(),
+                format!("Bearer {}", configs::UP_KEY),
+            ),
+        ];
+    }
+    let log = r.work.join(format!(
+        "{}.log",
+        if is_litellm { "litellm" } else { "portkey" }
+    ));
+    let p = r.spawn(c, name, Some(&log))?;
+    wait_port(port, name)?;
+    std::thread::sleep(Duration::from_secs(2));
+    r.oha(&target, 4, None, Some(200))?;
+    let dseq = r.oha(direct, 1, None, Some(1000))?;
+    let gseq = r.oha(&target, 1, None, Some(1000))?;
+    let d50 = r.oha(direct, 4, Some(50), None)?;
+    let g50 = r.oha(&target, 4, Some(50), None)?;
+    let d = r.wrk(direct, 32)?;
+    let cpu0 = cpu_s(p.pid()).unwrap_or(0.0);
+    let g = r.wrk(&target, 32)?;
+    let cpu = cpu_s(p.pid()).unwrap_or(0.0) - cpu0;
+    Ok(crate::report::Peer {
+        name: name.into(),
+        error: None,
+        sequential: Some(crate::report::Pair::new("sequential", dseq, gseq)),
+        rate50: Some(crate::report::Pair::new("50 req/s", d50, g50)),
+        saturation: Some(crate::report::Pair::new("c=32", d, g.clone())),
+        cpu_us_per_req: Some(cpu * 1e6 / g.requests.max(1) as f64),
+        note:
+            "CPU is the peer's main process only (children, e.g. worker processes, are not counted)"
+                .into(),
+    })
+}
+
+/// Notes on what limited each figure, from the figures themselves.
+fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
+    let mut n = Vec::new();
+    if let Some((_, p, cpu)) = rep.saturation.iter().find(|(c, _, _)| *c == 32) {
+        let cores = cpu.gateway_cpu_s / duration as f64;
+        n.push(format!(
+            "Saturation (c): wrk (2 threads), the upstream and the gateway share the same 2 cores. At c=32 the gateway \
+             process used {cores:.2} cores ({:.1} µs/request), and the upstream {:.1} µs/request while serving through it; \
+             through-the-gateway throughput is therefore bounded by (gateway + upstream + wrk) CPU per request, not by the \
+             gateway's latency. The direct baseline ({:.0} req/s) is the bench's own hyper upstream, which is faster than \
+             the nginx figure quoted in issue 5 (88,000 req/s): at 88,000 direct the same gateway throughput would be a \
+             ratio of {:.2}×.",
+            cpu.gateway_us_per_req,
+            cpu.upstream_us_per_req_via,
+            p.direct.rps,
+            p.gateway.rps / 88_000.0
+        ));
+    }
+    n.push(
+        "CPU µs/request (e) is utime+stime of the gateway process from /proc/PID/stat over one wrk run, divided by the \
+         requests wrk completed; the tick is 10 ms, negligible over a run of several CPU-seconds."
+            .into(),
+    );
+    if let Some((_, p)) = rep.fixed_rate.iter().find(|(r, _)| *r == 50) {
+        n.push(format!(
+            "Fixed rate (b): at low rates each request wakes idle threads on both hops (client → gateway → upstream), \
+             so added latency at 50 req/s (p50 {:+.0} µs) is mostly scheduler wake-up cost on a shared VM rather than \
+             work; its p99 over {} requests is a handful of samples and moves with whatever else runs on the box. \
+             oha's --latency-correction measures from the scheduled send time (no coordinated omission).",
+            p.added_p50_us, p.gateway.requests
+        ));
+    }
+    if let Some(r) = &rep.rss {
+        if r.after_mib > r.idle_mib + 5.0 {
+            n.push(format!(
+                "RSS (e): {:.1} MiB idle grows to {:.1} MiB under c=128 and stays there after the load: glibc malloc keeps \
+                 freed memory in per-thread arenas (malloc/free are also among the top CPU symbols). A different \
+                 allocator (mimalloc/jemalloc) or fewer/bounded arenas would likely bring it back down; to be measured.",
+                r.idle_mib, r.load_max_mib
+            ));
+        }
+    }
+    if rep.stream.is_some() {
+        n.push(
+            "Streaming (d): measured by the bench client (hyper, one keep-alive connection, TCP_NODELAY); TTFB = first \
+             body bytes. The gateway holds each response until the upstream's first event (to fail over before any \
+             byte reaches the client), so its TTFB includes one full upstream round trip plus the relay's setup."
+                .into(),
+        );
+    }
+    if rep.failover.is_some() {
+        n.push(
+            "Failover: measured after B's breaker is open, so requests go straight to A at zero extra attempts; every \
+             30 s (the cooldown) one half-open probe is let through to B, fails, and is retried on A, which can show as a \
+             single slow request in a phase's p99."
+                .into(),
+        );
+    }
+    n.push(
+        "Peers need their own installs (PyPI, npm); a peer that could not be installed or started is reported as such, \
+         never estimated."
+            .into(),
+    );
+    rep.notes.extend(n);
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Switchyard benchmark harness (issue 5; failover figures for issue 3).
+#
+#   scripts/bench.sh all [--peers] [--duration N]   every scenario + gate + profile → bench/report.{md,json}
+#   scripts/bench.sh gate [--update]                 callgrind instruction-count gate (CI)
+#   scripts/bench.sh main|stream|ladder|failover|peers [--duration N]
+#                                                    one group → target/bench/<group>/report.{md,json}
+#   scripts/bench.sh soak [--soak-secs 600]          RSS curve at 500 req/s → target/bench/soak/
+#
+# Installs what it needs when missing: wrk (apt), oha (cargo install), valgrind
+# and perf (apt), and with --peers LiteLLM proxy (pip, in a venv) and the
+# Portkey gateway (npm), all under target/bench-tools/. Only loopback traffic;
+# every load run is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS="$ROOT/target/bench-tools"
+WORK="$ROOT/target/bench-work"
+mkdir -p "$TOOLS" "$WORK"
+export CARGO_TERM_COLOR=never
+
+cmd="${1:-all}"
+[ $# -gt 0 ] && shift
+peers=0
+update=0
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peers) peers=1 ;;
+    --update) update=1 ;;
+    *) extra+=("$1") ;;
+  esac
+  shift
+done
+notes=()
+
+apt_install() {
+  echo "== apt-get install $*"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null
+}
+
+need_valgrind() { command -v valgrind >/dev/null || apt_install valgrind; }
+
+need_load_tools() {
+  command -v wrk >/dev/null || apt_install wrk
+  if command -v oha >/dev/null; then OHA=$(command -v oha)
+  elif [ -x "$HOME/.cargo/bin/oha" ]; then OHA="$HOME/.cargo/bin/oha"
+  elif [ -x "$TOOLS/bin/oha" ]; then OHA="$TOOLS/bin/oha"
+  else
+    echo "== cargo install oha --locked (a few minutes, once)"
+    cargo install oha --locked --root "$TOOLS" -q
+    OHA="$TOOLS/bin/oha"
+  fi
+  if ! command -v perf >/dev/null; then
+    apt_install linux-perf || notes+=("perf not installable: no profile")
+  fi
+}
+
+build() {
+  echo "== cargo build --release -p switchyard-bench -p switchyard-server"
+  cargo build --release -q -p switchyard-bench -p switchyard-server
+}
+
+load_check() {
+  local l
+  l=$(cut -d' ' -f1 /proc/loadavg)
+  echo "== load average $l"
+  if awk -v l="$l" 'BEGIN{exit !(l > 1.5)}'; then
+    echo "   warning: the machine is busy (load $l on 2 cores): figures will be noisy"
+    notes+=("load average was $l when the run started (2 cores): other work was running; figures are noisier than usual")
+  fi
+}
+
+GATE_N=2000
+gate() {
+  local t0 t1 base
+  t0=$(date +%s)
+  need_valgrind
+  echo "== cargo build --release -p switchyard-bench"
+  cargo build --release -q -p switchyard-bench
+  rm -f "$WORK"/cg.run*
+  for r in 1 2; do
+    echo "== valgrind --tool=callgrind switchyard-bench driver --requests $GATE_N (run $r)"
+    valgrind --tool=callgrind --dump-before='*phase_mark*' \
+      --callgrind-out-file="$WORK/cg.run$r" \
+      target/release/switchyard-bench driver --requests "$GATE_N" --warmup 40 \
+      >"$WORK/driver$r.json" 2>"$WORK/valgrind$r.log"
+  done
+  t1=$(date +%s)
+  base="bench/callgrind-baseline.json"
+  if [ "$update" = 1 ]; then
+    target/release/switchyard-bench gate --out "$WORK/cg.run1" --out "$WORK/cg.run2" \
+      --requests "$GATE_N" --baseline "$base" --update
+  fi
+  local rc=0
+  target/release/switchyard-bench gate --out "$WORK/cg.run1" --out "$WORK/cg.run2" \
+    --requests "$GATE_N" --baseline "$base" --json "$WORK/gate.json" || rc=$?
+  python3 - "$WORK/gate.json" "$((t1 - t0))" <<'EOF' || true
+import json, sys
+p, s = sys.argv[1], float(sys.argv[2])
+d = json.load(open(p)); d["gate_seconds"] = s
+json.dump(d, open(p, "w"), indent=2)
+EOF
+  # Hot spots of the gateway phase (own instructions), for the report.
+  if command -v callgrind_annotate >/dev/null; then
+    callgrind_annotate --threshold=100 --auto=no "$WORK/cg.run1.3" 2>/dev/null |
+      sed -n '/file:function/,$p' | grep -v -E 'libc-start|libc_start_call_main|below main|0x0000|lang_start|__rust_begin_short_backtrace|Runtime::block_on|switchyard_bench::main' |
+      sed -E 's|/root/.cargo/registry/src/index.crates.io-[0-9a-f]+/||; s|/rustc/[0-9a-f]+/||; s| \[/[^]]*\]||g' |
+      sed -n '3,32p' | cut -c1-170 >"$WORK/callgrind-top.txt" || true
+  fi
+  echo "== gate took $((t1 - t0)) s (build + two valgrind runs)"
+  return $rc
+}
+
+peer_setup() {
+  LITELLM=""
+  PORTKEY=""
+  local venv="$TOOLS/litellm-venv"
+  if [ ! -x "$venv/bin/litellm" ]; then
+    echo "== pip install 'litellm[proxy]' into $venv"
+    if python3 -m venv "$venv" >/dev/null 2>&1 &&
+       "$venv/bin/pip" install -q 'litellm[proxy]' >"$WORK/litellm-install.log" 2>&1; then :
+    else
+      notes+=("LiteLLM proxy: installation failed here (see target/bench-work/litellm-install.log): $(tail -n1 "$WORK/litellm-install.log" 2>/dev/null | cut -c1-200)")
+    fi
+  fi
+  [ -x "$venv/bin/litellm" ] && LITELLM="$venv/bin/litellm"
+  local pk="$TOOLS/portkey"
+  if [ ! -d "$pk/node_modules/@portkey-ai/gateway" ]; then
+    echo "== npm install @portkey-ai/gateway into $pk"
+    mkdir -p "$pk"
+    if (cd "$pk" && npm install --no-audit --no-fund @portkey-ai/gateway >"$WORK/portkey-install.log" 2>&1); then :
+    else
+      notes+=("Portkey gateway: installation failed here (see target/bench-work/portkey-install.log): $(tail -n1 "$WORK/portkey-install.log" 2>/dev/null | cut -c1-200)")
+    fi
+  fi
+  [ -d "$pk/node_modules/@portkey-ai/gateway" ] && PORTKEY="$pk/node_modules/.bin/gateway"
+  if [ -n "$PORTKEY" ] && [ ! -e "$PORTKEY" ]; then PORTKEY="npx --prefix $pk @portkey-ai/gateway"; fi
+}
+
+run_groups() {
+  local groups="$1" out="$2"
+  shift 2
+  local args=(run --only "$groups" --oha "$OHA" --wrk wrk --out-dir "$out" --work-dir "$WORK")
+  if [ "$peers" = 1 ]; then
+    peer_setup
+    args+=(--peers --litellm "$LITELLM" --portkey "$PORTKEY")
+  fi
+  command -v perf >/dev/null && args+=(--perf)
+  local n
+  for n in "${notes[@]+"${notes[@]}"}"; do args+=(--note "$n"); done
+  echo "== switchyard-bench ${args[*]} ${extra[*]+"${extra[*]}"}"
+  target/release/switchyard-bench "${args[@]}" "${extra[@]+"${extra[@]}"}"
+}
+
+case "$cmd" in
+  gate)
+    gate
+    ;;
+  all)
+    need_load_tools
+    build
+    load_check
+    gate_rc=0
+    gate || gate_rc=$?
+    cp "$WORK/gate.json" bench/gate.json 2>/dev/null || true
+    cp "$WORK/callgrind-top.txt" bench/callgrind-top.txt 2>/dev/null || true
+    [ "$gate_rc" = 0 ] || notes+=("the instruction-count gate FAILED in this run")
+    load_check
+    run_groups all bench
+    ;;
+  main|stream|ladder|failover|peers|soak)
+    need_load_tools
+    build
+    load_check
+    [ "$cmd" = peers ] && peers=1
+    run_groups "$cmd" "target/bench/$cmd"
+    ;;
+  *)
+    echo "usage: scripts/bench.sh all|gate|main|stream|ladder|failover|peers|soak [--peers] [--update] [--duration N]" >&2
+    exit 2
+    ;;
+esac
