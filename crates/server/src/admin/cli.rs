@@ -552,8 +552,8 @@ pub async fn usage(a: UsageArgs, db: &DbArgs) -> anyhow::Result<()> {
         .await?;
         match format {
             Format::Json => print_json(&rows)?,
-            Format::Csv => print!("{}", totals_csv(&rows, group)),
-            Format::Table => print!("{}", totals_table(&rows, group)),
+            Format::Csv => print!("{}", totals_csv(&rows, group, bucket.is_some())),
+            Format::Table => print!("{}", totals_table(&rows, group, bucket.is_some())),
         }
     }
     store.close().await;

@@ -67,7 +67,7 @@ pub(crate) async fn report(r: Req) -> Result<Response, AdminError> {
     let bucket = q.bucket;
     let rows = ops::usage_report(&r.ctx(), q).await?;
     Ok(match format {
-        Format::Csv | Format::Table => csv_response(totals_csv(&rows, group)),
+        Format::Csv | Format::Table => csv_response(totals_csv(&rows, group, bucket.is_some())),
         Format::Json => json_response(
             StatusCode::OK,
             &json!({
@@ -130,8 +130,7 @@ const TOTALS_HEADER: [&str; 6] = [
 
 /// Totals (or a series) as CSV with a header row. The first column is the
 /// group (`group` or the group-by name); a series adds `bucket_start`.
-pub fn totals_csv(rows: &[UsageTotals], group: Option<GroupBy>) -> String {
-    let series = rows.iter().any(|r| r.bucket_start.is_some());
+pub fn totals_csv(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) -> String {
     let mut head: Vec<String> = Vec::new();
     if series {
         head.push("bucket_start".into());
@@ -218,8 +217,7 @@ pub fn records_csv(rows: &[UsageRow]) -> String {
 }
 
 /// Totals as an aligned text table (the CLI's default).
-pub fn totals_table(rows: &[UsageTotals], group: Option<GroupBy>) -> String {
-    let series = rows.iter().any(|r| r.bucket_start.is_some());
+pub fn totals_table(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) -> String {
     let mut lines: Vec<Vec<String>> = Vec::new();
     let mut head = Vec::new();
     if series {

@@ -438,3 +438,113 @@ pub async fn post_anthropic(
         .await
         .unwrap()
 }
+
+// ------------------------------------------------------------ governance rig
+
+/// The master key of [`gov_rig`] gateways.
+pub const MASTER: &str = "sk-master-test";
+
+/// A gateway with governance enabled (database, caches, usage writer,
+/// audit log) in front of named mock providers. Like [`rig`], `{name}` in
+/// the YAML is replaced by that mock's base URL and provider keys are `${K}`;
+/// the static gateway key is [`KEY`] and the master key [`MASTER`].
+pub struct GovRig {
+    pub base: String,
+    pub mocks: HashMap<String, MockServer>,
+    /// `None` after [`GovRig::shutdown`] began (the state holds the usage
+    /// sender, which must be dropped for the writer to drain).
+    state: Option<Arc<AppState>>,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn gov_rig(
+    mocks: &[(&str, Flavor)],
+    yaml: &str,
+    database_url: &str,
+    data_dir: &std::path::Path,
+) -> GovRig {
+    let mut servers = HashMap::new();
+    let mut text = yaml.to_owned();
+    if !text.contains("governance:") {
+        text.push_str(&format!(
+            "\ngovernance:\n  database_url: \"{database_url}\"\n  data_dir: \"{}\"\n  master_key: \"${{MASTER}}\"\n",
+            data_dir.display()
+        ));
+    }
+    for (name, flavor) in mocks {
+        let m = MockServer::start(MockOptions {
+            flavor: *flavor,
+            api_key: None,
+            label: (*name).to_owned(),
+        })
+        .await
+        .unwrap();
+        text = text.replace(&format!("{{{name}}}"), &m.base_url());
+        servers.insert((*name).to_owned(), m);
+    }
+    let vars: HashMap<String, String> = [("K", "k"), ("GW_KEY", KEY), ("MASTER", MASTER)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let lookup = move |k: &str| vars.get(k).cloned();
+    let cfg = switchyard_server::config::from_yaml(&text, "gov.yaml", &lookup)
+        .unwrap_or_else(|p| panic!("{text}\n{p:#?}"));
+    let running = switchyard_server::build(cfg).await.unwrap();
+    let state = running.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = running
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    GovRig {
+        base,
+        mocks: servers,
+        state: Some(state),
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl GovRig {
+    pub fn state(&self) -> &Arc<AppState> {
+        self.state.as_ref().unwrap()
+    }
+
+    /// Stop serving and drain (usage and audit flushed).
+    pub async fn shutdown(mut self) {
+        self.state = None;
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// A chat completion with `key`.
+    pub async fn chat_with(&self, key: &str, model: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(key)
+            .json(&chat(model, "hello"))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for GovRig {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
