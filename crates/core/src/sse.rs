@@ -108,6 +108,10 @@ impl SseDecoder {
         };
         let value = String::from_utf8_lossy(value);
         match field {
+            // An event's data is bounded like a line (many short `data:`
+            // lines must not grow it forever): the excess is dropped, and the
+            // JSON it belonged to then fails to parse where it is used.
+            b"data" if self.data.len() + value.len() > MAX_LINE => {}
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');

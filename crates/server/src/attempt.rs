@@ -80,6 +80,8 @@ impl Failure {
             400 | 422 if is_context_window(&err.error) => Class::ContextWindow,
             400 | 403 | 422 if is_content_policy(&err.error) => Class::ContentPolicy,
             408 | 409 | 429 | 500..=599 => Class::Retryable,
+            // This deployment does not know the model: another one may.
+            404 => Class::Retryable,
             // The gateway's provider key was refused: another key or
             // deployment may work.
             401 | 403 => Class::Retryable,
@@ -177,6 +179,8 @@ impl Plan {
     fn divert(&mut self, alias: &Alias) {
         self.queue = alias.ordered().into();
         self.fallbacks.clear();
+        // Later passes must not go back to the deployments that said no.
+        self.seen.clear();
         self.visited_aliases.insert(alias.name.clone());
     }
 
@@ -219,6 +223,7 @@ where
     Fut: Future<Output = Result<T, Failure>>,
 {
     let rel = &state.reliability;
+    let started = tokio::time::Instant::now();
     let mut plan = Plan::new(alias);
     let distinct = count_distinct(state, alias);
     let max_attempts = distinct + rel.retries;
@@ -232,6 +237,13 @@ where
 
     while let Some(dep) = plan.next(state) {
         if attempts >= max_attempts || skipped > 64 {
+            break;
+        }
+        if started.elapsed() >= dep.provider.timeouts.total {
+            // The request's total time is spent: no new upstream work.
+            last.get_or_insert_with(|| {
+                GatewayError::timeout(&dep.provider.name, "the request's total timeout elapsed")
+            });
             break;
         }
         if !dep.is_available() {

@@ -72,6 +72,7 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         passthrough: false,
         attempts: 0,
         account,
+        recorded: Arc::default(),
     };
     let job = (state, &p, body, &req, &meta);
     match attempt::run(state, &alias, |dep, slot| attempt_embed(job, dep, slot)).await {
@@ -87,12 +88,13 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
                 attempts,
                 ..meta.clone()
             };
-            state.usage.record(m.record(
+            m.emit(
+                &state.usage,
                 e.status.as_u16(),
                 None,
                 None,
                 Some(e.error.message.clone()),
-            ));
+            );
             e.headers.push((
                 header::HeaderName::from_static("x-switchyard-attempts"),
                 HeaderValue::from(attempts),
@@ -207,7 +209,7 @@ async fn attempt_embed(
         attempts: slot.attempt,
         ..meta.clone()
     };
-    state.usage.record(m.record(200, usage, None, None));
+    m.emit(&state.usage, 200, usage, None, None);
     drop(slot);
     Response::builder()
         .status(StatusCode::OK)

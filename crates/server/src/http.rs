@@ -61,18 +61,24 @@ fn dialect_for(path: &str) -> Dialect {
 pub struct RequestId(pub String);
 
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
+    // The id is always the gateway's own: it keys the usage table, so a
+    // caller must not be able to choose (or repeat) it. A sane caller id is
+    // echoed back as `x-client-request-id`.
+    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    let client_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+        .and_then(|s| HeaderValue::from_str(s).ok());
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(Started(Instant::now()));
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    if let Some(c) = client_id {
+        resp.headers_mut().insert("x-client-request-id", c);
     }
     resp
 }
@@ -152,7 +158,16 @@ pub fn client_ip(req: &Request) -> Option<String> {
 /// Read and discard a request body we answer without using, so the client
 /// is not reset mid-upload and the connection stays reusable.
 async fn drain(req: Request, limit: usize) {
-    let _ = axum::body::to_bytes(req.into_body(), limit).await;
+    use futures::StreamExt;
+    let mut body = req.into_body().into_data_stream();
+    let mut seen = 0usize;
+    // Chunks are dropped as they come: nothing is held in memory.
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len();
+        if seen > limit.min(1024 * 1024) {
+            break;
+        }
+    }
 }
 
 fn ctx(req: &Request) -> RequestCtx {

@@ -70,6 +70,8 @@ pub(crate) struct Meta {
     pub attempts: u32,
     /// Who pays, and what admission reserved (settled by `record`).
     pub account: Option<Arc<Account>>,
+    /// Set by the first `emit`: one record per request, whatever happens.
+    pub recorded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Who pays for a request and what admission reserved for it.
@@ -96,9 +98,26 @@ pub fn cost_of(dep: &Deployment, usage: &Usage) -> f64 {
 }
 
 impl Meta {
-    /// The request's single usage record. Also settles the admission
-    /// (budgets and token limits get the real numbers), so call it once.
-    pub fn record(
+    /// Send the request's usage record — only the first call per request
+    /// does anything — and settle its admission.
+    pub fn emit(
+        &self,
+        sink: &UsageSink,
+        status: u16,
+        usage: Option<Usage>,
+        ttft: Option<Duration>,
+        error: Option<String>,
+    ) {
+        if !self
+            .recorded
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            sink.record(self.record(status, usage, ttft, error));
+        }
+    }
+
+    /// The usage record (and the admission's settlement); use `emit`.
+    fn record(
         &self,
         status: u16,
         usage: Option<Usage>,
@@ -108,7 +127,9 @@ impl Meta {
         let d = self.deployment.as_deref();
         let (usage, estimated) = match (usage, &self.account) {
             (Some(u), _) => (Some(u), false),
-            (None, Some(a)) if status == 200 => (
+            // Served (or abandoned by the client after the upstream started):
+            // the prompt was billed even if no usage was reported.
+            (None, Some(a)) if status == 200 || (status == 499 && self.deployment.is_some()) => (
                 Some(Usage {
                     input_tokens: a.prompt_estimate,
                     ..Usage::default()
@@ -161,8 +182,8 @@ struct Job<'a> {
     /// The decoded request, when some deployment needs translation.
     ir: Option<&'a ChatRequest>,
     ctx: &'a RequestCtx,
-    alias: &'a str,
-    account: Option<Arc<Account>>,
+    /// The request's record-to-be; attempts fill in the deployment.
+    meta: Meta,
 }
 
 async fn chat_inner(
@@ -191,7 +212,7 @@ async fn chat_inner(
     };
     let mut ir = decode(&alias)?;
     let mut headers = Vec::new();
-    let account = match (&state.governance, &ctx.principal) {
+    let (account, downgrade) = match (&state.governance, &ctx.principal) {
         (Some(gov), Some(p)) if !p.master && p.tenant_id.is_some() => {
             let prompt = match &ir {
                 Some(ir) => pricing::estimate_prompt_tokens(ir),
@@ -199,29 +220,56 @@ async fn chat_inner(
             };
             let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
             let admission = gov.admit(p, &alias.name, tokens, cost)?;
-            if let Some(to) = &admission.downgrade_to {
-                if let Some(a) = state.router.alias(to) {
-                    tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
-                    alias = a;
-                    ir = decode(&alias)?;
-                }
-            }
             headers.clone_from(&admission.headers);
+            let downgrade = admission.downgrade_to.clone();
+            (
+                Some(Arc::new(Account {
+                    principal: p.clone(),
+                    admission,
+                    governance: Some(gov.clone()),
+                    prompt_estimate: prompt,
+                })),
+                downgrade,
+            )
+        }
+        (_, Some(p)) => (
             Some(Arc::new(Account {
                 principal: p.clone(),
-                admission,
-                governance: Some(gov.clone()),
-                prompt_estimate: prompt,
-            }))
-        }
-        (_, Some(p)) => Some(Arc::new(Account {
-            principal: p.clone(),
-            admission: Admission::default(),
-            governance: None,
-            prompt_estimate: 0,
-        })),
-        _ => None,
+                admission: Admission::default(),
+                governance: None,
+                prompt_estimate: 0,
+            })),
+            None,
+        ),
+        _ => (None, None),
     };
+    let meta = Meta {
+        request_id: ctx.request_id.clone(),
+        started: ctx.started,
+        alias: alias.name.clone(),
+        deployment: None,
+        ingress: ingress.as_str(),
+        stream: peek.stream,
+        passthrough: false,
+        attempts: 0,
+        account,
+        recorded: Arc::default(),
+    };
+    // From here on the request is accounted for whatever happens: if this
+    // future is dropped (client gone, timeout), the guard records it and
+    // settles its reservations.
+    let mut pending = Pending {
+        sink: &state.usage,
+        meta: &meta,
+        armed: true,
+    };
+    if let Some(to) = downgrade {
+        if let Some(a) = state.router.alias(&to) {
+            tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
+            alias = a;
+            ir = decode(&alias)?;
+        }
+    }
     let job = Job {
         state,
         ingress,
@@ -229,10 +277,16 @@ async fn chat_inner(
         peek: &peek,
         ir: ir.as_ref(),
         ctx,
-        alias: &alias.name,
-        account: account.clone(),
+        meta: Meta {
+            alias: alias.name.clone(),
+            ..meta.clone()
+        },
     };
-    match attempt::run(state, &alias, |dep, slot| attempt_chat(&job, dep, slot)).await {
+    let result = attempt::run(state, &alias, |dep, slot| attempt_chat(&job, dep, slot)).await;
+    // The outcome records itself now (below, in the attempt, or when the
+    // stream ends).
+    pending.armed = false;
+    match result {
         Ok(done) => {
             let mut resp = done.value;
             let h = resp.headers_mut();
@@ -244,22 +298,17 @@ async fn chat_inner(
         }
         Err((mut e, attempts, last)) => {
             let meta = Meta {
-                request_id: ctx.request_id.clone(),
-                started: ctx.started,
-                alias: alias.name.clone(),
                 deployment: last,
-                ingress: ingress.as_str(),
-                stream: peek.stream,
-                passthrough: false,
                 attempts,
-                account,
+                ..job.meta.clone()
             };
-            state.usage.record(meta.record(
+            meta.emit(
+                &state.usage,
                 e.status.as_u16(),
                 None,
                 None,
                 Some(e.error.message.clone()),
-            ));
+            );
             e.headers.push((
                 axum::http::HeaderName::from_static("x-switchyard-attempts"),
                 HeaderValue::from(attempts),
@@ -267,6 +316,31 @@ async fn chat_inner(
             e.headers.extend(headers);
             Err(e)
         }
+    }
+}
+
+/// Records a request whose handling was abandoned (the future dropped)
+/// before it produced its own record. A no-op once a record exists.
+struct Pending<'a> {
+    sink: &'a UsageSink,
+    meta: &'a Meta,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Only reached with nothing recorded when the future is cancelled
+        // mid-flight, or on an early `?` return: both mean no response.
+        self.meta.emit(
+            self.sink,
+            499,
+            None,
+            None,
+            Some("request abandoned before a response".into()),
+        );
     }
 }
 
@@ -384,28 +458,28 @@ async fn attempt_chat(
         }
     };
     let meta = Meta {
-        request_id: job.ctx.request_id.clone(),
-        started: job.ctx.started,
-        alias: job.alias.to_owned(),
         deployment: Some(dep.clone()),
-        ingress: ingress.as_str(),
-        stream,
         passthrough,
         attempts: slot.attempt,
-        account: job.account.clone(),
+        ..job.meta.clone()
     };
     let client = state.clients.get(&provider.name).ok_or_else(|| {
         Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))
     })?;
     let url = provider.chat_url(&dep.model, stream);
     let attempt_started = Instant::now();
-    let (resp, key) = send(client, &provider, &url, upstream_body, stream)
+    // Headers (and, non-streaming, the whole body) within the first-byte
+    // timeout, and never past the request's total.
+    let deadline = (attempt_started + provider.timeouts.first_byte)
+        .min(job.ctx.started + provider.timeouts.total);
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let (resp, key) = send(client, &provider, &url, upstream_body, stream, left())
         .await
         .map_err(Failure::retryable)?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         let headers = resp.headers().clone();
-        let bytes = read_capped(resp, provider.timeouts.first_byte, 1024 * 1024)
+        let bytes = read_capped(resp, left().max(Duration::from_millis(500)), 1024 * 1024)
             .await
             .unwrap_or_default();
         let err = codec::decode_error(pd, status, &bytes);
@@ -418,17 +492,9 @@ async fn attempt_chat(
     }
 
     if !stream {
-        let remaining = provider
-            .timeouts
-            .total
-            .saturating_sub(job.ctx.started.elapsed());
-        let bytes = read_capped(
-            resp,
-            remaining.min(provider.timeouts.first_byte),
-            MAX_UPSTREAM_BODY,
-        )
-        .await
-        .map_err(Failure::retryable)?;
+        let bytes = read_capped(resp, left(), MAX_UPSTREAM_BODY)
+            .await
+            .map_err(Failure::retryable)?;
         let (out, usage) = if passthrough {
             // The body is relayed as is, but never as a 200 if it is not JSON.
             if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
@@ -458,7 +524,7 @@ async fn attempt_chat(
             }
         };
         dep.stats.observe_latency(attempt_started.elapsed());
-        state.usage.record(meta.record(200, usage, None, None));
+        meta.emit(&state.usage, 200, usage, None, None);
         drop(slot);
         return Ok(ok_response(&meta, out, "application/json"));
     }
@@ -532,6 +598,7 @@ async fn send(
     url: &str,
     body: Vec<u8>,
     stream: bool,
+    within: Duration,
 ) -> Result<(reqwest::Response, Option<KeyRef>), GatewayError> {
     let mut rb = client
         .post(url)
@@ -549,12 +616,7 @@ async fn send(
     for (k, v) in headers {
         rb = rb.header(k, v);
     }
-    match tokio::time::timeout(
-        provider.timeouts.first_byte.min(provider.timeouts.total),
-        rb.send(),
-    )
-    .await
-    {
+    match tokio::time::timeout(within, rb.send()).await {
         Err(_) => Err(GatewayError::timeout(
             &provider.name,
             "no response headers within the first-byte timeout",
@@ -692,12 +754,13 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.armed {
-            self.sink.record(self.meta.record(
+            self.meta.emit(
+                &self.sink,
                 self.status,
                 self.usage,
                 Some(self.ttft),
                 self.error.take(),
-            ));
+            );
         }
     }
 }
@@ -750,7 +813,6 @@ impl Relay {
             } else {
                 self.first_byte_deadline
             };
-            let provider = self.deployment.provider.name.clone();
             let out = match tokio::time::timeout(
                 until.saturating_duration_since(now),
                 self.upstream.next(),
@@ -765,25 +827,21 @@ impl Relay {
                     } else {
                         "no data within the idle timeout"
                     };
-                    self.fail(
-                        ApiError::new(
-                            ErrorKind::Timeout,
-                            format!("upstream provider `{provider}` stream stalled: {what}"),
-                        ),
-                        504,
-                    )
+                    let msg = format!(
+                        "upstream provider `{}` stream stalled: {what}",
+                        self.deployment.provider.name
+                    );
+                    self.fail(ApiError::new(ErrorKind::Timeout, msg), 504)
                 }
                 Ok(Some(Ok(chunk))) => self.on_chunk(chunk),
-                Ok(Some(Err(e))) => self.fail(
-                    ApiError::new(
-                        ErrorKind::BadGateway,
-                        format!(
-                            "upstream provider `{provider}` connection lost mid-stream: {}",
-                            error_chain(&e)
-                        ),
-                    ),
-                    502,
-                ),
+                Ok(Some(Err(e))) => {
+                    let msg = format!(
+                        "upstream provider `{}` connection lost mid-stream: {}",
+                        self.deployment.provider.name,
+                        error_chain(&e)
+                    );
+                    self.fail(ApiError::new(ErrorKind::BadGateway, msg), 502)
+                }
                 Ok(None) => self.on_end(),
             };
             if !out.is_empty() {
@@ -823,6 +881,25 @@ impl Relay {
                             return Bytes::from(b);
                         }
                         Tap::Hide => {}
+                        Tap::UpstreamError => {
+                            // The provider's own error event (Anthropic `event: error`).
+                            let msg = format!(
+                                "upstream provider `{}` sent an error event mid-stream: {}",
+                                self.deployment.provider.name, f.data
+                            );
+                            if !self.committed {
+                                self.frames = frames;
+                                return self.fail(ApiError::new(ErrorKind::BadGateway, msg), 502);
+                            }
+                            // Already well-formed for this client: relay it and end.
+                            self.deployment.breaker.record_failure();
+                            self.guard.status = 502;
+                            self.guard.error = Some(msg);
+                            self.done = true;
+                            if reframe {
+                                write_event(&mut out, f.event.as_deref(), &f.data);
+                            }
+                        }
                         Tap::Keep => {
                             if reframe {
                                 write_event(&mut out, f.event.as_deref(), &f.data);
@@ -888,6 +965,8 @@ impl Relay {
             }
         };
         self.frames = frames;
+        // Usage seen so far is billed even if the client leaves mid-stream.
+        self.guard.usage = self.usage;
         out
     }
 
@@ -963,6 +1042,8 @@ impl Relay {
 #[derive(Debug, PartialEq, Eq)]
 enum Tap {
     Keep,
+    /// The provider's documented mid-stream error event.
+    UpstreamError,
     /// The usage-only chunk the gateway asked for but the client did not.
     Hide,
     /// Not valid JSON: the upstream is broken.
@@ -999,10 +1080,17 @@ fn tap(d: Dialect, f: &SseFrame, usage: &mut Option<Usage>, terminal: &mut bool)
             if anthropic::extract_stream_usage(f, &mut acc) {
                 *usage = Some(acc);
             }
-            if matches!(f.event.as_deref(), Some("message_stop" | "error")) {
-                *terminal = true;
+            match f.event.as_deref() {
+                Some("message_stop") => {
+                    *terminal = true;
+                    Tap::Keep
+                }
+                Some("error") => {
+                    *terminal = true;
+                    Tap::UpstreamError
+                }
+                _ => Tap::Keep,
             }
-            Tap::Keep
         }
         Dialect::Gemini => Tap::Keep,
     }

@@ -61,12 +61,19 @@ impl Limiter {
         if let Ok(p) = self.sem.clone().try_acquire_owned() {
             return Ok(p);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_size {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        // The queue place is released on every exit, cancellation included.
+        struct Place<'a>(&'a AtomicUsize);
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let taken = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _place = Place(&self.waiting);
+        if taken >= self.queue_size {
             return Err(LimitRejection::QueueFull);
         }
         let r = tokio::time::timeout(self.queue_timeout, self.sem.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
         match r {
             Ok(Ok(p)) => Ok(p),
             _ => Err(LimitRejection::QueueTimeout),
@@ -257,6 +264,11 @@ impl Router {
     }
 
     fn dynamic_target<'m>(&self, model: &'m str) -> Option<(&Arc<Provider>, &'m str)> {
+        let (provider, upstream) = self.dynamic_target_unchecked(model)?;
+        safe_model_name(provider, upstream).then_some((provider, upstream))
+    }
+
+    fn dynamic_target_unchecked<'m>(&self, model: &'m str) -> Option<(&Arc<Provider>, &'m str)> {
         if self.direct {
             if let Some((p, m)) = model.split_once('/') {
                 if let Some(provider) = self.providers.get(p) {
@@ -280,5 +292,68 @@ impl Router {
             }
         }
         None
+    }
+}
+
+/// Client-supplied model names end up in upstream URL paths (Gemini, Azure)
+/// and in the route cache: accept only plain model-id characters, no dot
+/// segments, bounded length. Names from the config file are trusted.
+pub fn safe_model_name(provider: &Provider, name: &str) -> bool {
+    use switchyard_core::provider::PathStyle;
+    let path_style = matches!(
+        provider.preset.path_style,
+        PathStyle::Gemini | PathStyle::AzureDeployment
+    );
+    !name.is_empty()
+        && name.len() <= 256
+        && !name
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+".contains(&b))
+        && !(path_style && name.contains('/') && !name.starts_with("models/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_frees_its_queue_place() {
+        let l = Arc::new(Limiter::new(1, 1, Duration::from_secs(5)));
+        let held = l.acquire().await.unwrap();
+        let l2 = l.clone();
+        let waiter = tokio::spawn(async move { l2.acquire().await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(l.waiting.load(Ordering::Acquire), 0);
+        drop(held);
+        assert!(l.acquire().await.is_ok());
+    }
+
+    #[test]
+    fn dynamic_names_cannot_escape_the_model_path() {
+        let p = |kind| {
+            Provider::new(
+                "p".into(),
+                switchyard_core::provider::preset(kind).unwrap(),
+                "https://x".into(),
+                vec![],
+                vec![],
+                None,
+                Default::default(),
+            )
+        };
+        let (g, o) = (p("gemini"), p("openrouter"));
+        assert!(safe_model_name(&g, "gemini-2.5-flash"));
+        assert!(safe_model_name(&g, "models/gemini-2.5-flash"));
+        assert!(!safe_model_name(&g, "../../v1beta/cachedContents#"));
+        assert!(!safe_model_name(&g, "x/y"));
+        assert!(!safe_model_name(&p("azure"), "%2e%2e/files"));
+        assert!(safe_model_name(&o, "openai/gpt-4o"));
+        assert!(!safe_model_name(&o, "a?b"));
+        assert!(!safe_model_name(&o, &"x".repeat(300)));
     }
 }

@@ -9,6 +9,7 @@
 
 use super::error::AdminError;
 use crate::config::Plan;
+use crate::governance::parse_span;
 use crate::governance::{keys, period_bounds, Ledger, Principal};
 use crate::store::{
     new_id, now_ms, ApiKey, AuditEvent, AuditLog, Bucket, Budget, BudgetAction, GroupBy, Millis,
@@ -991,24 +992,6 @@ pub struct BudgetInput {
 /// `monthly`, `daily`, `{N}s`, `{N}h`, `{N}d`.
 pub fn valid_period(p: &str) -> bool {
     matches!(p, "monthly" | "daily") || parse_span(p).is_some()
-}
-
-/// `30d`, `12h`, `3600s` → milliseconds (the budget module's syntax).
-pub fn parse_span(s: &str) -> Option<i64> {
-    if !s.is_ascii() || s.len() < 2 {
-        return None;
-    }
-    let (n, unit) = s.split_at(s.len() - 1);
-    if !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    n.checked_mul(match unit {
-        "s" => 1000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    })
 }
 
 /// The tenant a budget / rate-limit scope belongs to, if the scope exists.

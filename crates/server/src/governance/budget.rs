@@ -259,16 +259,20 @@ pub fn period_bounds(b: &Budget, now: Millis) -> (Millis, Millis) {
 
 /// `30d`, `12h`, `3600s` → milliseconds.
 pub fn parse_span(s: &str) -> Option<i64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    if !s.is_ascii() || s.len() < 2 {
+        return None;
+    }
+    let (n, unit) = s.split_at(s.len() - 1);
+    if !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    Some(
-        n * match unit {
-            "s" => 1000,
-            "h" => 3_600_000,
-            "d" => DAY,
-            _ => return None,
-        },
-    )
+    n.checked_mul(match unit {
+        "s" => 1000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    })
 }
 
 fn month_bounds(now: Millis) -> (Millis, Millis) {

@@ -9,7 +9,7 @@ mod cache;
 pub mod keys;
 mod ratelimit;
 
-pub use budget::{period_bounds, Crossing, Exhausted, Hold, Ledger};
+pub use budget::{parse_span, period_bounds, Crossing, Exhausted, Hold, Ledger};
 pub use ratelimit::{Decision, Limiters};
 
 use crate::config::GovernanceConfig;
