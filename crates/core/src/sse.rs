@@ -106,7 +106,11 @@ impl SseDecoder {
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 is the norm: borrow it; only broken bytes get replaced.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             // An event's data is bounded like a line (many short `data:`
             // lines must not grow it forever): the excess is dropped, and the

@@ -144,9 +144,7 @@ async fn attempt_embed(
         .header(header::CONTENT_TYPE, "application/json")
         .body(upstream_body);
     let (headers, key) = provider.request_headers();
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
+    rb = rb.headers(headers.clone());
     let within = provider.timeouts.first_byte.min(provider.timeouts.total);
     let fut = async {
         let resp = rb.send().await?;

@@ -67,10 +67,7 @@ async fn probe(
     client: &reqwest::Client,
 ) -> Result<(), String> {
     let mut rb = client.get(provider.models_url());
-    let (headers, _) = provider.request_headers();
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
+    rb = rb.headers(provider.request_headers().0.clone());
     match tokio::time::timeout(hc.timeout, rb.send()).await {
         Err(_) => Err("probe timed out".into()),
         Ok(Err(e)) => Err(e.to_string()),

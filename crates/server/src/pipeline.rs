@@ -613,9 +613,7 @@ async fn send(
         },
     );
     let (headers, key) = provider.request_headers();
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
+    rb = rb.headers(headers.clone());
     match tokio::time::timeout(within, rb.send()).await {
         Err(_) => Err(GatewayError::timeout(
             &provider.name,

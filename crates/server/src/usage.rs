@@ -162,7 +162,10 @@ impl UsageSink {
                         }
                         recent.push_back(r.clone());
                     }
-                    tracing::info!(
+                    // One access-log line per request, at debug: formatting a
+                    // line per request costs more than the rest of the hot
+                    // path (enable with SWITCHYARD_LOG=info,switchyard::usage=debug).
+                    tracing::debug!(
                         target: "switchyard::usage",
                         request_id = %r.request_id,
                         alias = %r.alias,

@@ -78,6 +78,9 @@ pub struct Provider {
     epoch: std::time::Instant,
     /// Set by active health checks; passive health is the breakers' job.
     healthy: AtomicBool,
+    /// Upstream headers per key (index = key index), and without a key.
+    prepared: Vec<http::HeaderMap>,
+    no_key: http::HeaderMap,
 }
 
 /// How long a key that got 401/403 stays out of rotation before it is
@@ -102,6 +105,11 @@ impl Provider {
         api_version: Option<String>,
         timeouts: Timeouts,
     ) -> Self {
+        let prepared = keys
+            .iter()
+            .map(|k| Self::prepare(preset, &headers, Some(k)))
+            .collect();
+        let no_key = Self::prepare(preset, &headers, None);
         Provider {
             name,
             preset,
@@ -113,6 +121,8 @@ impl Provider {
             label: None,
             next_key: AtomicUsize::new(0),
             key_disabled_until: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            prepared,
+            no_key,
             keys,
             epoch: std::time::Instant::now(),
             healthy: AtomicBool::new(true),
@@ -228,27 +238,56 @@ impl Provider {
         self.healthy.store(healthy, Ordering::Relaxed);
     }
 
-    /// Every header an upstream request carries: auth (with the key used),
-    /// preset defaults, configured extras (which win).
-    pub fn request_headers(&self) -> (Vec<(String, String)>, Option<KeyRef>) {
-        let mut out: Vec<(String, String)> = Vec::with_capacity(4 + self.headers.len());
-        let mut used = None;
-        if let Some((r, k)) = self.key() {
-            used = Some(r);
-            match self.preset.auth {
-                AuthStyle::Bearer => {
-                    out.push(("authorization".into(), format!("Bearer {}", k.expose())))
-                }
-                AuthStyle::Header(h) => out.push((h.into(), k.expose().to_owned())),
+    /// Every header an upstream request carries — auth (with the key used),
+    /// preset defaults, configured extras (which win) — prepared once per
+    /// key, so a request only clones a small map.
+    pub fn request_headers(&self) -> (&http::HeaderMap, Option<KeyRef>) {
+        match self.key() {
+            Some((r, _)) => (self.prepared.get(r.0).unwrap_or(&self.no_key), Some(r)),
+            None => (&self.no_key, None),
+        }
+    }
+
+    fn prepare(
+        preset: &Preset,
+        extra: &[(String, String)],
+        key: Option<&Secret>,
+    ) -> http::HeaderMap {
+        use http::header::{HeaderName, HeaderValue};
+        let mut m = http::HeaderMap::new();
+        if let Some(k) = key {
+            let (name, value) = match preset.auth {
+                AuthStyle::Bearer => (
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", k.expose()),
+                ),
+                AuthStyle::Header(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(n) => (n, k.expose().to_owned()),
+                    Err(_) => return m,
+                },
+            };
+            if let Ok(mut v) = HeaderValue::from_str(&value) {
+                v.set_sensitive(true);
+                m.insert(name, v);
             }
         }
-        for (k, v) in self.preset.default_headers {
-            if !self.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
-                out.push(((*k).into(), (*v).into()));
+        for (k, v) in preset.default_headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                m.insert(n, v);
             }
         }
-        out.extend(self.headers.iter().cloned());
-        (out, used)
+        for (k, v) in extra {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                m.insert(n, v);
+            }
+        }
+        m
     }
 
     /// URL for the provider's model list (used by active health checks).
@@ -305,8 +344,9 @@ mod tests {
             "https://res.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21"
         );
         let h = p.request_headers().0;
-        assert!(h.contains(&("api-key".into(), "k1".into())));
-        assert!(!h.iter().any(|(k, _)| k == "authorization"));
+        assert_eq!(h["api-key"], "k1");
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h["x-extra"], "1");
     }
 
     #[test]
@@ -318,8 +358,8 @@ mod tests {
         );
         assert!(a.embeddings_url("x").is_none());
         let h = a.request_headers().0;
-        assert!(h.contains(&("x-api-key".into(), "ak".into())));
-        assert!(h.contains(&("anthropic-version".into(), "2023-06-01".into())));
+        assert_eq!(h["x-api-key"], "ak");
+        assert_eq!(h["anthropic-version"], "2023-06-01");
         let g = provider(
             "gemini",
             "https://generativelanguage.googleapis.com/v1beta",
@@ -329,19 +369,13 @@ mod tests {
             g.chat_url("models/gemini-2.5-flash", true),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
-        assert!(g
-            .request_headers()
-            .0
-            .contains(&("x-goog-api-key".into(), "gk".into())));
+        assert_eq!(g.request_headers().0["x-goog-api-key"], "gk");
         let d = provider("deepseek", "https://api.deepseek.com", &["dk"]);
         assert_eq!(
             d.chat_url("deepseek-chat", false),
             "https://api.deepseek.com/chat/completions"
         );
-        assert!(d
-            .request_headers()
-            .0
-            .contains(&("authorization".into(), "Bearer dk".into())));
+        assert_eq!(d.request_headers().0["authorization"], "Bearer dk");
     }
 
     #[test]
