@@ -124,7 +124,10 @@ peer_setup() {
       notes+=("LiteLLM proxy: installation failed here (see target/bench-work/litellm-install.log): $(tail -n1 "$WORK/litellm-install.log" 2>/dev/null | cut -c1-200)")
     fi
   fi
-  [ -x "$venv/bin/litellm" ] && LITELLM="$venv/bin/litellm"
+  if [ -x "$venv/bin/litellm" ]; then
+    LITELLM="$venv/bin/litellm"
+    notes+=("LiteLLM proxy $("$venv/bin/pip" show litellm 2>/dev/null | awk '/^Version/{print $2}') (pip, venv under target/bench-tools), 1 worker (--num_workers 1), master key set, default settings")
+  fi
   local pk="$TOOLS/portkey"
   if [ ! -d "$pk/node_modules/@portkey-ai/gateway" ]; then
     echo "== npm install @portkey-ai/gateway into $pk"
@@ -134,8 +137,11 @@ peer_setup() {
       notes+=("Portkey gateway: installation failed here (see target/bench-work/portkey-install.log): $(tail -n1 "$WORK/portkey-install.log" 2>/dev/null | cut -c1-200)")
     fi
   fi
-  [ -d "$pk/node_modules/@portkey-ai/gateway" ] && PORTKEY="$pk/node_modules/.bin/gateway"
-  if [ -n "$PORTKEY" ] && [ ! -e "$PORTKEY" ]; then PORTKEY="npx --prefix $pk @portkey-ai/gateway"; fi
+  # The package's own start command (what `npx @portkey-ai/gateway` runs), without its web UI.
+  if [ -x "$pk/node_modules/.bin/gateway" ]; then
+    PORTKEY="$pk/node_modules/.bin/gateway --headless"
+    notes+=("Portkey gateway $(node -p 'require(process.argv[1]).version' "$pk/node_modules/@portkey-ai/gateway/package.json" 2>/dev/null) (npm), node $(node --version), headers x-portkey-provider: openai + x-portkey-custom-host pointing at the bench upstream")
+  fi
 }
 
 run_groups() {

@@ -127,6 +127,8 @@ pub struct Step {
     /// Client path on the gateway.
     pub path: &'static str,
     pub body: String,
+    /// Extra environment for the gateway process (e.g. `SWITCHYARD_LOG`).
+    pub env: &'static [(&'static str, &'static str)],
     /// Not measurable yet: why.
     pub todo: Option<&'static str>,
 }
@@ -135,10 +137,19 @@ pub struct Step {
 pub fn ladder() -> Vec<Step> {
     vec![
         Step {
+            name: "0. bare routing, per-request usage log line off (SWITCHYARD_LOG=warn)",
+            config: main_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            env: &[("SWITCHYARD_LOG", "warn")],
+            todo: None,
+        },
+        Step {
             name: "1. bare routing (OpenAI pass-through, non-stream)",
             config: main_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
+            env: &[],
             todo: None,
         },
         Step {
@@ -146,6 +157,7 @@ pub fn ladder() -> Vec<Step> {
             config: main_config,
             path: "/v1/chat/completions",
             body: stream_body("bench"),
+            env: &[],
             todo: None,
         },
         Step {
@@ -153,6 +165,7 @@ pub fn ladder() -> Vec<Step> {
             config: main_config,
             path: "/v1/chat/completions",
             body: chat_body("bench-translated"),
+            env: &[],
             todo: None,
         },
         Step {
@@ -160,13 +173,15 @@ pub fn ladder() -> Vec<Step> {
             config: main_config,
             path: "/v1/chat/completions",
             body: stream_body("bench-translated"),
+            env: &[],
             todo: None,
         },
         Step {
-            name: "4. + virtual keys + rate limits + usage logging",
+            name: "4. + virtual keys + rate limits (+ usage logging, already on)",
             config: main_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
+            env: &[],
             todo: Some("governance (virtual keys, rate limits) not implemented yet; usage logging is already on in every step"),
         },
         Step {
@@ -174,6 +189,7 @@ pub fn ladder() -> Vec<Step> {
             config: main_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
+            env: &[],
             todo: Some("PII masking not implemented yet"),
         },
         Step {
@@ -181,6 +197,7 @@ pub fn ladder() -> Vec<Step> {
             config: main_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
+            env: &[],
             todo: Some("response cache not implemented yet"),
         },
     ]

@@ -121,6 +121,9 @@ pub fn main(
             runs: runs.clone(),
             note: "Instructions the gateway adds per request (callgrind Ir, gateway phase minus direct phase, release build, in-process driver). Update with `scripts/bench.sh gate --update` after an intended change.".into(),
         };
+        if let Some(dir) = baseline_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         std::fs::write(baseline_path, serde_json::to_string_pretty(&b)? + "\n")?;
         println!("baseline written to {}", baseline_path.display());
         return Ok(());

@@ -259,6 +259,8 @@ pub struct Target {
 pub struct Report {
     pub generated: String,
     pub git_commit: String,
+    /// Uncommitted changes under crates/ when the gateway was built.
+    pub git_dirty: Vec<String>,
     pub machine: BTreeMap<String, String>,
     pub tools: BTreeMap<String, String>,
     pub load_duration_s: u64,
@@ -314,6 +316,11 @@ impl Report {
         Report {
             generated: sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
             git_commit: sh("git rev-parse --short HEAD"),
+            git_dirty: sh("git status --porcelain -- crates/server crates/core")
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect(),
             machine,
             tools,
             load_duration_s: args.duration,
@@ -480,6 +487,15 @@ impl Report {
              added latency = gateway − direct, ratio = gateway ÷ direct.\n",
             self.generated, self.git_commit, self.wall_s, self.load_duration_s
         )?;
+        if !self.git_dirty.is_empty() {
+            writeln!(
+                m,
+                "> **Working tree.** The gateway measured was built from `{}` plus uncommitted changes \
+                 (work in progress by another engineer) in: {}.\n",
+                self.git_commit,
+                self.git_dirty.join(", ")
+            )?;
+        }
         writeln!(
             m,
             "> **Noise warning.** This is a shared 2-core machine: the load generator, the upstream and the \

@@ -280,15 +280,33 @@ impl Runner {
     }
 
     fn gateway(&mut self, name: &str, config: &str, port: u16) -> anyhow::Result<Proc> {
+        self.gateway_env(name, config, port, &[])
+    }
+
+    fn gateway_env(
+        &mut self,
+        name: &str,
+        config: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Proc> {
         let file = self.work.join(format!("{name}.yaml"));
         std::fs::write(&file, config)?;
         let log = self.work.join(format!("{name}.log"));
+        // Own working directory per gateway start: whatever the gateway keeps
+        // on disk by default (e.g. its usage database under ./data) starts
+        // empty and stays out of the repository.
+        let dir = self.work.join(format!("gw-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
         let mut c = Command::new(&self.gw_bin);
+        c.current_dir(&dir);
         c.arg("serve")
             .arg("-c")
             .arg(&file)
             .env("GW_KEY", configs::GW_KEY)
-            .env("UP_KEY", configs::UP_KEY);
+            .env("UP_KEY", configs::UP_KEY)
+            .envs(env.iter().copied());
         let p = self.spawn(c, &format!("gateway ({name})"), Some(&log))?;
         wait_port(port, &p.name)?;
         Ok(p)
@@ -444,11 +462,13 @@ fn want(args: &Args, group: &str) -> bool {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let work = args.work_dir.clone();
-    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work = std::fs::canonicalize(&args.work_dir)?;
     std::fs::create_dir_all(&args.out_dir)?;
-    let bench_bin = args.bin_dir.join("switchyard-bench");
-    let gw_bin = args.bin_dir.join("switchyard");
+    let bin_dir = std::fs::canonicalize(&args.bin_dir)
+        .with_context(|| format!("{} not found", args.bin_dir.display()))?;
+    let bench_bin = bin_dir.join("switchyard-bench");
+    let gw_bin = bin_dir.join("switchyard");
     for b in [&bench_bin, &gw_bin] {
         if !b.exists() {
             bail!("{} not found: build with `cargo build --release -p switchyard-bench -p switchyard-server`", b.display());
@@ -776,7 +796,12 @@ fn ladder(r: &mut Runner) -> anyhow::Result<()> {
         }
         println!("   {}", step.name);
         let gw_port = free_port()?;
-        let gw = r.gateway("ladder", &(step.config)(gw_port, up_port), gw_port)?;
+        let gw = r.gateway_env(
+            "ladder",
+            &(step.config)(gw_port, up_port),
+            gw_port,
+            step.env,
+        )?;
         let via = Target {
             port: gw_port,
             path: step.path.into(),
@@ -980,10 +1005,13 @@ fn peer_run(
                 configs::GW_KEY
             ),
         )?;
-        c.arg("-c").arg(format!(
-            "exec {cmd} --config {} --host 127.0.0.1 --port {port} --num_workers 1",
-            cfg.display()
-        ));
+        // Use the bundled model-cost map: no outbound fetch at start-up.
+        c.arg("-c")
+            .arg(format!(
+                "exec {cmd} --config {} --host 127.0.0.1 --port {port} --num_workers 1",
+                cfg.display()
+            ))
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True");
         target.body = configs::chat_body("bench");
         target.key = Some(configs::GW_KEY.into());
     } else {
@@ -1086,6 +1114,32 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             "Failover: measured after B's breaker is open, so requests go straight to A at zero extra attempts; every \
              30 s (the cooldown) one half-open probe is let through to B, fails, and is retried on A, which can show as a \
              single slow request in a phase's p99."
+                .into(),
+        );
+    }
+    let cpu_of = |prefix: &str| {
+        rep.ladder
+            .iter()
+            .find(|r| r.name.starts_with(prefix))
+            .and_then(|r| {
+                r.cpu_us_per_req
+                    .zip(r.saturation.as_ref().map(|s| s.gateway.rps))
+            })
+    };
+    if let (Some((c0, r0)), Some((c1, r1))) = (cpu_of("0."), cpu_of("1.")) {
+        n.push(format!(
+            "Ladder: the per-request usage log line (tracing fmt to stderr, here a file) costs {:.1} µs CPU/request \
+             ({c1:.1} with it vs {c0:.1} without) and {:.0}% of saturated throughput ({r1:.0} vs {r0:.0} req/s).",
+            c1 - c0,
+            if r0 > 0.0 { (1.0 - r1 / r0) * 100.0 } else { 0.0 }
+        ));
+    }
+    if rep.profile.is_some() {
+        n.push(
+            "Profile: `perf record -e cpu-clock` (this VM exposes no hardware counters), flat self time of the gateway \
+             process during a c=32 run. Kernel time there is loopback TCP, epoll and thread wake-ups (the \
+             `_raw_spin_unlock_irqrestore` / `finish_task_switch` samples are where the scheduler re-enables \
+             interrupts after switching threads)."
                 .into(),
         );
     }
