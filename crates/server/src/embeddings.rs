@@ -75,7 +75,24 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         recorded: Arc::default(),
     };
     let job = (state, &p, body, &req, &meta);
-    match attempt::run(state, &alias, |dep, slot| attempt_embed(job, dep, slot)).await {
+    // If this future is dropped mid-flight, the request is still recorded
+    // (and its reservations settled); `emit` makes it once only.
+    struct Abandoned<'a>(&'a AppState, &'a Meta);
+    impl Drop for Abandoned<'_> {
+        fn drop(&mut self) {
+            self.1.emit(
+                &self.0.usage,
+                499,
+                None,
+                None,
+                Some("request abandoned before a response".into()),
+            );
+        }
+    }
+    let guard = Abandoned(state, &meta);
+    let result = attempt::run(state, &alias, |dep, slot| attempt_embed(job, dep, slot)).await;
+    std::mem::forget(guard);
+    match result {
         Ok(done) => {
             let mut resp = done.value;
             resp.headers_mut()
