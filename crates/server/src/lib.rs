@@ -14,6 +14,7 @@
 //! - [`codec`]: the single dispatch over wire dialects.
 //! - [`peek`]: borrowed peeking and byte splicing for the fast path.
 //! - [`governance`]: virtual keys, roles, rate limits, budgets at request time.
+//! - [`metrics`]: Prometheus metrics (fed off the hot path) at `/metrics`.
 //! - [`health`]: active provider health probes.
 //! - [`usage`]: usage records through a bounded channel.
 //! - [`store`]: governance storage (SQLite or PostgreSQL via one code path),
@@ -31,6 +32,7 @@ pub mod error;
 pub mod governance;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod peek;
 pub mod pipeline;
 pub mod routing;
@@ -50,7 +52,7 @@ pub async fn serve(
     state: Arc<state::AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = http::app(state);
+    let app = http::app(state.clone()).merge(metrics_router(state));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -130,4 +132,26 @@ impl Running {
         }
         r
     }
+}
+
+/// `GET /metrics` (Prometheus text format), outside the auth layer.
+fn metrics_router(state: std::sync::Arc<state::AppState>) -> axum::Router {
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move {
+                let body = state.usage.metrics().render(&state);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    )
 }

@@ -126,6 +126,7 @@ impl Totals {
 pub struct UsageSink {
     tx: mpsc::Sender<UsageRecord>,
     totals: Arc<Totals>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Channel capacity: enough to absorb bursts while the writer flushes.
@@ -144,11 +145,14 @@ impl UsageSink {
     ) -> (UsageSink, impl std::future::Future<Output = ()>) {
         let (tx, mut rx) = mpsc::channel::<UsageRecord>(CAPACITY);
         let totals = Arc::new(Totals::default());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let m = metrics.clone();
         let t = totals.clone();
         let writer = async move {
             let mut batch = Vec::with_capacity(256);
             while rx.recv_many(&mut batch, 256).await > 0 {
                 for r in batch.drain(..) {
+                    m.observe(&r);
                     t.requests.fetch_add(1, Ordering::Relaxed);
                     if let Some(u) = r.usage {
                         t.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
@@ -192,12 +196,20 @@ impl UsageSink {
                     if let Some(s) = &store {
                         if s.send(r.to_row()).await.is_err() {
                             t.dropped.fetch_add(1, Ordering::Relaxed);
+                            m.dropped();
                         }
                     }
                 }
             }
         };
-        (UsageSink { tx, totals }, writer)
+        (
+            UsageSink {
+                tx,
+                totals,
+                metrics,
+            },
+            writer,
+        )
     }
 
     /// Queue a record without waiting. Never blocks the hot path; a full
@@ -205,8 +217,14 @@ impl UsageSink {
     pub fn record(&self, r: UsageRecord) {
         if self.tx.try_send(r).is_err() {
             self.totals.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped();
             tracing::warn!("usage channel full or closed: record dropped");
         }
+    }
+
+    /// Prometheus metrics fed by this sink's writer.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn totals(&self) -> &Totals {

@@ -454,3 +454,43 @@ async fn strategies_spread_or_order_traffic() {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_expose_requests_tokens_and_breaker_state() {
+    let yaml = r#"
+server: { api_keys: ["${GW_KEY}"] }
+reliability:
+  retries: 0
+  breaker: { consecutive_failures: 2, cooldown: 60s }
+providers:
+  a: { kind: openai, base_url: "{a}", api_key: "${K}" }
+models:
+  m: { deployments: [ { provider: a, model: gpt-4o } ] }
+"#;
+    let r = rig(&[("a", OAI)], yaml).await;
+    assert_eq!(r.openai(chat("m", "count me")).await.status(), 200);
+    r.mock("a").set_sticky_fault(Some(Fault::Status(500)));
+    for _ in 0..2 {
+        assert_eq!(r.openai(chat("m", "x")).await.status(), 502);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = r
+        .http
+        .get(format!("{}/metrics", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    for needle in [
+        r#"switchyard_requests_total{alias="m",provider="a",ingress="openai",status="2xx"} 1"#,
+        r#"switchyard_requests_total{alias="m",provider="a",ingress="openai",status="5xx"} 2"#,
+        r#"switchyard_tokens_total{alias="m",provider="a",kind="input"}"#,
+        r#"switchyard_request_duration_seconds_count{alias="m",provider="a"} 3"#,
+        r#"switchyard_breaker_state{deployment="m#0",provider="a"} 2"#,
+        r#"switchyard_provider_healthy{provider="a"} 1"#,
+        "# EOF",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}

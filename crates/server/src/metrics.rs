@@ -1,0 +1,270 @@
+//! Prometheus metrics, every name and label set in one place.
+//!
+//! Request metrics are fed by the usage writer task from the usage records
+//! it already receives, so the request path does no metrics work at all.
+//! Breaker states and provider health are read from the routing table at
+//! scrape time. Labels are aliases, providers, deployments and status
+//! classes — never keys, tenants or users (unbounded cardinality).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `switchyard_requests_total` | counter | alias, provider, ingress, status |
+//! | `switchyard_request_duration_seconds` | histogram | alias, provider |
+//! | `switchyard_time_to_first_token_seconds` | histogram | alias, provider |
+//! | `switchyard_tokens_total` | counter | alias, provider, kind (`input`, `output`, `cached_input`) |
+//! | `switchyard_cost_usd_total` | counter | alias, provider |
+//! | `switchyard_upstream_attempts_total` | counter | alias, provider |
+//! | `switchyard_usage_records_dropped_total` | counter | — |
+//! | `switchyard_breaker_state` | gauge (0 closed, 1 half-open, 2 open) | deployment, provider |
+//! | `switchyard_provider_healthy` | gauge (0/1) | provider |
+//! | `switchyard_provider_keys_in_rotation` | gauge | provider |
+
+use crate::state::AppState;
+use crate::usage::UsageRecord;
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use switchyard_core::resilience::BreakerState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReqLabels {
+    alias: String,
+    provider: String,
+    ingress: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    alias: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    alias: String,
+    provider: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    deployment: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    ])
+}
+
+/// Request metrics, updated off the hot path by the usage writer.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<ReqLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<RouteLabels, Counter<f64, AtomicU64>>,
+    attempts: Family<RouteLabels, Counter>,
+    dropped: Counter,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let requests = Family::<ReqLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let ttft = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost = Family::<RouteLabels, Counter<f64, AtomicU64>>::default();
+        let attempts = Family::<RouteLabels, Counter>::default();
+        let dropped = Counter::default();
+        registry.register(
+            "requests",
+            "Requests by model alias, provider, client API and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "End-to-end request latency",
+            duration.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time to the first streamed bytes",
+            ttft.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens by kind, as reported by providers",
+            tokens.clone(),
+        );
+        registry.register(
+            "cost_usd",
+            "Spend in USD computed from usage and prices",
+            cost.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts, retries and fallbacks included",
+            attempts.clone(),
+        );
+        registry.register(
+            "usage_records_dropped",
+            "Usage records that could not be queued",
+            dropped.clone(),
+        );
+        Metrics {
+            requests,
+            duration,
+            ttft,
+            tokens,
+            cost,
+            attempts,
+            dropped,
+            registry,
+        }
+    }
+
+    /// Account one finished request.
+    pub fn observe(&self, r: &UsageRecord) {
+        let route = RouteLabels {
+            alias: r.alias.clone(),
+            provider: r.provider.clone(),
+        };
+        let status = match r.status {
+            200..=299 => "2xx",
+            499 => "499",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&ReqLabels {
+                alias: r.alias.clone(),
+                provider: r.provider.clone(),
+                ingress: r.ingress.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&route)
+            .observe(r.latency.as_secs_f64());
+        if let Some(t) = r.ttft {
+            self.ttft.get_or_create(&route).observe(t.as_secs_f64());
+        }
+        if let Some(u) = r.usage {
+            for (kind, n) in [
+                ("input", u.input_tokens),
+                ("output", u.output_tokens),
+                ("cached_input", u.cached_input_tokens),
+            ] {
+                if n > 0 {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            alias: r.alias.clone(),
+                            provider: r.provider.clone(),
+                            kind,
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+        if r.cost > 0.0 {
+            self.cost.get_or_create(&route).inc_by(r.cost);
+        }
+        self.attempts
+            .get_or_create(&route)
+            .inc_by(u64::from(r.attempts));
+    }
+
+    pub fn dropped(&self) {
+        self.dropped.inc();
+    }
+
+    /// The exposition text, with live gauges read from the routing table.
+    pub fn render(&self, state: &AppState) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            return String::new();
+        }
+        // `encode` ends with `# EOF`; append the scrape-time gauges before it.
+        if let Some(stripped) = out.strip_suffix("# EOF\n") {
+            out.truncate(stripped.len());
+        }
+        let mut live = Registry::with_prefix("switchyard");
+        let breaker = Family::<DeploymentLabels, Gauge>::default();
+        let healthy = Family::<ProviderLabels, Gauge>::default();
+        let keys = Family::<ProviderLabels, Gauge>::default();
+        live.register(
+            "breaker_state",
+            "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open",
+            breaker.clone(),
+        );
+        live.register(
+            "provider_healthy",
+            "Active health-check verdict per provider (1 healthy)",
+            healthy.clone(),
+        );
+        live.register(
+            "provider_keys_in_rotation",
+            "Provider API keys currently in rotation",
+            keys.clone(),
+        );
+        for a in state.router.aliases() {
+            for d in &a.deployments {
+                let v = match d.breaker.state() {
+                    BreakerState::Closed => 0,
+                    BreakerState::HalfOpen => 1,
+                    BreakerState::Open => 2,
+                };
+                breaker
+                    .get_or_create(&DeploymentLabels {
+                        deployment: d.id.clone(),
+                        provider: d.provider.name.clone(),
+                    })
+                    .set(v);
+            }
+        }
+        for p in state.router.providers() {
+            let l = ProviderLabels {
+                provider: p.name.clone(),
+            };
+            healthy.get_or_create(&l).set(i64::from(p.is_healthy()));
+            keys.get_or_create(&l)
+                .set(i64::try_from(p.keys_in_rotation()).unwrap_or(i64::MAX));
+        }
+        let mut tail = String::new();
+        if encode(&mut tail, &live).is_ok() {
+            out.push_str(&tail);
+        } else {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
