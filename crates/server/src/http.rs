@@ -64,7 +64,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     // The id is always the gateway's own: it keys the usage table, so a
     // caller must not be able to choose (or repeat) it. A sane caller id is
     // echoed back as `x-client-request-id`.
-    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    //
+    // UUIDv7 (time-ordered): the usage table's primary key then grows at its
+    // end instead of at random places, which keeps the batch inserts cheap.
+    let id = new_request_id();
     let client_id = req
         .headers()
         .get("x-request-id")
@@ -85,6 +88,16 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 
 #[derive(Debug, Clone, Copy)]
 struct Started(Instant);
+
+/// `req_` + 32 lowercase hex digits of a UUIDv7, without a `format!`.
+fn new_request_id() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let hex = uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
+    let mut id = String::with_capacity(4 + hex.len());
+    id.push_str("req_");
+    id.push_str(hex);
+    id
+}
 
 /// The gateway key from `Authorization: Bearer`, `x-api-key` or `api-key`.
 pub fn presented_key(h: &HeaderMap) -> Option<&str> {

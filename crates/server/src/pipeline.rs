@@ -497,13 +497,19 @@ async fn attempt_chat(
             .map_err(Failure::retryable)?;
         let (out, usage) = if passthrough {
             // The body is relayed as is, but never as a 200 if it is not JSON.
-            if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                return Err(Failure::retryable(GatewayError::bad_upstream(
-                    &provider.name,
-                    &format!("the body is not valid JSON ({err})"),
-                )));
-            }
+            // One pass in the common case: usage extraction deserialises the
+            // whole body (unknown fields skipped but syntax-checked, trailing
+            // bytes rejected), so when it finds usage the body is valid JSON;
+            // only a body without usage needs the separate validation.
             let usage = codec::extract_usage(pd, &bytes);
+            if usage.is_none() {
+                if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    return Err(Failure::retryable(GatewayError::bad_upstream(
+                        &provider.name,
+                        &format!("the body is not valid JSON ({err})"),
+                    )));
+                }
+            }
             (Bytes::from(bytes), usage)
         } else {
             match codec::decode_response(pd, &bytes, &dep.model) {
