@@ -73,6 +73,23 @@ routing:
     )
 }
 
+/// [`main_config`] with governance off: no usage database, no virtual keys.
+pub fn bare_config(gw_port: u16, up_port: u16) -> String {
+    format!(
+        "{}governance:\n  enabled: false\n",
+        main_config(gw_port, up_port)
+    )
+}
+
+/// [`main_config`] with governance on and a `bench` plan whose rate limits
+/// are checked on every request but never reached at bench rates.
+pub fn governed_config(gw_port: u16, up_port: u16) -> String {
+    format!(
+        "{}governance:\n  enabled: true\n  refresh_interval: 200ms\n  plans:\n    bench: {{ rpm: 100000000, tpm: 100000000000 }}\n",
+        main_config(gw_port, up_port)
+    )
+}
+
 /// The failover config (issue 3): alias `bench-ha` over two OpenAI
 /// upstreams, round robin, the README's default breaker written out.
 pub fn failover_config(gw_port: u16, a_port: u16, b_port: u16) -> String {
@@ -129,6 +146,10 @@ pub struct Step {
     pub body: String,
     /// Extra environment for the gateway process (e.g. `SWITCHYARD_LOG`).
     pub env: &'static [(&'static str, &'static str)],
+    /// Create a tenant (plan `bench`: a rate limit) and a virtual key with
+    /// the CLI (`switchyard tenants create` / `keys create`) against the
+    /// step's database before the gateway starts; requests use that key.
+    pub virtual_key: bool,
     /// Not measurable yet: why.
     pub todo: Option<&'static str>,
 }
@@ -137,52 +158,58 @@ pub struct Step {
 pub fn ladder() -> Vec<Step> {
     vec![
         Step {
-            name: "0. bare routing, per-request usage log line off (SWITCHYARD_LOG=warn)",
-            config: main_config,
+            name: "0. bare routing (governance off), per-request usage log line off (SWITCHYARD_LOG=warn)",
+            config: bare_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[("SWITCHYARD_LOG", "warn")],
+            virtual_key: false,
             todo: None,
         },
         Step {
-            name: "1. bare routing (OpenAI pass-through, non-stream)",
-            config: main_config,
+            name: "1. bare routing (governance off; OpenAI pass-through, non-stream)",
+            config: bare_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
+            virtual_key: false,
             todo: None,
         },
         Step {
             name: "2. + streaming path (20-chunk SSE pass-through)",
-            config: main_config,
+            config: bare_config,
             path: "/v1/chat/completions",
             body: stream_body("bench"),
             env: &[],
+            virtual_key: false,
             todo: None,
         },
         Step {
             name: "3. + translation (OpenAI client → Anthropic upstream, non-stream)",
-            config: main_config,
+            config: bare_config,
             path: "/v1/chat/completions",
             body: chat_body("bench-translated"),
             env: &[],
+            virtual_key: false,
             todo: None,
         },
         Step {
             name: "3b. translated stream (OpenAI client → Anthropic SSE)",
-            config: main_config,
+            config: bare_config,
             path: "/v1/chat/completions",
             body: stream_body("bench-translated"),
             env: &[],
+            virtual_key: false,
             todo: None,
         },
         Step {
-            name: "4. + virtual keys + rate limits (+ usage logging, already on)",
-            config: main_config,
+            name: "4. + virtual keys + rate limits + usage logging (governance on; step 1's request with a CLI-made key)",
+            config: governed_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
-            todo: Some("governance (virtual keys, rate limits) not implemented yet; usage logging is already on in every step"),
+            virtual_key: true,
+            todo: None,
         },
         Step {
             name: "5. + PII masking",
@@ -190,6 +217,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
+            virtual_key: false,
             todo: Some("PII masking not implemented yet"),
         },
         Step {
@@ -198,6 +226,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
+            virtual_key: false,
             todo: Some("response cache not implemented yet"),
         },
     ]
@@ -209,7 +238,12 @@ mod tests {
 
     #[test]
     fn configs_validate() {
-        for text in [main_config(4000, 4001), failover_config(4000, 4001, 4002)] {
+        for text in [
+            main_config(4000, 4001),
+            bare_config(4000, 4001),
+            governed_config(4000, 4001),
+            failover_config(4000, 4001, 4002),
+        ] {
             let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &env);
             assert!(cfg.is_ok(), "{:?}", cfg.err());
         }

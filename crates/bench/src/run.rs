@@ -290,6 +290,20 @@ impl Runner {
         port: u16,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Proc> {
+        Ok(self.gateway_setup(name, config, port, env, false)?.0)
+    }
+
+    /// Start a gateway; with `virtual_key`, first create a tenant (plan
+    /// `bench`) and a virtual key through the CLI against the gateway's
+    /// database (its working directory's default), and return the key.
+    fn gateway_setup(
+        &mut self,
+        name: &str,
+        config: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        virtual_key: bool,
+    ) -> anyhow::Result<(Proc, Option<String>)> {
         let file = self.work.join(format!("{name}.yaml"));
         std::fs::write(&file, config)?;
         let log = self.work.join(format!("{name}.log"));
@@ -299,6 +313,11 @@ impl Runner {
         let dir = self.work.join(format!("gw-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
+        let key = if virtual_key {
+            Some(self.cli_virtual_key(&dir, &file)?)
+        } else {
+            None
+        };
         let mut c = Command::new(&self.gw_bin);
         c.current_dir(&dir);
         c.arg("serve")
@@ -309,7 +328,37 @@ impl Runner {
             .envs(env.iter().copied());
         let p = self.spawn(c, &format!("gateway ({name})"), Some(&log))?;
         wait_port(port, &p.name)?;
-        Ok(p)
+        Ok((p, key))
+    }
+
+    /// `switchyard tenants create bench --plan bench` then `switchyard keys
+    /// create --tenant …` in `dir` with `--config file`; the plaintext key.
+    fn cli_virtual_key(&mut self, dir: &Path, file: &Path) -> anyhow::Result<String> {
+        let bin = self.gw_bin.clone();
+        let cli = |args: &[&str]| {
+            let mut c = Command::new(&bin);
+            c.current_dir(dir)
+                .args(args)
+                .arg("--config")
+                .arg(file)
+                .env("GW_KEY", configs::GW_KEY)
+                .env("UP_KEY", configs::UP_KEY);
+            c
+        };
+        let t = cli(&["tenants", "create", "bench", "--plan", "bench"]);
+        let out = self.run_output(t, "switchyard tenants create")?;
+        // "created tenant ten_… (bench, active, plan bench)"
+        let tenant = out
+            .split_whitespace()
+            .find(|w| w.starts_with("ten_"))
+            .with_context(|| format!("no tenant id in {out:?}"))?
+            .to_owned();
+        let k = cli(&["keys", "create", "--tenant", &tenant, "--name", "bench"]);
+        let out = self.run_output(k, "switchyard keys create")?;
+        out.split_whitespace()
+            .find(|w| w.starts_with("sk-"))
+            .map(str::to_owned)
+            .with_context(|| format!("no key in the output of keys create: {out:?}"))
     }
 
     fn run_output(&mut self, mut cmd: Command, what: &str) -> anyhow::Result<String> {
@@ -796,17 +845,18 @@ fn ladder(r: &mut Runner) -> anyhow::Result<()> {
         }
         println!("   {}", step.name);
         let gw_port = free_port()?;
-        let gw = r.gateway_env(
+        let (gw, vkey) = r.gateway_setup(
             "ladder",
             &(step.config)(gw_port, up_port),
             gw_port,
             step.env,
+            step.virtual_key,
         )?;
         let via = Target {
             port: gw_port,
             path: step.path.into(),
             body: step.body.clone(),
-            key: Some(configs::GW_KEY.into()),
+            key: Some(vkey.unwrap_or_else(|| configs::GW_KEY.into())),
             headers: vec![],
         };
         // The same request straight to the upstream, in the upstream's format.
