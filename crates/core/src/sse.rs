@@ -144,9 +144,33 @@ pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     out.push(b'\n');
 }
 
+/// One `data:` event whose data is `v` as compact JSON, serialised straight
+/// into `out` (compact JSON has no raw newline, so it is one `data:` line;
+/// same bytes as `write_event(out, None, &json)`). `{}` if `v` cannot be
+/// serialised.
+pub fn write_json_event<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    out.extend_from_slice(b"data: ");
+    let at = out.len();
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.truncate(at);
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_event_matches_write_event() {
+        let v = serde_json::json!({"a": "line\nbreak", "b": [1, 2]});
+        let mut a = Vec::new();
+        write_json_event(&mut a, &v);
+        let mut b = Vec::new();
+        write_event(&mut b, None, &serde_json::to_string(&v).expect("json"));
+        assert_eq!(a, b);
+    }
 
     fn frames(chunks: &[&[u8]]) -> Vec<SseFrame> {
         let mut d = SseDecoder::new();

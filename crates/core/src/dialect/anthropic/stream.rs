@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::decode::{finish_from_wire, now_secs};
 use super::encode::{stop_reason, EmptyObject, OutUsage};
-use super::wire::{BlockDelta, RawUsage, StartBlock, WireEvent};
+use super::wire::{BlockDelta, RawUsage, StartBlock, TextDeltaEvent, WireEvent};
 use super::{kind_from_type, truncate};
 use crate::ir::{ApiError, ErrorKind, FinishReason, StreamEvent, Usage};
 use crate::sse::{write_event, SseFrame};
@@ -87,12 +87,27 @@ impl StreamDecoder {
         if data.is_empty() || f.event.as_deref() == Some("ping") {
             return Ok(());
         }
-        let ev: WireEvent = serde_json::from_str(data).map_err(|e| {
-            upstream(format!(
-                "malformed upstream stream event ({e}): {}",
-                truncate(data, 200)
-            ))
-        })?;
+        // Fast path for text deltas (most events); anything else, or a
+        // shape it does not read, goes through `WireEvent`.
+        let fast = if memchr::memmem::find(data.as_bytes(), b"\"text_delta\"").is_some() {
+            serde_json::from_str::<TextDeltaEvent<'_>>(data)
+                .ok()
+                .and_then(TextDeltaEvent::text)
+        } else {
+            None
+        };
+        let ev: WireEvent = match fast {
+            Some((index, text)) => WireEvent::ContentBlockDelta {
+                index,
+                delta: BlockDelta::TextDelta { text },
+            },
+            None => serde_json::from_str(data).map_err(|e| {
+                upstream(format!(
+                    "malformed upstream stream event ({e}): {}",
+                    truncate(data, 200)
+                ))
+            })?,
+        };
         match ev {
             WireEvent::MessageStart { message } => {
                 self.id = message.id;

@@ -197,6 +197,36 @@ pub(super) enum WireEvent {
     Unknown,
 }
 
+/// The most frequent stream event, `content_block_delta` with a
+/// `text_delta`, read without the content buffering serde does for the
+/// internally tagged [`WireEvent`]. Any other shape fails to parse here (a
+/// missing field) or is rejected by [`TextDeltaEvent::text`], and the caller
+/// falls back to [`WireEvent`], so the result is the same either way.
+#[derive(Debug, Deserialize)]
+pub(super) struct TextDeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    pub index: u32,
+    #[serde(borrow)]
+    delta: TextDeltaBody<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextDeltaBody<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+}
+
+impl TextDeltaEvent<'_> {
+    /// The text, when this really is a `content_block_delta` / `text_delta`.
+    pub fn text(self) -> Option<(u32, String)> {
+        (self.ty == "content_block_delta" && self.delta.ty == "text_delta")
+            .then(|| (self.index, self.delta.text.into_owned()))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct StartMessage {
     #[serde(default)]

@@ -7,11 +7,11 @@ use serde_json::Value;
 
 use super::error::{encode_stream_error, error_from_value};
 use super::wire::{
-    finish_from_wire, finish_to_wire, lenient_u32, lenient_u64, stop_sequence, to_json,
-    ArgumentsIn, UsageIn, UsageOut,
+    finish_from_wire, finish_to_wire, lenient_u32, lenient_u64, stop_sequence, ArgumentsIn,
+    UsageIn, UsageOut,
 };
 use crate::ir::{ApiError, ErrorKind, StreamEvent, Usage};
-use crate::sse::{write_event, SseFrame};
+use crate::sse::{write_event, write_json_event, SseFrame};
 
 // ---------------------------------------------------------------------------
 // Decoder
@@ -503,7 +503,7 @@ impl StreamEncoder {
         self.ended = true;
         if let (true, Some(u)) = (self.include_usage, self.usage) {
             let chunk = self.chunk(Vec::new(), Some(Some(UsageOut::from_ir(&u))));
-            write_event(out, None, &String::from_utf8_lossy(&to_json(&chunk)));
+            write_json_event(out, &chunk);
         }
         write_event(out, None, "[DONE]");
     }
@@ -538,8 +538,7 @@ impl StreamEncoder {
             finish_reason: finish,
         };
         let usage = self.include_usage.then_some(None);
-        let json = to_json(&self.chunk(vec![choice], usage));
-        write_event(out, None, &String::from_utf8_lossy(&json));
+        write_json_event(out, &self.chunk(vec![choice], usage));
     }
 
     /// Send the role chunk for `choice` if not yet sent.
