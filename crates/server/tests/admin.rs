@@ -10,7 +10,6 @@ mod common;
 use common::{gov_rig, GovRig, KEY, MASTER};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use switchyard_mock::Flavor;
 use switchyard_server::admin::{Method, OPERATIONS};
@@ -18,102 +17,9 @@ use switchyard_server::store::new_id;
 
 // ---------------------------------------------------------------- harness
 
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-struct Db {
-    url: String,
-    dir: PathBuf,
-    pg: Option<(String, String)>,
-}
-
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "switchyard-admin-{}-{}",
-        std::process::id(),
-        new_id("").to_lowercase()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = temp_dir();
-        Db {
-            url: format!("sqlite://{}/db/switchyard.db", dir.display()),
-            dir,
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<Db> {
-        let base =
-            std::env::var("SWITCHYARD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.into());
-        let admin = match tokio::time::timeout(
-            Duration::from_secs(5),
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&base),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            failure => {
-                let why = match failure {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".into(),
-                };
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("PostgreSQL not reachable at {base} ({why}) and CI=true");
-                }
-                eprintln!(
-                    "SKIPPED: PostgreSQL not reachable at {base} ({why}) (set SWITCHYARD_TEST_DATABASE_URL)"
-                );
-                return None;
-            }
-        };
-        let schema = format!("sy_admin_{}", new_id("").to_lowercase());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let sep = if base.contains('?') { '&' } else { '?' };
-        Some(Db {
-            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-            dir: temp_dir(),
-            pg: Some((base, schema)),
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((base, schema)) = self.pg.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(p) = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect(&base)
-                        .await
-                    {
-                        let _ = sqlx::query("SET lock_timeout = '10s'").execute(&p).await;
-                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .execute(&p)
-                            .await;
-                        p.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
+/// Test databases (temp SQLite file, or a fresh PostgreSQL schema) come from
+/// the shared harness.
+use common::db::TestDb as Db;
 
 /// Each test runs on both databases.
 macro_rules! on_both {
@@ -131,7 +37,7 @@ macro_rules! on_both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = super::Db::postgres().await else { return };
+                    let Some(db) = super::Db::pg(None).await else { return };
                     super::$name(&db).await;
                 }
             )*

@@ -522,16 +522,8 @@ impl Store {
         &self,
         scope: Option<(Scope, &str)>,
     ) -> Result<Vec<Budget>, StoreError> {
-        let mut q = Sql::new(&format!("SELECT {BUDGET_COLS} FROM budgets"));
-        if let Some((s, id)) = scope {
-            q.push(" WHERE scope = ")
-                .bind(Arg::Text(s.as_str().into()))
-                .push(" AND scope_id = ")
-                .bind(Arg::Text(id.into()));
-        }
-        q.push(" ORDER BY created_at, id");
-        let rs = q.query().fetch_all(&self.pool).await.op("list_budgets")?;
-        rows(&rs, budget_from)
+        self.list_scoped("list_budgets", BUDGET_COLS, "budgets", scope, budget_from)
+            .await
     }
 
     // ---- rate limits ----
@@ -575,7 +567,26 @@ impl Store {
         &self,
         scope: Option<(Scope, &str)>,
     ) -> Result<Vec<RateLimit>, StoreError> {
-        let mut q = Sql::new(&format!("SELECT {RATE_COLS} FROM rate_limits"));
+        self.list_scoped(
+            "list_rate_limits",
+            RATE_COLS,
+            "rate_limits",
+            scope,
+            rate_from,
+        )
+        .await
+    }
+
+    /// Rows of a scoped table (budgets, rate limits), optionally for one scope.
+    async fn list_scoped<T>(
+        &self,
+        op: &'static str,
+        cols: &str,
+        table: &str,
+        scope: Option<(Scope, &str)>,
+        from: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut q = Sql::new(&format!("SELECT {cols} FROM {table}"));
         if let Some((s, id)) = scope {
             q.push(" WHERE scope = ")
                 .bind(Arg::Text(s.as_str().into()))
@@ -583,12 +594,8 @@ impl Store {
                 .bind(Arg::Text(id.into()));
         }
         q.push(" ORDER BY created_at, id");
-        let rs = q
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .op("list_rate_limits")?;
-        rows(&rs, rate_from)
+        let rs = q.query().fetch_all(&self.pool).await.op(op)?;
+        rows(&rs, from)
     }
 
     async fn delete_with_tombstone(
