@@ -73,8 +73,11 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
     }
 }
 
-async fn phase(addr: &str, gateway: bool, n: usize) -> anyhow::Result<f64> {
-    let specs = specs(addr, gateway);
+async fn phase(addr: &str, gateway: bool, n: usize, kind: Option<usize>) -> anyhow::Result<f64> {
+    let mut specs = specs(addr, gateway);
+    if let Some(k) = kind {
+        specs = vec![specs.swap_remove(k % MIX.len())];
+    }
     let mut send = client::connect(addr).await?;
     let t0 = Instant::now();
     for i in 0..n {
@@ -82,7 +85,7 @@ async fn phase(addr: &str, gateway: bool, n: usize) -> anyhow::Result<f64> {
         if one.status != 200 {
             bail!(
                 "request {i} ({}) answered {}",
-                MIX[i % MIX.len()],
+                MIX[kind.unwrap_or(i) % MIX.len()],
                 one.status
             );
         }
@@ -91,8 +94,9 @@ async fn phase(addr: &str, gateway: bool, n: usize) -> anyhow::Result<f64> {
 }
 
 /// Run the driver: `n` requests per phase (a multiple of 4 keeps the mix
-/// even), `warmup` per target before the first mark.
-pub fn run(n: usize, warmup: usize) -> anyhow::Result<DriverReport> {
+/// even), `warmup` per target before the first mark. `kind` (an index into
+/// [`MIX`]) sends only that kind, for profiling one path.
+pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<DriverReport> {
     // Log as the shipped binary does by default (info, usage lines
     // included), into a sink: formatting is part of the cost, writing is not.
     let _ = tracing_subscriber::fmt()
@@ -126,12 +130,12 @@ pub fn run(n: usize, warmup: usize) -> anyhow::Result<DriverReport> {
 
         let up_addr = format!("127.0.0.1:{up_port}");
         let gw_addr = format!("127.0.0.1:{gw_port}");
-        phase(&up_addr, false, warmup).await?;
-        phase(&gw_addr, true, warmup).await?;
+        phase(&up_addr, false, warmup, kind).await?;
+        phase(&gw_addr, true, warmup, kind).await?;
         phase_mark(1);
-        let direct_wall_s = phase(&up_addr, false, n).await?;
+        let direct_wall_s = phase(&up_addr, false, n, kind).await?;
         phase_mark(2);
-        let gateway_wall_s = phase(&gw_addr, true, n).await?;
+        let gateway_wall_s = phase(&gw_addr, true, n, kind).await?;
         phase_mark(3);
         let _ = stop_tx.send(());
         let _ = server.await;

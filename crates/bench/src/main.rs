@@ -78,6 +78,11 @@ enum Cmd {
         requests: usize,
         #[arg(long, default_value_t = 40)]
         warmup: usize,
+        /// Only this request kind (index into the mix: 0 non-stream
+        /// pass-through, 1 stream pass-through, 2 translated, 3 translated
+        /// stream), for profiling one path.
+        #[arg(long)]
+        kind: Option<usize>,
     },
     /// Compare callgrind dumps of a driver run with the baseline.
     Gate {
@@ -155,8 +160,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
-        Cmd::Driver { requests, warmup } => {
-            let r = driver::run(requests, warmup)?;
+        Cmd::Driver {
+            requests,
+            warmup,
+            kind,
+        } => {
+            let r = driver::run(requests, warmup, kind)?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

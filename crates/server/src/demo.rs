@@ -95,6 +95,7 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
             max_body_size: DEFAULT_MAX_BODY,
             api_keys,
             allow_unauthenticated: false,
+            workers: 0,
             providers,
             aliases,
             direct: true,

@@ -65,6 +65,64 @@ pub async fn serve(
     .await
 }
 
+/// Serve on `state.workers` I/O threads, each running its own
+/// current-thread runtime that accepts from (a duplicate of) `listener`.
+///
+/// Thread-per-core: a connection, the request tasks on it and the pooled
+/// upstream connections it uses (see [`state::Clients`]) stay on one
+/// thread, so a request costs no cross-thread wake-ups. Background work
+/// (usage writer, governance refresh, health probes) stays on the caller's
+/// runtime. Returns once every worker has drained after `shutdown`.
+pub async fn serve_workers(
+    listener: TcpListener,
+    state: Arc<state::AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let std_listener = listener.into_std()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut done = Vec::with_capacity(state.workers);
+    for i in 0..state.workers {
+        let l = std_listener.try_clone()?;
+        let st = state.clone();
+        let mut stop = stop_rx.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        std::thread::Builder::new()
+            .name(format!("switchyard-io-{i}"))
+            .spawn(move || {
+                state::set_worker(i);
+                let r = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let l = TcpListener::from_std(l)?;
+                            serve(l, st, async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .await
+                        })
+                    });
+                let _ = tx.send(r);
+            })?;
+        done.push(rx);
+    }
+    drop(std_listener);
+    let mut result = Ok(());
+    for rx in done {
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(std::io::Error::other("an I/O worker thread panicked")),
+        }
+    }
+    stopper.abort();
+    result
+}
+
 /// A gateway built from a config, with its background tasks.
 pub struct Running {
     pub state: std::sync::Arc<state::AppState>,
@@ -118,7 +176,7 @@ impl Running {
             governance,
             _health,
         } = self;
-        let r = serve(listener, state, shutdown).await;
+        let r = serve_workers(listener, state, shutdown).await;
         drop(_health);
         let _ = usage_writer.await;
         if let Some(g) = governance {

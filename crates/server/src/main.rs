@@ -95,10 +95,15 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Serving, this runtime only runs background work (usage and audit
+    // writers, governance refresh, health probes, admin operations, the
+    // demo providers): requests are served by the I/O worker threads that
+    // `Running::serve` starts, one event loop per CPU.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.cmd, None | Some(Cmd::Serve(_))) {
+        builder.worker_threads(1);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -253,6 +258,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(l) = args.listen {
         cfg.listen = l;
+    }
+    if let Some(w) = config::process_env("SWITCHYARD_WORKERS").and_then(|w| w.trim().parse().ok()) {
+        cfg.workers = w;
     }
     let addr: std::net::SocketAddr = cfg
         .listen

@@ -15,8 +15,11 @@ use switchyard_core::resilience::RetryBudget;
 #[derive(Debug)]
 pub struct AppState {
     pub router: Router,
-    /// One pooled HTTP client per provider (its own connect timeout).
-    pub clients: HashMap<String, reqwest::Client>,
+    /// Pooled HTTP clients per provider (each with its own connect
+    /// timeout), one set per I/O worker thread (see [`Clients`]).
+    pub clients: Clients,
+    /// I/O worker threads `Running::serve` starts (resolved: ≥ 1).
+    pub workers: usize,
     /// SHA-256 digests of the accepted gateway keys.
     key_digests: HashSet<[u8; 32]>,
     /// No gateway key required.
@@ -31,6 +34,75 @@ pub struct AppState {
     pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
     /// Tenants, virtual keys, limits, budgets (when enabled).
     pub governance: Option<Arc<Governance>>,
+}
+
+/// `0` (auto) → one worker per CPU.
+pub fn resolve_workers(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+thread_local! {
+    /// The I/O worker this thread is (set by `Running::serve`'s threads).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Mark the current thread as I/O worker `i` (its upstream connections then
+/// come from slot `i` of every [`Clients`]).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// Upstream HTTP clients, one set per I/O worker plus a shared set.
+///
+/// A pooled connection's driver task lives on the runtime that opened it;
+/// a request on another worker's runtime would wake that task across
+/// threads on every read and write. Giving each worker (a current-thread
+/// runtime) its own pools keeps a request, its upstream connection and its
+/// client connection on one thread. Threads that are not workers (health
+/// probes, a caller's own runtime in tests and embedding) share the last set.
+#[derive(Debug)]
+pub struct Clients {
+    /// `slots[worker][provider index]`.
+    slots: Vec<Vec<reqwest::Client>>,
+    index: HashMap<String, usize>,
+}
+
+impl Clients {
+    fn new(providers: &[Arc<Provider>], workers: usize) -> Result<Clients, reqwest::Error> {
+        let index = providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        let mut slots = Vec::with_capacity(workers + 1);
+        for _ in 0..=workers {
+            let mut set = Vec::with_capacity(providers.len());
+            for p in providers {
+                set.push(
+                    reqwest::Client::builder()
+                        .connect_timeout(p.timeouts.connect)
+                        .tcp_nodelay(true)
+                        .pool_idle_timeout(std::time::Duration::from_secs(90))
+                        .pool_max_idle_per_host(256)
+                        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+                        .build()?,
+                );
+            }
+            slots.push(set);
+        }
+        Ok(Clients { slots, index })
+    }
+
+    /// The calling thread's client for provider `name`.
+    pub fn get(&self, name: &str) -> Option<&reqwest::Client> {
+        let i = *self.index.get(name)?;
+        let shared = self.slots.len() - 1;
+        let slot = WORKER.with(std::cell::Cell::get).min(shared);
+        self.slots.get(slot)?.get(i)
+    }
 }
 
 /// Hash a key for storage and lookup.
@@ -48,17 +120,8 @@ impl AppState {
         usage: UsageSink,
         governance: Option<Arc<Governance>>,
     ) -> Result<Arc<AppState>, reqwest::Error> {
-        let mut clients = HashMap::new();
-        for p in &cfg.providers {
-            let c = reqwest::Client::builder()
-                .connect_timeout(p.timeouts.connect)
-                .tcp_nodelay(true)
-                .pool_idle_timeout(std::time::Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-                .build()?;
-            clients.insert(p.name.clone(), c);
-        }
+        let workers = resolve_workers(cfg.workers);
+        let clients = Clients::new(&cfg.providers, workers)?;
         let key_digests: HashSet<[u8; 32]> = cfg
             .api_keys
             .iter()
@@ -68,6 +131,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             router: Router::new(cfg.aliases, cfg.providers, cfg.direct, cfg.infer_by_prefix),
             clients,
+            workers,
             key_digests,
             open,
             usage,

@@ -132,6 +132,63 @@ pub struct UsageSink {
 /// Channel capacity: enough to absorb bursts while the writer flushes.
 pub const CAPACITY: usize = 65_536;
 
+/// How often the writer drains the channel (the most a record waits).
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// One record through metrics, totals, the log line and the store.
+async fn consume(
+    m: &crate::metrics::Metrics,
+    t: &Totals,
+    store: Option<&mpsc::Sender<UsageRow>>,
+    r: UsageRecord,
+) {
+    m.observe(&r);
+    t.requests.fetch_add(1, Ordering::Relaxed);
+    let u = r.usage.unwrap_or_default();
+    t.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
+    t.output_tokens
+        .fetch_add(u.output_tokens, Ordering::Relaxed);
+    // One access-log line per request, at debug: formatting a line per
+    // request costs more than the rest of the hot path (enable with
+    // SWITCHYARD_LOG=info,switchyard::usage=debug).
+    tracing::debug!(
+        target: "switchyard::usage",
+        request_id = %r.request_id,
+        alias = %r.alias,
+        provider = %r.provider,
+        deployment = %r.deployment,
+        upstream_model = %r.upstream_model,
+        ingress = r.ingress,
+        stream = r.stream,
+        passthrough = r.passthrough,
+        status = r.status,
+        input_tokens = u.input_tokens,
+        output_tokens = u.output_tokens,
+        cached_input_tokens = u.cached_input_tokens,
+        usage_reported = r.usage.is_some(),
+        latency_ms = r.latency.as_secs_f64() * 1000.0,
+        ttft_ms = r.ttft.map(|d| d.as_secs_f64() * 1000.0),
+        error = r.error.as_deref(),
+        attempts = r.attempts,
+        cost = r.cost,
+        tenant = r.tenant_id.as_deref(),
+        key = r.key_id.as_deref(),
+        "request"
+    );
+    if let Some(s) = store {
+        if s.send(r.to_row()).await.is_err() {
+            t.dropped.fetch_add(1, Ordering::Relaxed);
+            m.dropped();
+        }
+    }
+    if let Ok(mut recent) = t.recent.lock() {
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(r);
+    }
+}
+
 impl UsageSink {
     /// Create the sink and the writer task's future.
     pub fn new() -> (UsageSink, impl std::future::Future<Output = ()>) {
@@ -149,55 +206,29 @@ impl UsageSink {
         let m = metrics.clone();
         let t = totals.clone();
         let writer = async move {
-            let mut batch = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                for r in batch.drain(..) {
-                    m.observe(&r);
-                    t.requests.fetch_add(1, Ordering::Relaxed);
-                    if let Some(u) = r.usage {
-                        t.input_tokens.fetch_add(u.input_tokens, Ordering::Relaxed);
-                        t.output_tokens
-                            .fetch_add(u.output_tokens, Ordering::Relaxed);
-                    }
-                    let u = r.usage.unwrap_or_default();
-                    if let Ok(mut recent) = t.recent.lock() {
-                        if recent.len() == RECENT {
-                            recent.pop_front();
+            // Idle, the writer awaits the channel. Once a record arrives it
+            // switches to draining on a timer until a tick finds nothing:
+            // awaiting the channel under load would have every request's
+            // `try_send` wake this task (a cross-thread wake-up and two
+            // context switches per request). A record waits at most one
+            // tick. When every sender is gone the writer drains and ends.
+            while let Some(r) = rx.recv().await {
+                consume(&m, &t, store.as_ref(), r).await;
+                loop {
+                    tokio::time::sleep(DRAIN_EVERY).await;
+                    let mut n = 0usize;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(r) => {
+                                n += 1;
+                                consume(&m, &t, store.as_ref(), r).await;
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => return,
                         }
-                        recent.push_back(r.clone());
                     }
-                    // One access-log line per request, at debug: formatting a
-                    // line per request costs more than the rest of the hot
-                    // path (enable with SWITCHYARD_LOG=info,switchyard::usage=debug).
-                    tracing::debug!(
-                        target: "switchyard::usage",
-                        request_id = %r.request_id,
-                        alias = %r.alias,
-                        provider = %r.provider,
-                        deployment = %r.deployment,
-                        upstream_model = %r.upstream_model,
-                        ingress = r.ingress,
-                        stream = r.stream,
-                        passthrough = r.passthrough,
-                        status = r.status,
-                        input_tokens = u.input_tokens,
-                        output_tokens = u.output_tokens,
-                        cached_input_tokens = u.cached_input_tokens,
-                        usage_reported = r.usage.is_some(),
-                        latency_ms = r.latency.as_secs_f64() * 1000.0,
-                        ttft_ms = r.ttft.map(|d| d.as_secs_f64() * 1000.0),
-                        error = r.error.as_deref(),
-                        attempts = r.attempts,
-                        cost = r.cost,
-                        tenant = r.tenant_id.as_deref(),
-                        key = r.key_id.as_deref(),
-                        "request"
-                    );
-                    if let Some(s) = &store {
-                        if s.send(r.to_row()).await.is_err() {
-                            t.dropped.fetch_add(1, Ordering::Relaxed);
-                            m.dropped();
-                        }
+                    if n == 0 {
+                        break;
                     }
                 }
             }

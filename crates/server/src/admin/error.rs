@@ -66,6 +66,15 @@ impl AdminError {
         )
     }
 
+    /// 503: the operation's task did not finish (shutdown, or a bug).
+    pub fn interrupted() -> Self {
+        Self::new(
+            503,
+            "unavailable",
+            "the admin operation did not complete (the gateway may be shutting down); retry it",
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,

@@ -581,7 +581,20 @@ impl Req {
 }
 
 async fn dispatch(op: &'static Operation, state: Arc<AppState>, req: Request) -> Response {
-    match run(op, state, req).await {
+    // Database work runs on governance's runtime, not on the I/O worker
+    // that accepted the request (see `Governance::rt`).
+    let rt = state.governance.as_ref().map(|g| g.rt.clone());
+    let result = match rt {
+        Some(rt) => match rt.spawn(run(op, state, req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "admin operation task failed");
+                Err(AdminError::interrupted())
+            }
+        },
+        None => run(op, state, req).await,
+    };
+    match result {
         Ok(r) => r,
         Err(e) => e.render(),
     }

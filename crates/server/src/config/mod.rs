@@ -40,6 +40,9 @@ pub struct Config {
     pub max_body_size: usize,
     pub api_keys: Vec<Secret>,
     pub allow_unauthenticated: bool,
+    /// I/O worker threads, each with its own event loop and upstream
+    /// connection pools (thread-per-core); 0 = one per CPU.
+    pub workers: usize,
     pub providers: Vec<Arc<Provider>>,
     pub aliases: Vec<Alias>,
     /// Accept `provider/model` names.
@@ -331,6 +334,18 @@ impl Validator<'_> {
             }
         }
         let allow_unauthenticated = raw.server.allow_unauthenticated.unwrap_or(false);
+        let workers = match raw.server.workers {
+            Some(w) if w > 1024 => {
+                self.problem(
+                    "server.workers",
+                    format!("{w} worker threads is more than this gateway supports (1024)"),
+                    "leave it out (one per CPU) or write a small number like `4`",
+                );
+                0
+            }
+            Some(w) => w as usize,
+            None => 0,
+        };
 
         let reliability = self.reliability(&raw.reliability);
         let governance = self.governance(&raw.governance);
@@ -374,6 +389,7 @@ impl Validator<'_> {
             max_body_size,
             api_keys,
             allow_unauthenticated,
+            workers,
             providers: providers.into_values().collect(),
             aliases,
             direct: raw.routing.direct.unwrap_or(true),
@@ -960,6 +976,9 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
         max_body_size: DEFAULT_MAX_BODY,
         api_keys: gateway_keys_from_env(env),
         allow_unauthenticated: false,
+        workers: env("SWITCHYARD_WORKERS")
+            .and_then(|w| w.trim().parse().ok())
+            .unwrap_or(0),
         providers,
         aliases,
         direct: true,

@@ -121,6 +121,8 @@ pub struct RawServer {
     pub api_keys: Vec<String>,
     /// Serve without any gateway key (only sensible on loopback).
     pub allow_unauthenticated: Option<bool>,
+    /// I/O worker threads (one event loop each); 0 or absent = one per CPU.
+    pub workers: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

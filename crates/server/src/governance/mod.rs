@@ -104,6 +104,10 @@ pub struct Governance {
     touched: Mutex<HashMap<String, store::Millis>>,
     pub cfg: GovernanceConfig,
     http: reqwest::Client,
+    /// The runtime governance started on: database work (alerts, admin
+    /// operations) runs there, never on an I/O worker's event loop, so no
+    /// database connection is bound to a worker runtime.
+    pub rt: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Governance {
@@ -184,6 +188,7 @@ impl Governance {
             master: cfg.master_key.as_ref().map(|k| keys::digest(k.expose())),
             touched: Mutex::new(HashMap::new()),
             http: reqwest::Client::new(),
+            rt: tokio::runtime::Handle::current(),
             cfg,
         });
         let g = gov.clone();
@@ -523,7 +528,7 @@ impl Governance {
         let crossings = self.ledger.settle(&adm.holds, cost, used);
         for c in crossings {
             let g = self.clone();
-            tokio::spawn(async move { g.alert(c).await });
+            self.rt.spawn(async move { g.alert(c).await });
         }
     }
 
