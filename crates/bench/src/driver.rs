@@ -122,7 +122,8 @@ pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<Drive
             .map_err(|p| anyhow::anyhow!("bench config invalid: {p:?}"))?;
         let (sink, writer) = switchyard_server::usage::UsageSink::new();
         tokio::spawn(writer);
-        let state = switchyard_server::state::AppState::new(cfg, sink)?;
+        let state =
+            switchyard_server::state::AppState::new(cfg, sink).map_err(anyhow::Error::msg)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(switchyard_server::serve(gw, state, async move {
             let _ = stop_rx.await;

@@ -156,35 +156,28 @@ async fn attempt_embed(
     let client = state.clients.get(&provider.name).ok_or_else(|| {
         Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))
     })?;
-    let mut rb = client
-        .post(&url)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(upstream_body);
+    let uri = url.parse::<http::Uri>().map_err(|e| {
+        Failure::fatal(GatewayError::unreachable(
+            &provider.name,
+            &format!("invalid upstream URL `{url}`: {e}"),
+        ))
+    })?;
     let (headers, key) = provider.request_headers();
-    rb = rb.headers(headers.clone());
-    let within = provider.timeouts.first_byte.min(provider.timeouts.total);
-    let fut = async {
-        let resp = rb.send().await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, headers, bytes))
-    };
-    let (status, headers, bytes) = match tokio::time::timeout(within, fut).await {
-        Err(_) => {
-            return Err(Failure::retryable(GatewayError::timeout(
-                &provider.name,
-                "embeddings request",
-            )))
-        }
-        Ok(Err(e)) => {
-            return Err(Failure::retryable(GatewayError::unreachable(
-                &provider.name,
-                &e.to_string(),
-            )))
-        }
-        Ok(Ok(x)) => x,
-    };
+    let up_req = crate::upstream::post(uri, headers, upstream_body, "application/json");
+    let deadline =
+        tokio::time::Instant::now() + provider.timeouts.first_byte.min(provider.timeouts.total);
+    let (parts, bytes) =
+        match crate::pipeline::exchange(client, &provider.name, up_req, false, deadline).await {
+            Ok(crate::pipeline::Answer::Whole(parts, bytes)) => (parts, bytes),
+            Ok(crate::pipeline::Answer::Streaming(_)) => {
+                return Err(Failure::retryable(GatewayError::bad_upstream(
+                    &provider.name,
+                    "unexpected streaming answer",
+                )))
+            }
+            Err(e) => return Err(Failure::retryable(e)),
+        };
+    let (status, headers) = (parts.status.as_u16(), parts.headers);
     if !(200..300).contains(&status) {
         let err = crate::codec::decode_error(provider.dialect(), status, &bytes);
         let ra = parse_retry_after(

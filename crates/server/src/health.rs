@@ -34,7 +34,7 @@ pub fn spawn(state: &Arc<AppState>) -> HealthTasks {
     HealthTasks(tasks)
 }
 
-async fn run(provider: Arc<Provider>, hc: HealthCheck, client: reqwest::Client) {
+async fn run(provider: Arc<Provider>, hc: HealthCheck, client: crate::upstream::Client) {
     let (mut fails, mut oks) = (0u32, 0u32);
     let mut tick = tokio::time::interval(hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,14 +64,29 @@ async fn run(provider: Arc<Provider>, hc: HealthCheck, client: reqwest::Client) 
 async fn probe(
     provider: &Provider,
     hc: &HealthCheck,
-    client: &reqwest::Client,
+    client: &crate::upstream::Client,
 ) -> Result<(), String> {
-    let mut rb = client.get(provider.models_url());
-    rb = rb.headers(provider.request_headers().0.clone());
-    match tokio::time::timeout(hc.timeout, rb.send()).await {
+    let url = provider.models_url();
+    let uri = url
+        .parse::<http::Uri>()
+        .map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+    let req = crate::upstream::get(uri, provider.request_headers().0);
+    let probe = async {
+        let r = client.send(req).await.map_err(|e| match e {
+            crate::upstream::SendError::ConnectTimeout => "connect timeout".to_owned(),
+            crate::upstream::SendError::Failed(m) => m,
+        })?;
+        let status = r.status();
+        // Read the body so the connection goes back to the pool.
+        let _ = crate::upstream::read_body(r.into_body(), 1024 * 1024).await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("probe answered {status}"))
+        }
+    };
+    match tokio::time::timeout(hc.timeout, probe).await {
         Err(_) => Err("probe timed out".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(r)) if r.status().is_success() => Ok(()),
-        Ok(Ok(r)) => Err(format!("probe answered {}", r.status())),
+        Ok(r) => r,
     }
 }

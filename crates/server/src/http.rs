@@ -122,13 +122,14 @@ pub fn presented_key(h: &HeaderMap) -> Option<&str> {
 
 async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let d = dialect_for(req.uri().path());
-    let ip = client_ip(&req);
+    // The address is formatted only if an audit event needs it.
+    let ip = peer_ip(&req);
     let principal = match presented_key(req.headers()) {
         None if state.open => Ok(Principal::static_key()),
         None => Err(GatewayError::unauthorized(
             "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
         )),
-        Some(k) => match state.governance.as_ref().and_then(|g| g.authenticate(k, ip.as_deref())) {
+        Some(k) => match state.governance.as_ref().and_then(|g| g.authenticate(k, ip)) {
             Some(r) => r,
             None if state.key_ok(k) => Ok(Principal::static_key()),
             None => {
@@ -140,7 +141,7 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
                         tenant_id: None,
                         action: "auth.failure".into(),
                         target: None,
-                        ip: ip.clone(),
+                        ip: ip.map(|i| i.to_string()),
                         outcome: "denied".into(),
                         details: serde_json::json!({"reason": "invalid_api_key", "path": req.uri().path()}),
                     });
@@ -162,10 +163,15 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
 }
 
 /// The peer address (set by the server's connect-info).
-pub fn client_ip(req: &Request) -> Option<String> {
+pub fn peer_ip(req: &Request) -> Option<std::net::IpAddr> {
     req.extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
+}
+
+/// The peer address as text (audit events).
+pub fn client_ip(req: &Request) -> Option<String> {
+    peer_ip(req).map(|i| i.to_string())
 }
 
 /// Read and discard a request body we answer without using, so the client

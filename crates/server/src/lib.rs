@@ -16,6 +16,7 @@
 //! - [`governance`]: virtual keys, roles, rate limits, budgets at request time.
 //! - [`metrics`]: Prometheus metrics (fed off the hot path) at `/metrics`.
 //! - [`health`]: active provider health probes.
+//! - [`upstream`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`usage`]: usage records through a bounded channel.
 //! - [`store`]: governance storage (SQLite or PostgreSQL via one code path),
 //!   the usage batch writer with its spool, and the audit sink.
@@ -38,6 +39,7 @@ pub mod pipeline;
 pub mod routing;
 pub mod state;
 pub mod store;
+pub mod upstream;
 pub mod usage;
 
 use axum::serve::ListenerExt;
@@ -137,7 +139,7 @@ pub enum BuildError {
     #[error("governance: {0}")]
     Governance(#[from] governance::StartError),
     #[error("cannot build the upstream HTTP clients: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(String),
 }
 
 /// Start governance (database, caches, writers), the usage pipeline and
@@ -152,7 +154,7 @@ pub async fn build(mut cfg: config::Config) -> Result<Running, BuildError> {
     };
     let (usage, writer) = usage::UsageSink::with_store(store_tx);
     let usage_writer = tokio::spawn(writer);
-    let state = state::AppState::with_governance(cfg, usage, gov)?;
+    let state = state::AppState::with_governance(cfg, usage, gov).map_err(BuildError::Http)?;
     let health = health::spawn(&state);
     Ok(Running {
         state,

@@ -15,6 +15,7 @@ use crate::governance::{Admission, Governance, Principal};
 use crate::peek;
 use crate::routing::{Alias, Deployment};
 use crate::state::AppState;
+use crate::upstream;
 use crate::usage::{UsageRecord, UsageSink};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -27,7 +28,6 @@ use std::time::{Duration, SystemTime};
 use switchyard_core::dialect::{anthropic, openai, Dialect};
 use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
 use switchyard_core::pricing;
-use switchyard_core::provider::KeyRef;
 use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
 use tokio::time::Instant;
@@ -92,8 +92,7 @@ pub fn cost_of(dep: &Deployment, usage: &Usage) -> f64 {
             &pricing::Price::new(p.input, p.output).with_cached_input(p.cached_input),
             usage,
         ),
-        None => pricing::lookup(dep.provider.preset.kind, &dep.model)
-            .map_or(0.0, |m| pricing::cost(m, usage)),
+        None => dep.table_price().map_or(0.0, |m| pricing::cost(m, usage)),
     }
 }
 
@@ -388,7 +387,7 @@ fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u
     let mut worst_out = 0u64;
     let mut worst_cost = 0.0f64;
     for d in deps {
-        let table = pricing::lookup(d.provider.preset.kind, &d.model);
+        let table = d.table_price();
         let out = pricing::max_output_tokens(
             max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
             table,
@@ -466,74 +465,77 @@ async fn attempt_chat(
     let client = state.clients.get(&provider.name).ok_or_else(|| {
         Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))
     })?;
-    let url = provider.chat_url(&dep.model, stream);
+    let uri = dep
+        .chat_uri(stream)
+        .map_err(|m| Failure::fatal(GatewayError::unreachable(&provider.name, &m)))?;
     let attempt_started = Instant::now();
     // Headers (and, non-streaming, the whole body) within the first-byte
-    // timeout, and never past the request's total.
+    // timeout, and never past the request's total: one timer for both.
     let deadline = (attempt_started + provider.timeouts.first_byte)
         .min(job.ctx.started + provider.timeouts.total);
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let (resp, key) = send(client, &provider, &url, upstream_body, stream, left())
+    let (headers, key) = provider.request_headers();
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let req = upstream::post(uri, headers, upstream_body, accept);
+    let answer = exchange(client, &provider.name, req, stream, deadline)
         .await
         .map_err(Failure::retryable)?;
-    let status = resp.status().as_u16();
-    if !resp.status().is_success() {
-        let headers = resp.headers().clone();
-        let bytes = read_capped(resp, left().max(Duration::from_millis(500)), 1024 * 1024)
-            .await
-            .unwrap_or_default();
-        let err = codec::decode_error(pd, status, &bytes);
-        let retry_after = parse_retry_after(
-            header_str(&headers, "retry-after-ms"),
-            header_str(&headers, "retry-after"),
-        );
-        let e = GatewayError::upstream(&provider.name, status, err, &headers);
-        return Err(Failure::from_upstream(status, e, retry_after, key));
-    }
-
-    if !stream {
-        let bytes = read_capped(resp, left(), MAX_UPSTREAM_BODY)
-            .await
-            .map_err(Failure::retryable)?;
-        let (out, usage) = if passthrough {
-            // The body is relayed as is, but never as a 200 if it is not JSON.
-            // One pass in the common case: usage extraction deserialises the
-            // whole body (unknown fields skipped but syntax-checked, trailing
-            // bytes rejected), so when it finds usage the body is valid JSON;
-            // only a body without usage needs the separate validation.
-            let usage = codec::extract_usage(pd, &bytes);
-            if usage.is_none() {
-                if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                    return Err(Failure::retryable(GatewayError::bad_upstream(
-                        &provider.name,
-                        &format!("the body is not valid JSON ({err})"),
-                    )));
-                }
-            }
-            (Bytes::from(bytes), usage)
-        } else {
-            match codec::decode_response(pd, &bytes, &dep.model) {
-                Ok(mut r) => {
-                    if one_tool_call {
-                        for c in &mut r.choices {
-                            c.message.tool_calls.truncate(1);
-                        }
+    let resp = match answer {
+        Answer::Whole(parts, bytes) if !parts.status.is_success() => {
+            let status = parts.status.as_u16();
+            let err = codec::decode_error(pd, status, &bytes);
+            let retry_after = parse_retry_after(
+                header_str(&parts.headers, "retry-after-ms"),
+                header_str(&parts.headers, "retry-after"),
+            );
+            let e = GatewayError::upstream(&provider.name, status, err, &parts.headers);
+            return Err(Failure::from_upstream(status, e, retry_after, key));
+        }
+        Answer::Whole(_, bytes) => {
+            let (out, usage) = if passthrough {
+                // The body is relayed as is, but never as a 200 if it is not JSON.
+                // One pass in the common case: usage extraction deserialises the
+                // whole body (unknown fields skipped but syntax-checked, trailing
+                // bytes rejected), so when it finds usage the body is valid JSON;
+                // only a body without usage needs the separate validation.
+                let usage = codec::extract_usage(pd, &bytes);
+                if usage.is_none() {
+                    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                        return Err(Failure::retryable(GatewayError::bad_upstream(
+                            &provider.name,
+                            &format!("the body is not valid JSON ({err})"),
+                        )));
                     }
-                    (Bytes::from(codec::encode_response(ingress, &r)), r.usage)
                 }
-                Err(err) => {
-                    return Err(Failure::retryable(GatewayError::bad_upstream(
-                        &provider.name,
-                        &err.message,
-                    )))
+                (bytes, usage)
+            } else {
+                match codec::decode_response(pd, &bytes, &dep.model) {
+                    Ok(mut r) => {
+                        if one_tool_call {
+                            for c in &mut r.choices {
+                                c.message.tool_calls.truncate(1);
+                            }
+                        }
+                        (Bytes::from(codec::encode_response(ingress, &r)), r.usage)
+                    }
+                    Err(err) => {
+                        return Err(Failure::retryable(GatewayError::bad_upstream(
+                            &provider.name,
+                            &err.message,
+                        )))
+                    }
                 }
-            }
-        };
-        dep.stats.observe_latency(attempt_started.elapsed());
-        meta.emit(&state.usage, 200, usage, None, None);
-        drop(slot);
-        return Ok(ok_response(&meta, out, "application/json"));
-    }
+            };
+            dep.stats.observe_latency(attempt_started.elapsed());
+            meta.emit(&state.usage, 200, usage, None, None);
+            drop(slot);
+            return Ok(ok_response(&meta, out, "application/json"));
+        }
+        Answer::Streaming(resp) => resp,
+    };
 
     let mode = if passthrough {
         Mode::Passthrough {
@@ -548,7 +550,9 @@ async fn attempt_chat(
     };
     let first_byte_deadline = attempt_started + provider.timeouts.first_byte;
     let mut relay = Relay {
-        upstream: Box::pin(resp.bytes_stream()),
+        upstream: resp.into_body(),
+        timer: Box::pin(tokio::time::sleep_until(first_byte_deadline)),
+        last_data: Instant::now(),
         sse: SseDecoder::new(),
         frames: Vec::new(),
         events: Vec::new(),
@@ -597,88 +601,53 @@ fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Send the upstream request, bounded by the connect and first-byte timeouts.
-async fn send(
-    client: &reqwest::Client,
-    provider: &switchyard_core::provider::Provider,
-    url: &str,
-    body: Vec<u8>,
+/// An upstream answer: read whole (non-streaming, or any error status), or
+/// a successful stream still to be relayed.
+pub(crate) enum Answer {
+    Whole(http::response::Parts, Bytes),
+    Streaming(http::Response<hyper::body::Incoming>),
+}
+
+/// Send the upstream request and, unless it is a successful stream, read
+/// the whole answer, all before `deadline`.
+pub(crate) async fn exchange(
+    client: &upstream::Client,
+    provider: &str,
+    req: http::Request<upstream::Body>,
     stream: bool,
-    within: Duration,
-) -> Result<(reqwest::Response, Option<KeyRef>), GatewayError> {
-    let mut rb = client
-        .post(url)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body);
-    rb = rb.header(
-        header::ACCEPT,
-        if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        },
-    );
-    let (headers, key) = provider.request_headers();
-    rb = rb.headers(headers.clone());
-    match tokio::time::timeout(within, rb.send()).await {
-        Err(_) => Err(GatewayError::timeout(
-            &provider.name,
-            "no response headers within the first-byte timeout",
-        )),
-        Ok(Err(e)) if e.is_timeout() => {
-            Err(GatewayError::timeout(&provider.name, "connect timeout"))
-        }
-        Ok(Err(e)) => Err(GatewayError::unreachable(&provider.name, &error_chain(&e))),
-        Ok(Ok(r)) => Ok((r, key)),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
-/// Read a whole body with a time bound and a size cap.
-async fn read_capped(
-    resp: reqwest::Response,
-    within: Duration,
-    cap: usize,
-) -> Result<Vec<u8>, GatewayError> {
-    let url_host = resp.url().host_str().unwrap_or("upstream").to_owned();
+    deadline: Instant,
+) -> Result<Answer, GatewayError> {
+    let head = std::sync::atomic::AtomicBool::new(false);
     let fut = async {
-        let mut out = Vec::new();
-        let mut s = resp.bytes_stream();
-        while let Some(chunk) = s.next().await {
-            let chunk = chunk.map_err(|e| {
-                GatewayError::bad_upstream(
-                    &url_host,
-                    &format!(
-                        "connection lost while reading the body: {}",
-                        error_chain(&e)
-                    ),
-                )
-            })?;
-            if out.len() + chunk.len() > cap {
-                return Err(GatewayError::bad_upstream(
-                    &url_host,
-                    "response body too large",
-                ));
+        let resp = client.send(req).await.map_err(|e| match e {
+            upstream::SendError::ConnectTimeout => {
+                GatewayError::timeout(provider, "connect timeout")
             }
-            out.extend_from_slice(&chunk);
+            upstream::SendError::Failed(m) => GatewayError::unreachable(provider, &m),
+        })?;
+        head.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ok = resp.status().is_success();
+        if stream && ok {
+            return Ok(Answer::Streaming(resp));
         }
-        Ok(out)
+        let (parts, body) = resp.into_parts();
+        let cap = if ok { MAX_UPSTREAM_BODY } else { 1024 * 1024 };
+        match upstream::read_body(body, cap).await {
+            Ok(bytes) => Ok(Answer::Whole(parts, bytes)),
+            // An error status stands even if its body was cut short.
+            Err(_) if !ok => Ok(Answer::Whole(parts, Bytes::new())),
+            Err(m) => Err(GatewayError::bad_upstream(provider, &m)),
+        }
     };
-    match tokio::time::timeout(within, fut).await {
+    match tokio::time::timeout_at(deadline, fut).await {
         Ok(r) => r,
+        Err(_) if head.load(std::sync::atomic::Ordering::Relaxed) => Err(GatewayError::timeout(
+            provider,
+            "response body not complete within the first-byte timeout",
+        )),
         Err(_) => Err(GatewayError::timeout(
-            &url_host,
-            "response body not complete within the timeout",
+            provider,
+            "no response headers within the first-byte timeout",
         )),
     }
 }
@@ -770,7 +739,12 @@ impl Drop for Guard {
 }
 
 struct Relay {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: hyper::body::Incoming,
+    /// Fires at the first-byte, idle or total limit; re-armed lazily (only
+    /// when it fires early), not once per chunk.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the last upstream data arrived (the idle timeout's origin).
+    last_data: Instant,
     sse: SseDecoder,
     frames: Vec<SseFrame>,
     events: Vec<StreamEvent>,
@@ -811,22 +785,37 @@ impl Relay {
             if self.done {
                 return None;
             }
-            let now = Instant::now();
-            let until = if self.committed {
-                (now + self.idle).min(self.deadline)
+            let limit = if self.committed {
+                (self.last_data + self.idle).min(self.deadline)
             } else {
                 self.first_byte_deadline
             };
-            let out = match tokio::time::timeout(
-                until.saturating_duration_since(now),
-                self.upstream.next(),
-            )
-            .await
-            {
-                Err(_) => {
+            if self.timer.deadline() > limit {
+                self.timer.as_mut().reset(limit);
+            }
+            let (up, timer) = (&mut self.upstream, &mut self.timer);
+            let next = std::future::poll_fn(|cx| {
+                use hyper::body::Body as _;
+                if let std::task::Poll::Ready(f) = Pin::new(&mut *up).poll_frame(cx) {
+                    return std::task::Poll::Ready(Some(f));
+                }
+                if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+                    return std::task::Poll::Ready(None);
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            let out = match next {
+                None => {
+                    let now = Instant::now();
+                    if now < limit {
+                        // Armed for an earlier limit; data came since.
+                        self.timer.as_mut().reset(limit);
+                        continue;
+                    }
                     let what = if !self.committed {
                         "no data within the first-byte timeout"
-                    } else if Instant::now() >= self.deadline {
+                    } else if now >= self.deadline {
                         "total timeout"
                     } else {
                         "no data within the idle timeout"
@@ -837,16 +826,23 @@ impl Relay {
                     );
                     self.fail(ApiError::new(ErrorKind::Timeout, msg), 504)
                 }
-                Ok(Some(Ok(chunk))) => self.on_chunk(chunk),
-                Ok(Some(Err(e))) => {
+                Some(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(chunk) => {
+                        self.last_data = Instant::now();
+                        self.on_chunk(chunk)
+                    }
+                    // Trailers carry nothing a client of ours needs.
+                    Err(_) => continue,
+                },
+                Some(Some(Err(e))) => {
                     let msg = format!(
                         "upstream provider `{}` connection lost mid-stream: {}",
                         self.deployment.provider.name,
-                        error_chain(&e)
+                        upstream::error_chain(&e)
                     );
                     self.fail(ApiError::new(ErrorKind::BadGateway, msg), 502)
                 }
-                Ok(None) => self.on_end(),
+                Some(None) => self.on_end(),
             };
             if !out.is_empty() {
                 return Some(out);

@@ -99,9 +99,31 @@ pub struct Deployment {
     /// In-flight count and latency EWMA, for balancing.
     pub stats: Arc<EndpointStats>,
     pub limiter: Option<Limiter>,
+    /// The chat URL, parsed once: `[non-stream, stream]`.
+    chat_uris: [std::sync::OnceLock<Result<http::Uri, String>>; 2],
+    /// The bundled price-table entry for this model, looked up once.
+    table_price: std::sync::OnceLock<Option<&'static switchyard_core::pricing::ModelPrice>>,
 }
 
 impl Deployment {
+    /// The bundled price-table entry for this deployment's model, if any.
+    pub fn table_price(&self) -> Option<&'static switchyard_core::pricing::ModelPrice> {
+        *self.table_price.get_or_init(|| {
+            switchyard_core::pricing::lookup(self.provider.preset.kind, &self.model)
+        })
+    }
+
+    /// The upstream chat URL for this deployment (parsed on first use).
+    pub fn chat_uri(&self, stream: bool) -> Result<http::Uri, String> {
+        self.chat_uris[usize::from(stream)]
+            .get_or_init(|| {
+                let url = self.provider.chat_url(&self.model, stream);
+                url.parse::<http::Uri>()
+                    .map_err(|e| format!("invalid upstream URL `{url}`: {e}"))
+            })
+            .clone()
+    }
+
     pub fn new(id: String, provider: Arc<Provider>, model: String) -> Self {
         Deployment {
             id,
@@ -114,6 +136,8 @@ impl Deployment {
             breaker: Breaker::new(BreakerConfig::default()),
             stats: Arc::new(EndpointStats::new()),
             limiter: None,
+            chat_uris: Default::default(),
+            table_price: std::sync::OnceLock::new(),
         }
     }
 

@@ -66,12 +66,12 @@ pub fn set_worker(i: usize) {
 #[derive(Debug)]
 pub struct Clients {
     /// `slots[worker][provider index]`.
-    slots: Vec<Vec<reqwest::Client>>,
+    slots: Vec<Vec<crate::upstream::Client>>,
     index: HashMap<String, usize>,
 }
 
 impl Clients {
-    fn new(providers: &[Arc<Provider>], workers: usize) -> Result<Clients, reqwest::Error> {
+    fn new(providers: &[Arc<Provider>], workers: usize) -> Result<Clients, String> {
         let index = providers
             .iter()
             .enumerate()
@@ -81,15 +81,10 @@ impl Clients {
         for _ in 0..=workers {
             let mut set = Vec::with_capacity(providers.len());
             for p in providers {
-                set.push(
-                    reqwest::Client::builder()
-                        .connect_timeout(p.timeouts.connect)
-                        .tcp_nodelay(true)
-                        .pool_idle_timeout(std::time::Duration::from_secs(90))
-                        .pool_max_idle_per_host(256)
-                        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-                        .build()?,
-                );
+                set.push(crate::upstream::Client::new(
+                    &p.base_url,
+                    p.timeouts.connect,
+                )?);
             }
             slots.push(set);
         }
@@ -97,7 +92,7 @@ impl Clients {
     }
 
     /// The calling thread's client for provider `name`.
-    pub fn get(&self, name: &str) -> Option<&reqwest::Client> {
+    pub fn get(&self, name: &str) -> Option<&crate::upstream::Client> {
         let i = *self.index.get(name)?;
         let shared = self.slots.len() - 1;
         let slot = WORKER.with(std::cell::Cell::get).min(shared);
@@ -111,7 +106,7 @@ pub fn digest(key: &str) -> [u8; 32] {
 }
 
 impl AppState {
-    pub fn new(cfg: Config, usage: UsageSink) -> Result<Arc<AppState>, reqwest::Error> {
+    pub fn new(cfg: Config, usage: UsageSink) -> Result<Arc<AppState>, String> {
         Self::with_governance(cfg, usage, None)
     }
 
@@ -119,7 +114,7 @@ impl AppState {
         cfg: Config,
         usage: UsageSink,
         governance: Option<Arc<Governance>>,
-    ) -> Result<Arc<AppState>, reqwest::Error> {
+    ) -> Result<Arc<AppState>, String> {
         let workers = resolve_workers(cfg.workers);
         let clients = Clients::new(&cfg.providers, workers)?;
         let key_digests: HashSet<[u8; 32]> = cfg

@@ -263,7 +263,7 @@ impl Governance {
     pub fn authenticate(
         &self,
         key: &str,
-        ip: Option<&str>,
+        ip: Option<std::net::IpAddr>,
     ) -> Option<Result<Principal, GatewayError>> {
         let digest = keys::digest(key);
         if self.master == Some(digest) {
@@ -280,7 +280,7 @@ impl Governance {
                 tenant_id: Some(k.tenant_id.clone()),
                 action: "auth.failure".into(),
                 target: None,
-                ip: ip.map(str::to_owned),
+                ip: ip.map(|i| i.to_string()),
                 outcome: "denied".into(),
                 details: serde_json::json!({ "reason": code }),
             });
