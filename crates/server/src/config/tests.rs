@@ -129,3 +129,15 @@ fn env_mode_detects_providers() {
     assert!(cfg.aliases.iter().any(|a| a.name == "gpt-4o-mini"));
     assert!(from_env(&|_| None).is_none());
 }
+
+#[test]
+fn workers_default_to_auto_and_absurd_counts_are_refused() {
+    let base = "providers:\n  openai:\n    kind: openai\n";
+    let cfg = from_yaml(base, "t.yaml", &env).unwrap();
+    assert_eq!(cfg.workers, 0, "absent = one per CPU");
+    assert!(crate::state::resolve_workers(cfg.workers) >= 1);
+    let cfg = from_yaml(&format!("server:\n  workers: 3\n{base}"), "t.yaml", &env).unwrap();
+    assert_eq!(crate::state::resolve_workers(cfg.workers), 3);
+    let p = problems(&format!("server:\n  workers: 5000\n{base}"));
+    assert!(p.iter().any(|p| p.path == "server.workers"), "{p:?}");
+}
