@@ -63,9 +63,9 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         _ => None,
     };
     let meta = Meta {
-        request_id: ctx.request_id.clone(),
+        request_id: Arc::from(ctx.request_id.as_str()),
         started: ctx.started,
-        alias: alias.name.clone(),
+        alias: Arc::from(alias.name.as_str()),
         deployment: None,
         ingress: "openai-embeddings",
         stream: false,

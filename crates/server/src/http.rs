@@ -10,7 +10,7 @@ use crate::pipeline::{self, RequestCtx};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -70,7 +70,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let id = new_request_id();
     let client_id = req
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
         .and_then(|s| HeaderValue::from_str(s).ok());
@@ -78,16 +78,20 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(Started(Instant::now()));
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     if let Some(c) = client_id {
-        resp.headers_mut().insert("x-client-request-id", c);
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-client-request-id"), c);
     }
     resp
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Started(Instant);
+
+/// Built at compile time (a `&str` name is parsed on every use).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// `req_` + 32 lowercase hex digits of a UUIDv7, without a `format!`.
 fn new_request_id() -> String {
@@ -129,9 +133,12 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
         None => Err(GatewayError::unauthorized(
             "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
         )),
-        Some(k) => match state.governance.as_ref().and_then(|g| g.authenticate(k, ip)) {
+        Some(k) => {
+            // One digest for both lookups (virtual keys, configured keys).
+            let digest = crate::state::digest(k);
+            match state.governance.as_ref().and_then(|g| g.authenticate(&digest, ip)) {
             Some(r) => r,
-            None if state.key_ok(k) => Ok(Principal::static_key()),
+            None if state.key_digest_ok(&digest) => Ok(Principal::static_key()),
             None => {
                 if let Some(g) = &state.governance {
                     g.audit.record(crate::store::AuditEvent {
@@ -148,7 +155,8 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
                 }
                 Err(GatewayError::unauthorized("Invalid API key."))
             }
-        },
+            }
+        }
     };
     match principal {
         Ok(p) => {
@@ -189,35 +197,49 @@ async fn drain(req: Request, limit: usize) {
     }
 }
 
-fn ctx(req: &Request) -> RequestCtx {
+fn ctx(req: &mut Request) -> RequestCtx {
     RequestCtx {
         request_id: req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
+            .extensions_mut()
+            .remove::<RequestId>()
+            .map(|r| r.0)
             .unwrap_or_default(),
         started: req
             .extensions()
             .get::<Started>()
             .map(|s| s.0)
             .unwrap_or_else(Instant::now),
-        principal: req.extensions().get::<Principal>().cloned(),
+        principal: req.extensions_mut().remove::<Principal>(),
     }
 }
 
+/// `application/json`, `…+json` or `text/plain` (any case), without allocating.
+fn json_like(ct: &str) -> bool {
+    let starts = |p: &str| {
+        ct.len() >= p.len() && ct.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
+    starts("application/json")
+        || starts("text/plain")
+        || ct
+            .as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"+json"))
+}
+
 /// Read the body within the configured limit, or a 413 in the caller's format.
-async fn body(state: &AppState, req: Request, d: Dialect) -> Result<(RequestCtx, Bytes), Response> {
-    let c = ctx(&req);
+async fn body(
+    state: &AppState,
+    mut req: Request,
+    d: Dialect,
+) -> Result<(RequestCtx, Bytes), Response> {
+    let c = ctx(&mut req);
     if let Some(ct) = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     {
-        let ct = ct.to_ascii_lowercase();
-        if !ct.starts_with("application/json")
-            && !ct.contains("+json")
-            && !ct.starts_with("text/plain")
-        {
+        if !json_like(ct) {
+            let ct = ct.to_ascii_lowercase();
             return Err(GatewayError::new(
                 415,
                 ApiError::invalid(format!(

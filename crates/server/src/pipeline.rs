@@ -41,6 +41,10 @@ pub struct RequestCtx {
     pub principal: Option<Principal>,
 }
 
+/// Response header names, built at compile time.
+const X_ATTEMPTS: header::HeaderName = header::HeaderName::from_static("x-switchyard-attempts");
+const X_PATH: header::HeaderName = header::HeaderName::from_static("x-switchyard-path");
+
 /// Largest upstream response body read into memory (non-streaming).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
@@ -60,9 +64,10 @@ pub async fn chat(
 /// What is known about a request once routed, for its usage record.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
-    pub request_id: String,
+    /// Shared (not copied) by the clones each attempt makes.
+    pub request_id: Arc<str>,
     pub started: Instant,
-    pub alias: String,
+    pub alias: Arc<str>,
     pub deployment: Option<Arc<Deployment>>,
     pub ingress: &'static str,
     pub stream: bool,
@@ -153,9 +158,9 @@ impl Meta {
             key_id: p.and_then(|p| p.key_id.clone()),
             cost,
             estimated,
-            request_id: self.request_id.clone(),
+            request_id: self.request_id.to_string(),
             time: SystemTime::now(),
-            alias: self.alias.clone(),
+            alias: self.alias.to_string(),
             provider: d.map(|d| d.provider.name.clone()).unwrap_or_default(),
             deployment: d.map(|d| d.id.clone()).unwrap_or_default(),
             upstream_model: d.map(|d| d.model.clone()).unwrap_or_default(),
@@ -243,9 +248,9 @@ async fn chat_inner(
         _ => (None, None),
     };
     let meta = Meta {
-        request_id: ctx.request_id.clone(),
+        request_id: Arc::from(ctx.request_id.as_str()),
         started: ctx.started,
-        alias: alias.name.clone(),
+        alias: Arc::from(alias.name.as_str()),
         deployment: None,
         ingress: ingress.as_str(),
         stream: peek.stream,
@@ -277,7 +282,11 @@ async fn chat_inner(
         ir: ir.as_ref(),
         ctx,
         meta: Meta {
-            alias: alias.name.clone(),
+            alias: if *meta.alias == *alias.name {
+                meta.alias.clone()
+            } else {
+                Arc::from(alias.name.as_str())
+            },
             ..meta.clone()
         },
     };
@@ -289,7 +298,7 @@ async fn chat_inner(
         Ok(done) => {
             let mut resp = done.value;
             let h = resp.headers_mut();
-            h.insert("x-switchyard-attempts", HeaderValue::from(done.attempts));
+            h.insert(X_ATTEMPTS, HeaderValue::from(done.attempts));
             for (k, v) in headers {
                 h.insert(k, v);
             }
@@ -308,10 +317,7 @@ async fn chat_inner(
                 None,
                 Some(e.error.message.clone()),
             );
-            e.headers.push((
-                axum::http::HeaderName::from_static("x-switchyard-attempts"),
-                HeaderValue::from(attempts),
-            ));
+            e.headers.push((X_ATTEMPTS, HeaderValue::from(attempts)));
             e.headers.extend(headers);
             Err(e)
         }
@@ -654,16 +660,19 @@ pub(crate) async fn exchange(
 
 fn route_headers(b: axum::http::response::Builder, meta: &Meta) -> axum::http::response::Builder {
     let mut b = b;
-    if let Some(d) = &meta.deployment {
-        for (name, value) in [
-            ("x-switchyard-provider", d.provider.name.as_str()),
-            ("x-switchyard-deployment", d.id.as_str()),
-            ("x-switchyard-upstream-model", d.model.as_str()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                b = b.header(name, v);
-            }
+    if let (Some(d), Some(h)) = (&meta.deployment, b.headers_mut()) {
+        for (name, value) in d.route_headers() {
+            h.insert(name.clone(), value.clone());
         }
+        h.insert(
+            X_PATH,
+            HeaderValue::from_static(if meta.passthrough {
+                "passthrough"
+            } else {
+                "translated"
+            }),
+        );
+        return b;
     }
     b.header(
         "x-switchyard-path",

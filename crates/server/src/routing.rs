@@ -101,11 +101,33 @@ pub struct Deployment {
     pub limiter: Option<Limiter>,
     /// The chat URL, parsed once: `[non-stream, stream]`.
     chat_uris: [std::sync::OnceLock<Result<http::Uri, String>>; 2],
+    /// `x-switchyard-provider|deployment|upstream-model` values, built once.
+    route_headers: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
     /// The bundled price-table entry for this model, looked up once.
     table_price: std::sync::OnceLock<Option<&'static switchyard_core::pricing::ModelPrice>>,
 }
 
 impl Deployment {
+    /// The response headers naming where a request went (values that are
+    /// not valid header text are left out).
+    pub fn route_headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
+        self.route_headers.get_or_init(|| {
+            [
+                ("x-switchyard-provider", self.provider.name.as_str()),
+                ("x-switchyard-deployment", self.id.as_str()),
+                ("x-switchyard-upstream-model", self.model.as_str()),
+            ]
+            .into_iter()
+            .filter_map(|(n, v)| {
+                Some((
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_str(v).ok()?,
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// The bundled price-table entry for this deployment's model, if any.
     pub fn table_price(&self) -> Option<&'static switchyard_core::pricing::ModelPrice> {
         *self.table_price.get_or_init(|| {
@@ -138,6 +160,7 @@ impl Deployment {
             limiter: None,
             chat_uris: Default::default(),
             table_price: std::sync::OnceLock::new(),
+            route_headers: std::sync::OnceLock::new(),
         }
     }
 

@@ -146,6 +146,11 @@ impl AppState {
     /// Is this a valid gateway key? Compares fixed-size digests, so the
     /// time taken does not depend on how much of a key matched.
     pub fn key_ok(&self, key: &str) -> bool {
-        self.key_digests.contains(&digest(key))
+        self.key_digest_ok(&digest(key))
+    }
+
+    /// [`AppState::key_ok`] for an already computed digest.
+    pub fn key_digest_ok(&self, d: &[u8; 32]) -> bool {
+        self.key_digests.contains(d)
     }
 }

@@ -69,16 +69,8 @@ impl Client {
             }
             None => Direct::Plain(http),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-            .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(direct);
@@ -157,6 +149,24 @@ pub async fn read_body(body: Incoming, cap: usize) -> Result<Bytes, String> {
             error_chain(&*e)
         )),
     }
+}
+
+/// The TLS settings every client shares (built once: the root store is
+/// ~150 certificates; clones share it).
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    static TLS: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth())
+    })
+    .clone()
 }
 
 /// The user agent sent upstream.

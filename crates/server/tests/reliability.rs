@@ -494,3 +494,42 @@ models:
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
 }
+
+/// A provider's redirect is not followed (it would carry the gateway's key
+/// to wherever the provider points): the caller gets a 502 naming it, and
+/// the redirect's target is never called.
+#[tokio::test]
+async fn an_upstream_redirect_is_not_followed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let t = target.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let location = t.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}/chat/completions\r\ncontent-length: 0\r\n\r\n"
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    let gw = rig(
+        &[("real", Flavor::OpenAi)],
+        &format!(
+            "server: {{ api_keys: [\"${{GW_KEY}}\"] }}\nproviders:\n  redir: {{ kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key: \"${{K}}\" }}\n  real: {{ kind: openai, base_url: \"{{real}}\", api_key: \"${{K}}\" }}\nmodels:\n  m:\n    deployments: [{{ provider: redir, model: gpt-4o-mini }}]\nreliability: {{ retries: 0 }}\n"
+        ),
+    )
+    .await;
+    *target.lock().unwrap() = gw.mock("real").base_url();
+    let r = gw.openai(chat("m", "hi")).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("307"), "{v}");
+    assert_eq!(gw.hits("real"), 0, "the redirect target must not be called");
+}
