@@ -38,8 +38,12 @@ async fn gov_rig(db: TestDb) -> GovRig {
     })
     .await
     .unwrap();
+    // Three I/O workers whatever the machine: connections, requests and
+    // usage rows cross threads in every test here.
     let yaml = format!(
         r#"
+server:
+  workers: 3
 governance:
   database_url: "{db_url}"
   data_dir: "{dir}"
