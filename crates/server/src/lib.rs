@@ -74,51 +74,72 @@ pub async fn serve(
 /// upstream connections it uses (see [`state::Clients`]) stay on one
 /// thread, so a request costs no cross-thread wake-ups. Background work
 /// (usage writer, governance refresh, health probes) stays on the caller's
-/// runtime. Returns once every worker has drained after `shutdown`.
+/// runtime. Returns once every worker has drained after `shutdown`, or
+/// with the first worker's error (which stops the others).
 pub async fn serve_workers(
     listener: TcpListener,
     state: Arc<state::AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use futures::StreamExt;
     let std_listener = listener.into_std()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopper = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut done = Vec::with_capacity(state.workers);
+    let stop_tx = Arc::new(stop_tx);
+    let stopper = {
+        let s = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = s.send(true);
+        })
+    };
+    let mut done = futures::stream::FuturesUnordered::new();
+    let mut result = Ok(());
     for i in 0..state.workers {
-        let l = std_listener.try_clone()?;
-        let st = state.clone();
-        let mut stop = stop_rx.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
-        std::thread::Builder::new()
-            .name(format!("switchyard-io-{i}"))
-            .spawn(move || {
-                state::set_worker(i);
-                let r = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        rt.block_on(async move {
-                            let l = TcpListener::from_std(l)?;
-                            serve(l, st, async move {
-                                let _ = stop.wait_for(|s| *s).await;
+        let started = std_listener.try_clone().and_then(|l| {
+            let st = state.clone();
+            let mut stop = stop_rx.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+            std::thread::Builder::new()
+                .name(format!("switchyard-io-{i}"))
+                .spawn(move || {
+                    state::set_worker(i);
+                    let r = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|rt| {
+                            rt.block_on(async move {
+                                let l = TcpListener::from_std(l)?;
+                                serve(l, st, async move {
+                                    let _ = stop.wait_for(|s| *s).await;
+                                })
+                                .await
                             })
-                            .await
-                        })
-                    });
-                let _ = tx.send(r);
-            })?;
-        done.push(rx);
+                        });
+                    let _ = tx.send(r);
+                })?;
+            Ok(rx)
+        });
+        match started {
+            Ok(rx) => done.push(rx),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
     }
     drop(std_listener);
-    let mut result = Ok(());
-    for rx in done {
-        match rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(_) => result = Err(std::io::Error::other("an I/O worker thread panicked")),
+    if result.is_err() {
+        let _ = stop_tx.send(true);
+    }
+    // A worker that fails stops the others: the gateway never keeps serving
+    // on part of its threads without saying so.
+    while let Some(r) = done.next().await {
+        let r = r.unwrap_or_else(|_| Err(std::io::Error::other("an I/O worker thread panicked")));
+        if let Err(e) = r {
+            let _ = stop_tx.send(true);
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
     }
     stopper.abort();
