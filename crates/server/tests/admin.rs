@@ -809,43 +809,35 @@ async fn fixture(api: &Api<'_>, t: &Tenant, op: &str, who: &str) -> (String, Opt
     } else {
         t.user("admin")
     };
-    let fresh_key = || async {
-        let role = if who == "developer" {
-            "developer"
-        } else {
-            "viewer"
-        };
-        api.master(
-            "post",
+    // A record made by the master key; its id.
+    let create = |path: &'static str, body: Value| async move {
+        api.master("post", path, Some(body)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let key_role = if who == "developer" {
+        "developer"
+    } else {
+        "viewer"
+    };
+    let fresh_key = || {
+        create(
             "/admin/keys",
-            Some(json!({"tenant_id": tid, "user_id": owner, "role": role})),
+            json!({"tenant_id": tid, "user_id": owner, "role": key_role}),
         )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     };
-    let fresh_budget = || async {
-        api.master(
-            "post",
+    let fresh_budget = || {
+        create(
             "/admin/budgets",
-            Some(json!({"scope": "tenant", "scope_id": tid, "max_cost": 100.0})),
+            json!({"scope": "tenant", "scope_id": tid, "max_cost": 100.0}),
         )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     };
-    let fresh_limit = || async {
-        api.master(
-            "post",
+    let fresh_limit = || {
+        create(
             "/admin/rate-limits",
-            Some(json!({"scope": "tenant", "scope_id": tid, "rpm": 100000})),
+            json!({"scope": "tenant", "scope_id": tid, "rpm": 100000}),
         )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     };
     let budget_body = json!({"scope": "tenant", "scope_id": tid, "max_cost": 100.0});
     match op {
