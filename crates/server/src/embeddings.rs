@@ -136,7 +136,7 @@ async fn attempt_embed(
 ) -> Result<Response, Failure> {
     let (state, p, body, req, meta) = job;
     let provider = &dep.provider;
-    let Some(url) = provider.embeddings_url(&dep.model) else {
+    let Some(uri) = dep.embeddings_uri() else {
         return Err(Failure::fatal(GatewayError::unsupported(format!(
             "model `{}` is served by `{}` ({}), which has no embeddings API; route embeddings to an alias backed by an embeddings-capable provider",
             p.model, provider.name, provider.preset.display_name
@@ -156,12 +156,7 @@ async fn attempt_embed(
     let client = state.clients.get(&provider.name).ok_or_else(|| {
         Failure::retryable(GatewayError::unreachable(&provider.name, "no HTTP client"))
     })?;
-    let uri = url.parse::<http::Uri>().map_err(|e| {
-        Failure::fatal(GatewayError::unreachable(
-            &provider.name,
-            &format!("invalid upstream URL `{url}`: {e}"),
-        ))
-    })?;
+    let uri = uri.map_err(|m| Failure::fatal(GatewayError::unreachable(&provider.name, &m)))?;
     let (headers, key) = provider.request_headers();
     let up_req = crate::upstream::post(uri, headers, upstream_body, "application/json");
     let deadline =

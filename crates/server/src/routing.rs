@@ -101,10 +101,17 @@ pub struct Deployment {
     pub limiter: Option<Limiter>,
     /// The chat URL, parsed once: `[non-stream, stream]`.
     chat_uris: [std::sync::OnceLock<Result<http::Uri, String>>; 2],
+    /// The embeddings URL, parsed once (`None`: the provider has none).
+    embeddings_uri: std::sync::OnceLock<Option<Result<http::Uri, String>>>,
     /// `x-switchyard-provider|deployment|upstream-model` values, built once.
     route_headers: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
     /// The bundled price-table entry for this model, looked up once.
     table_price: std::sync::OnceLock<Option<&'static switchyard_core::pricing::ModelPrice>>,
+}
+
+fn parse_uri(url: &str) -> Result<http::Uri, String> {
+    url.parse::<http::Uri>()
+        .map_err(|e| format!("invalid upstream URL `{url}`: {e}"))
 }
 
 impl Deployment {
@@ -138,10 +145,18 @@ impl Deployment {
     /// The upstream chat URL for this deployment (parsed on first use).
     pub fn chat_uri(&self, stream: bool) -> Result<http::Uri, String> {
         self.chat_uris[usize::from(stream)]
+            .get_or_init(|| parse_uri(&self.provider.chat_url(&self.model, stream)))
+            .clone()
+    }
+
+    /// The upstream embeddings URL (parsed on first use); `None` when the
+    /// provider has no embeddings API.
+    pub fn embeddings_uri(&self) -> Option<Result<http::Uri, String>> {
+        self.embeddings_uri
             .get_or_init(|| {
-                let url = self.provider.chat_url(&self.model, stream);
-                url.parse::<http::Uri>()
-                    .map_err(|e| format!("invalid upstream URL `{url}`: {e}"))
+                self.provider
+                    .embeddings_url(&self.model)
+                    .map(|u| parse_uri(&u))
             })
             .clone()
     }
@@ -159,6 +174,7 @@ impl Deployment {
             stats: Arc::new(EndpointStats::new()),
             limiter: None,
             chat_uris: Default::default(),
+            embeddings_uri: std::sync::OnceLock::new(),
             table_price: std::sync::OnceLock::new(),
             route_headers: std::sync::OnceLock::new(),
         }
