@@ -13,6 +13,8 @@
 //!   an upstream HTTP request for a provider.
 //! - [`resilience`]: reliability primitives (backoff, retry budget, circuit
 //!   breaker, load-balancing strategies) used by the server's routing.
+//! - [`pii`]: personal-data detection and masking of request bodies
+//!   (built-in entities with checksums, custom patterns; mask or block).
 //! - [`pricing`]: the bundled per-model price table (with sources and
 //!   dates), name lookup, request cost, and worst-case token estimates for
 //!   reservations.
@@ -23,6 +25,7 @@
 
 pub mod dialect;
 pub mod ir;
+pub mod pii;
 pub mod pricing;
 pub mod provider;
 pub mod resilience;

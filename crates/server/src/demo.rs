@@ -107,6 +107,8 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
                 crate::config::process_env("SWITCHYARD_DATA_DIR").unwrap_or_else(|| "data".into()),
                 crate::config::process_env("SWITCHYARD_MASTER_KEY").map(Secret::new),
             )),
+            pii: None,
+            cache: None,
         },
     })
 }

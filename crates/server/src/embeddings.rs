@@ -3,6 +3,7 @@
 //! the same retry / failover loop as chat.
 
 use crate::attempt::{self, Failure, Slot};
+use crate::cache::{Directive, Entry};
 use crate::error::GatewayError;
 use crate::peek;
 use crate::pipeline::{Meta, RequestCtx};
@@ -24,8 +25,12 @@ pub async fn embeddings(state: Arc<AppState>, body: Bytes, ctx: RequestCtx) -> R
     }
 }
 
-async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Response, GatewayError> {
-    let p = peek::peek(body)?;
+async fn inner(
+    state: &AppState,
+    original: &Bytes,
+    ctx: &RequestCtx,
+) -> Result<Response, GatewayError> {
+    let p = peek::peek(original)?;
     let alias = state
         .router
         .resolve(&p.model)
@@ -33,6 +38,23 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
     if let Some(pr) = &ctx.principal {
         crate::pipeline::authorize(pr, &p.model)?;
     }
+    let mut extra: Vec<(header::HeaderName, HeaderValue)> = Vec::new();
+    let masked = match &state.pii {
+        Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
+            let c = guard.check(switchyard_core::pii::BodyKind::Embeddings, original)?;
+            if let Some(h) = c.header {
+                extra.push((crate::guard::X_PII, h));
+            }
+            c.body
+        }
+        _ => None,
+    };
+    let body = masked.as_ref().unwrap_or(original);
+    // `peek` borrows the body: re-peek masked bytes (the model is unchanged).
+    let p = match &masked {
+        None => p,
+        Some(m) => peek::peek(m)?,
+    };
     let req = openai::decode_embeddings_request(body)?;
     let prompt = switchyard_core::pricing::estimate_tokens_of_bytes(body.len());
     let account = match (&state.governance, &ctx.principal) {
@@ -73,8 +95,44 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
         attempts: 0,
         account,
         recorded: Arc::default(),
+        cache_hit: false,
     };
-    let job = (state, &p, body, &req, &meta);
+    // The response cache (after admission, like chat).
+    let cache_key = match &state.cache {
+        Some(c) if alias.cache && ctx.cache != Directive::Bypass => {
+            Some(c.key(ctx.principal.as_ref(), meta.ingress, &alias.name, body))
+        }
+        _ => None,
+    };
+    if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
+        if let Some(e) = (ctx.cache == Directive::Use).then(|| c.get(k)).flatten() {
+            let hit = Meta {
+                deployment: e.deployment.clone(),
+                passthrough: e.passthrough,
+                cache_hit: true,
+                ..meta.clone()
+            };
+            hit.emit(&state.usage, 200, None, None, None);
+            let mut resp = ok(e.deployment.as_deref(), e.body.clone());
+            let h = resp.headers_mut();
+            h.insert(X_CACHE, HeaderValue::from_static("hit"));
+            h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
+            h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
+            h.extend(extra);
+            return Ok(resp);
+        }
+    }
+    if state.cache.is_some() {
+        extra.push((
+            X_CACHE,
+            HeaderValue::from_static(match (&cache_key, ctx.cache) {
+                (None, _) => "bypass",
+                (Some(_), Directive::Refresh) => "refresh",
+                (Some(_), _) => "miss",
+            }),
+        ));
+    }
+    let job = (state, &p, body, &req, &meta, cache_key);
     // If this future is dropped mid-flight, the request is still recorded
     // (and its reservations settled); `emit` makes it once only.
     struct Abandoned<'a>(&'a AppState, &'a Meta);
@@ -95,8 +153,9 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
     match result {
         Ok(done) => {
             let mut resp = done.value;
-            resp.headers_mut()
-                .insert("x-switchyard-attempts", HeaderValue::from(done.attempts));
+            let h = resp.headers_mut();
+            h.insert(X_ATTEMPTS, HeaderValue::from(done.attempts));
+            h.extend(extra);
             Ok(resp)
         }
         Err((mut e, attempts, last)) => {
@@ -112,10 +171,8 @@ async fn inner(state: &AppState, body: &Bytes, ctx: &RequestCtx) -> Result<Respo
                 None,
                 Some(e.error.message.clone()),
             );
-            e.headers.push((
-                header::HeaderName::from_static("x-switchyard-attempts"),
-                HeaderValue::from(attempts),
-            ));
+            e.headers.push((X_ATTEMPTS, HeaderValue::from(attempts)));
+            e.headers.extend(extra);
             Err(e)
         }
     }
@@ -127,6 +184,7 @@ type Job<'a> = (
     &'a Bytes,
     &'a EmbeddingsRequest,
     &'a Meta,
+    Option<crate::cache::Key>,
 );
 
 async fn attempt_embed(
@@ -134,7 +192,7 @@ async fn attempt_embed(
     dep: Arc<Deployment>,
     slot: Slot,
 ) -> Result<Response, Failure> {
-    let (state, p, body, req, meta) = job;
+    let (state, p, body, req, meta, cache_key) = job;
     let provider = &dep.provider;
     let Some(uri) = dep.embeddings_uri() else {
         return Err(Failure::fatal(GatewayError::unsupported(format!(
@@ -212,13 +270,39 @@ async fn attempt_embed(
         attempts: slot.attempt,
         ..meta.clone()
     };
+    if let (Some(c), Some(k)) = (&state.cache, cache_key) {
+        c.put(
+            k,
+            Entry {
+                body: out.clone(),
+                usage,
+                stored: std::time::Instant::now(),
+                deployment: Some(dep.clone()),
+                passthrough: m.passthrough,
+            },
+        );
+    }
     m.emit(&state.usage, 200, usage, None, None);
     drop(slot);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("x-switchyard-provider", provider.name.as_str())
-        .header("x-switchyard-deployment", dep.id.as_str())
-        .body(Body::from(out))
-        .map_err(|e| Failure::fatal(GatewayError::bad_upstream(&provider.name, &e.to_string())))
+    Ok(ok(Some(&dep), out))
+}
+
+const X_ATTEMPTS: header::HeaderName = header::HeaderName::from_static("x-switchyard-attempts");
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-switchyard-cache");
+
+/// A 200 with the deployment's route headers.
+fn ok(dep: Option<&Deployment>, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(d) = dep {
+        for (n, v) in d.route_headers() {
+            h.insert(n.clone(), v.clone());
+        }
+    }
+    resp
 }

@@ -210,6 +210,7 @@ fn ctx(req: &mut Request) -> RequestCtx {
             .map(|s| s.0)
             .unwrap_or_else(Instant::now),
         principal: req.extensions_mut().remove::<Principal>(),
+        cache: crate::cache::Directive::from_headers(req.headers()),
     }
 }
 

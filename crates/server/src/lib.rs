@@ -25,12 +25,14 @@
 
 pub mod admin;
 pub mod attempt;
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod embeddings;
 pub mod error;
 pub mod governance;
+pub mod guard;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -18,6 +18,12 @@
 //! | `switchyard_breaker_state` | gauge (0 closed, 1 half-open, 2 open) | deployment, provider |
 //! | `switchyard_provider_healthy` | gauge (0/1) | provider |
 //! | `switchyard_provider_keys_in_rotation` | gauge | provider |
+//! | `switchyard_pii_findings_total` | counter | entity, action (`mask`, `block`) |
+//! | `switchyard_pii_requests_total` | counter | outcome (`masked`, `blocked`) |
+//! | `switchyard_cache_lookups_total` | counter | result (`hit`, `miss`) |
+//! | `switchyard_cache_entries` / `switchyard_cache_bytes` | gauge | — |
+//!
+//! Cache hits are also in `switchyard_requests_total` with provider `cache`.
 
 use crate::state::AppState;
 use crate::usage::UsageRecord;
@@ -61,6 +67,22 @@ struct DeploymentLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PiiLabels {
+    entity: String,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -255,6 +277,60 @@ impl Metrics {
             healthy.get_or_create(&l).set(i64::from(p.is_healthy()));
             keys.get_or_create(&l)
                 .set(i64::try_from(p.keys_in_rotation()).unwrap_or(i64::MAX));
+        }
+        if let Some(g) = &state.pii {
+            let found = Family::<PiiLabels, Counter>::default();
+            let reqs = Family::<OutcomeLabels, Counter>::default();
+            live.register(
+                "pii_findings",
+                "Personal-data matches in requests, by entity and action",
+                found.clone(),
+            );
+            live.register(
+                "pii_requests",
+                "Requests masked or refused by guardrails.pii",
+                reqs.clone(),
+            );
+            for (entity, action, n) in g.findings() {
+                found
+                    .get_or_create(&PiiLabels {
+                        entity: entity.to_owned(),
+                        action,
+                    })
+                    .inc_by(n);
+            }
+            for (outcome, c) in [
+                ("masked", &g.requests_masked),
+                ("blocked", &g.requests_blocked),
+            ] {
+                reqs.get_or_create(&OutcomeLabels { outcome })
+                    .inc_by(c.load(std::sync::atomic::Ordering::Relaxed));
+            }
+        }
+        if let Some(c) = &state.cache {
+            let lookups = Family::<ResultLabels, Counter>::default();
+            let entries = Gauge::<i64>::default();
+            let bytes = Gauge::<i64>::default();
+            live.register(
+                "cache_lookups",
+                "Response-cache lookups by result",
+                lookups.clone(),
+            );
+            live.register("cache_entries", "Responses in the cache", entries.clone());
+            live.register(
+                "cache_bytes",
+                "Bytes the cached responses weigh",
+                bytes.clone(),
+            );
+            let (hits, misses, n, weight) = c.stats();
+            lookups
+                .get_or_create(&ResultLabels { result: "hit" })
+                .inc_by(hits);
+            lookups
+                .get_or_create(&ResultLabels { result: "miss" })
+                .inc_by(misses);
+            entries.set(i64::try_from(n).unwrap_or(i64::MAX));
+            bytes.set(i64::try_from(weight).unwrap_or(i64::MAX));
         }
         let mut tail = String::new();
         if encode(&mut tail, &live).is_ok() {

@@ -9,6 +9,7 @@
 //! back through `codec::decode_response` / the stream state machines.
 
 use crate::attempt::{self, Failure, Slot};
+use crate::cache::{Directive, Entry};
 use crate::codec::{self, StreamDecoder, StreamEncoder};
 use crate::error::GatewayError;
 use crate::governance::{Admission, Governance, Principal};
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_core::dialect::{anthropic, openai, Dialect};
 use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
+use switchyard_core::pii;
 use switchyard_core::pricing;
 use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
@@ -39,11 +41,14 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Who is calling (set by the auth layer).
     pub principal: Option<Principal>,
+    /// What the caller's `Cache-Control` asks of the response cache.
+    pub cache: Directive,
 }
 
 /// Response header names, built at compile time.
 const X_ATTEMPTS: header::HeaderName = header::HeaderName::from_static("x-switchyard-attempts");
 const X_PATH: header::HeaderName = header::HeaderName::from_static("x-switchyard-path");
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-switchyard-cache");
 
 /// Largest upstream response body read into memory (non-streaming).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -77,6 +82,8 @@ pub(crate) struct Meta {
     pub account: Option<Arc<Account>>,
     /// Set by the first `emit`: one record per request, whatever happens.
     pub recorded: Arc<std::sync::atomic::AtomicBool>,
+    /// Answered from the response cache: no upstream call, nothing billed.
+    pub cache_hit: bool,
 }
 
 /// Who pays for a request and what admission reserved for it.
@@ -130,6 +137,7 @@ impl Meta {
     ) -> UsageRecord {
         let d = self.deployment.as_deref();
         let (usage, estimated) = match (usage, &self.account) {
+            _ if self.cache_hit => (Some(Usage::default()), false),
             (Some(u), _) => (Some(u), false),
             // Served (or abandoned by the client after the upstream started):
             // the prompt was billed even if no usage was reported.
@@ -143,6 +151,7 @@ impl Meta {
             (None, _) => (None, false),
         };
         let cost = match (d, &usage) {
+            _ if self.cache_hit => 0.0,
             (Some(d), Some(u)) => cost_of(d, u),
             _ => 0.0,
         };
@@ -161,7 +170,11 @@ impl Meta {
             request_id: self.request_id.to_string(),
             time: SystemTime::now(),
             alias: self.alias.to_string(),
-            provider: d.map(|d| d.provider.name.clone()).unwrap_or_default(),
+            provider: if self.cache_hit {
+                "cache".to_owned()
+            } else {
+                d.map(|d| d.provider.name.clone()).unwrap_or_default()
+            },
             deployment: d.map(|d| d.id.clone()).unwrap_or_default(),
             upstream_model: d.map(|d| d.model.clone()).unwrap_or_default(),
             ingress: self.ingress,
@@ -173,6 +186,7 @@ impl Meta {
             ttft,
             error,
             attempts: self.attempts,
+            cache_hit: self.cache_hit,
         }
     }
 }
@@ -186,6 +200,8 @@ struct Job<'a> {
     /// The decoded request, when some deployment needs translation.
     ir: Option<&'a ChatRequest>,
     ctx: &'a RequestCtx,
+    /// Where a successful answer is stored, when the cache applies.
+    cache_key: Option<crate::cache::Key>,
     /// The request's record-to-be; attempts fill in the deployment.
     meta: Meta,
 }
@@ -193,9 +209,10 @@ struct Job<'a> {
 async fn chat_inner(
     state: &AppState,
     ingress: Dialect,
-    body: &Bytes,
+    original: &Bytes,
     ctx: &RequestCtx,
 ) -> Result<Response, GatewayError> {
+    let body = original;
     let peek = peek::peek(body)?;
     let mut alias = state
         .router
@@ -204,18 +221,35 @@ async fn chat_inner(
     if let Some(p) = &ctx.principal {
         authorize(p, &peek.model)?;
     }
+    // Personal data is masked (or the request refused) before anything
+    // reads the prompt: admission's estimate, translation, the cache key.
+    let mut headers = Vec::new();
+    let mut pii_checked = false;
+    let masked = match &state.pii {
+        Some(guard) if pii_applies(state, &alias) => {
+            pii_checked = true;
+            check_pii(guard, ingress, body, &mut headers)?
+        }
+        _ => None,
+    };
+    let body = masked.as_ref().unwrap_or(body);
+    // `peek` holds offsets into the body it read: re-read masked bytes.
+    let peek = match &masked {
+        Some(m) => peek::peek(m)?,
+        None => peek,
+    };
     // Decode once, up front, only if some deployment in the plan needs the IR.
-    let decode = |alias: &Alias| -> Result<Option<ChatRequest>, GatewayError> {
+    let stream = peek.stream;
+    let decode = |alias: &Alias, body: &Bytes| -> Result<Option<ChatRequest>, GatewayError> {
         if needs_translation(state, alias, ingress) {
             let mut ir = codec::decode_request(ingress, body)?;
-            ir.stream = peek.stream;
+            ir.stream = stream;
             Ok(Some(ir))
         } else {
             Ok(None)
         }
     };
-    let mut ir = decode(&alias)?;
-    let mut headers = Vec::new();
+    let mut ir = decode(&alias, body)?;
     let (account, downgrade) = match (&state.governance, &ctx.principal) {
         (Some(gov), Some(p)) if !p.master && p.tenant_id.is_some() => {
             let prompt = match &ir {
@@ -224,7 +258,7 @@ async fn chat_inner(
             };
             let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
             let admission = gov.admit(p, &alias.name, tokens, cost)?;
-            headers.clone_from(&admission.headers);
+            headers.extend(admission.headers.iter().cloned());
             let downgrade = admission.downgrade_to.clone();
             (
                 Some(Arc::new(Account {
@@ -258,6 +292,7 @@ async fn chat_inner(
         attempts: 0,
         account,
         recorded: Arc::default(),
+        cache_hit: false,
     };
     // From here on the request is accounted for whatever happens: if this
     // future is dropped (client gone, timeout), the guard records it and
@@ -267,12 +302,63 @@ async fn chat_inner(
         meta: &meta,
         armed: true,
     };
-    if let Some(to) = downgrade {
-        if let Some(a) = state.router.alias(&to) {
-            tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
-            alias = a;
-            ir = decode(&alias)?;
+    let downgraded = downgrade.and_then(|to| state.router.alias(&to));
+    let remasked = match (&downgraded, &state.pii) {
+        // The cheaper alias is not exempt from masking though the requested
+        // one was: mask now, before the prompt goes anywhere.
+        (Some(a), Some(guard)) if !pii_checked && pii_applies(state, a) => {
+            check_pii(guard, ingress, body, &mut headers)?
         }
+        _ => None,
+    };
+    let body = remasked.as_ref().unwrap_or(body);
+    let peek = match &remasked {
+        Some(m) => peek::peek(m)?,
+        None => peek,
+    };
+    if let Some(a) = downgraded {
+        tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
+        alias = a;
+        ir = decode(&alias, body)?;
+    }
+    // The response cache: a hit is answered here, after admission.
+    let cache_key = match &state.cache {
+        Some(c) if !peek.stream && alias.cache && ctx.cache != Directive::Bypass => {
+            Some(c.key(ctx.principal.as_ref(), ingress.as_str(), &alias.name, body))
+        }
+        _ => None,
+    };
+    if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
+        if let Some(e) = (ctx.cache == Directive::Use).then(|| c.get(k)).flatten() {
+            pending.armed = false;
+            let hit = Meta {
+                deployment: e.deployment.clone(),
+                passthrough: e.passthrough,
+                alias: Arc::from(alias.name.as_str()),
+                cache_hit: true,
+                ..meta.clone()
+            };
+            hit.emit(&state.usage, 200, None, None, None);
+            let mut resp = ok_response(&hit, e.body.clone(), "application/json");
+            let h = resp.headers_mut();
+            h.insert(X_CACHE, HeaderValue::from_static("hit"));
+            h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
+            h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
+            for (k, v) in headers {
+                h.insert(k, v);
+            }
+            return Ok(resp);
+        }
+    }
+    if state.cache.is_some() && !peek.stream {
+        headers.push((
+            X_CACHE,
+            HeaderValue::from_static(match (&cache_key, ctx.cache) {
+                (None, _) => "bypass",
+                (Some(_), Directive::Refresh) => "refresh",
+                (Some(_), _) => "miss",
+            }),
+        ));
     }
     let job = Job {
         state,
@@ -281,6 +367,7 @@ async fn chat_inner(
         peek: &peek,
         ir: ir.as_ref(),
         ctx,
+        cache_key,
         meta: Meta {
             alias: if *meta.alias == *alias.name {
                 meta.alias.clone()
@@ -407,6 +494,38 @@ fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u
         worst_cost = worst_cost.max(cost_of(d, &u));
     }
     (prompt + worst_out, worst_cost)
+}
+
+/// Run `guardrails.pii` over a chat body: the masked body (`None`: forward
+/// the original), its `x-switchyard-pii` header, or the refusal.
+fn check_pii(
+    guard: &crate::guard::PiiGuard,
+    ingress: Dialect,
+    body: &Bytes,
+    headers: &mut Vec<(header::HeaderName, HeaderValue)>,
+) -> Result<Option<Bytes>, GatewayError> {
+    let kind = match ingress {
+        Dialect::Anthropic => pii::BodyKind::AnthropicMessages,
+        _ => pii::BodyKind::OpenAiChat,
+    };
+    let checked = guard.check(kind, body)?;
+    if let Some(h) = checked.header {
+        headers.push((crate::guard::X_PII, h));
+    }
+    Ok(checked.body)
+}
+
+/// Must `guardrails.pii` run for this alias? Unless it and every alias it
+/// may fall back to are exempt (`pii: false`).
+pub(crate) fn pii_applies(state: &AppState, alias: &Alias) -> bool {
+    alias.pii
+        || alias
+            .fallbacks
+            .iter()
+            .chain(alias.context_window_fallback.iter())
+            .chain(alias.content_policy_fallback.iter())
+            .filter_map(|f| state.router.alias(f))
+            .any(|a| a.pii)
 }
 
 /// Does any deployment this alias may use speak another dialect (or need quirks)?
@@ -536,6 +655,18 @@ async fn attempt_chat(
                 }
             };
             dep.stats.observe_latency(attempt_started.elapsed());
+            if let (Some(c), Some(k)) = (&state.cache, job.cache_key) {
+                c.put(
+                    k,
+                    Entry {
+                        body: out.clone(),
+                        usage,
+                        stored: std::time::Instant::now(),
+                        deployment: Some(dep.clone()),
+                        passthrough,
+                    },
+                );
+            }
             meta.emit(&state.usage, 200, usage, None, None);
             drop(slot);
             return Ok(ok_response(&meta, out, "application/json"));

@@ -205,6 +205,10 @@ pub struct Alias {
     pub context_window_fallback: Option<String>,
     /// Alias used when the upstream refuses on content-policy grounds.
     pub content_policy_fallback: Option<String>,
+    /// `guardrails.pii` applies to this alias (`pii: false` exempts it).
+    pub pii: bool,
+    /// Answers may be served from / stored in the response cache.
+    pub cache: bool,
     rr: AtomicUsize,
 }
 
@@ -218,6 +222,8 @@ impl Alias {
             fallbacks: Vec::new(),
             context_window_fallback: None,
             content_policy_fallback: None,
+            pii: true,
+            cache: true,
             rr: AtomicUsize::new(0),
         }
     }

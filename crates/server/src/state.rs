@@ -34,6 +34,10 @@ pub struct AppState {
     pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
     /// Tenants, virtual keys, limits, budgets (when enabled).
     pub governance: Option<Arc<Governance>>,
+    /// `guardrails.pii` (when configured).
+    pub pii: Option<crate::guard::PiiGuard>,
+    /// The response cache (when configured).
+    pub cache: Option<crate::cache::ResponseCache>,
 }
 
 /// `0` (auto) → one worker per CPU.
@@ -140,6 +144,8 @@ impl AppState {
             reliability: cfg.reliability,
             health_checks: cfg.health_checks,
             governance,
+            pii: cfg.pii.map(crate::guard::PiiGuard::new),
+            cache: cfg.cache.as_ref().map(crate::cache::ResponseCache::new),
         }))
     }
 

@@ -40,6 +40,8 @@ pub struct UsageRecord {
     pub cost: f64,
     /// Usage was estimated because the provider reported none.
     pub estimated: bool,
+    /// Answered from the response cache (no upstream call, no cost).
+    pub cache_hit: bool,
 }
 
 impl UsageRecord {
@@ -74,7 +76,7 @@ impl UsageRecord {
                 .error
                 .as_ref()
                 .map(|_| error_class(self.status).to_owned()),
-            cache_hit: false,
+            cache_hit: self.cache_hit,
             attempts: i32::try_from(self.attempts).unwrap_or(i32::MAX),
             stream: self.stream,
         }

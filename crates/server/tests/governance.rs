@@ -31,6 +31,11 @@ struct GovRig {
 }
 
 async fn gov_rig(db: TestDb) -> GovRig {
+    gov_rig_with(db, "").await
+}
+
+/// [`gov_rig`] with `extra` top-level YAML appended (e.g. `cache: {}`).
+async fn gov_rig_with(db: TestDb, extra: &str) -> GovRig {
     let mock = MockServer::start(MockOptions {
         flavor: Flavor::OpenAi,
         api_key: None,
@@ -55,6 +60,7 @@ models:
   m: {{ deployments: [ {{ provider: a, model: gpt-4o, price: {{ input: 1000, output: 1000 }} }} ] }}
   cheap: {{ deployments: [ {{ provider: a, model: gpt-4o-mini, price: {{ input: 1, output: 1 }} }} ] }}
   other: {{ deployments: [ {{ provider: a, model: gpt-4.1 }} ] }}
+{extra}
 "#,
         db_url = db.url,
         dir = db.dir.display(),
@@ -527,6 +533,40 @@ async fn usage_rows_carry_who_what_and_cost(db: TestDb) {
     );
 }
 
+async fn cached_answers_stay_within_a_tenant_and_cost_nothing(db: TestDb) {
+    let g = gov_rig_with(db, "cache: { ttl: 10m }").await;
+    let t1 = g.tenant(TenantStatus::Active, &[]).await;
+    let t2 = g.tenant(TenantStatus::Active, &[]).await;
+    let (_, k1a) = g.key(&t1, None, Role::Developer, |_| {}).await;
+    let (k1b_id, k1b) = g.key(&t1, None, Role::Developer, |_| {}).await;
+    let (_, k2) = g.key(&t2, None, Role::Developer, |_| {}).await;
+    g.sync().await;
+    let mut seen = Vec::new();
+    for key in [&k1a, &k1b, &k2] {
+        let r = g.chat(key, "m").await;
+        assert_eq!(r.status(), 200);
+        seen.push(r.headers()["x-switchyard-cache"].to_str().unwrap().to_owned());
+    }
+    // The second key of tenant 1 shares its answer; tenant 2 does not.
+    assert_eq!(seen, ["miss", "hit", "miss"]);
+    let upstream = g.mock.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(upstream, 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let rows = g
+        .usage(UsageFilter {
+            key_id: Some(k1b_id),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let hit = &rows[0];
+    assert!(hit.cache_hit, "{hit:?}");
+    assert_eq!(hit.provider, "cache");
+    assert_eq!(hit.tenant_id.as_deref(), Some(t1.as_str()));
+    assert_eq!((hit.cost, hit.input_tokens, hit.output_tokens), (0.0, 0, 0));
+    assert_eq!(hit.status, 200);
+}
+
 async fn graceful_shutdown_loses_no_usage_record(db: TestDb) {
     let mut g = gov_rig(db).await;
     let t = g.tenant(TenantStatus::Active, &[]).await;
@@ -605,6 +645,7 @@ on_both!(
     concurrent_requests_never_overspend_a_budget,
     exhausted_budget_downgrades,
     usage_rows_carry_who_what_and_cost,
+    cached_answers_stay_within_a_tenant_and_cost_nothing,
     graceful_shutdown_loses_no_usage_record,
 );
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::pii::Action as PiiAction;
 use switchyard_core::provider::{self, Preset, Provider, Secret, Timeouts};
 use switchyard_core::resilience::Breaker;
 use switchyard_core::resilience::{Backoff, BreakerConfig, Strategy};
@@ -55,6 +56,10 @@ pub struct Config {
     pub health_checks: Vec<(Arc<Provider>, HealthCheck)>,
     /// `None` when governance is disabled.
     pub governance: Option<GovernanceConfig>,
+    /// Personal-data rules (`guardrails.pii`); `None` when off.
+    pub pii: Option<Arc<switchyard_core::pii::Detector>>,
+    /// The response cache; `None` when off.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// Validated governance settings.
@@ -349,6 +354,8 @@ impl Validator<'_> {
 
         let reliability = self.reliability(&raw.reliability);
         let governance = self.governance(&raw.governance);
+        let pii = raw.guardrails.pii.as_ref().and_then(|p| self.pii(p));
+        let cache = raw.cache.as_ref().and_then(|c| self.cache(c));
         let global_breaker = match &raw.reliability.breaker {
             Some(b) => self.breaker("reliability.breaker", b, BreakerConfig::default()),
             None => BreakerConfig::default(),
@@ -398,7 +405,160 @@ impl Validator<'_> {
             reliability,
             health_checks,
             governance,
+            pii,
+            cache,
         }
+    }
+
+    fn pii_action(&mut self, path: &str, v: Option<&str>, default: PiiAction) -> PiiAction {
+        match v {
+            None => default,
+            Some("mask") => PiiAction::Mask,
+            Some("block") => PiiAction::Block,
+            Some(other) => {
+                self.problem(
+                    path,
+                    format!("unknown PII action `{other}`"),
+                    "use `mask` (replace with a placeholder) or `block` (refuse the request)",
+                );
+                default
+            }
+        }
+    }
+
+    fn pii(&mut self, p: &raw::RawPii) -> Option<Arc<switchyard_core::pii::Detector>> {
+        use switchyard_core::pii::{CustomRule, Detector, PiiConfig, BUILT_IN};
+        if p.enabled == Some(false) {
+            return None;
+        }
+        let base = "guardrails.pii";
+        let action = self.pii_action(
+            &format!("{base}.action"),
+            p.action.as_deref(),
+            PiiAction::Mask,
+        );
+        let names: Vec<String> = match &p.entities {
+            Some(list) => list.clone(),
+            None => BUILT_IN.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let mut ok = true;
+        for (field, list) in [("entities", &names), ("block", &p.block)] {
+            for (i, n) in list.iter().enumerate() {
+                if !BUILT_IN.contains(&n.as_str()) {
+                    ok = false;
+                    let hint = closest(n, BUILT_IN.iter().copied());
+                    self.problem(
+                        &format!("{base}.{field}[{i}]"),
+                        format!("unknown PII entity `{n}`"),
+                        match hint {
+                            Some(h) => format!(
+                                "did you mean `{h}`? Built-in entities: {}",
+                                BUILT_IN.join(", ")
+                            ),
+                            None => format!(
+                                "built-in entities: {}; define others under `custom:`",
+                                BUILT_IN.join(", ")
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+        for (i, b) in p.block.iter().enumerate() {
+            if p.entities.is_some() && !names.contains(b) && BUILT_IN.contains(&b.as_str()) {
+                ok = false;
+                self.problem(
+                    &format!("{base}.block[{i}]"),
+                    format!("`{b}` is blocked but not in `entities`, so it is never detected"),
+                    "add it to `entities`, or remove it from `block`",
+                );
+            }
+        }
+        let entities = names
+            .into_iter()
+            .map(|n| {
+                let a = if p.block.contains(&n) {
+                    PiiAction::Block
+                } else {
+                    action
+                };
+                (n, a)
+            })
+            .collect();
+        let mut custom = Vec::new();
+        for (i, c) in p.custom.iter().enumerate() {
+            let path = format!("{base}.custom[{i}]");
+            let (Some(name), Some(pattern)) = (&c.name, &c.pattern) else {
+                ok = false;
+                self.problem(
+                    &path,
+                    "a custom rule needs `name` and `pattern`",
+                    "e.g. `- name: employee_id` and `pattern: \"EMP-[0-9]{6}\"`",
+                );
+                continue;
+            };
+            let a = self.pii_action(&format!("{path}.action"), c.action.as_deref(), action);
+            custom.push(CustomRule {
+                name: name.clone(),
+                pattern: pattern.clone(),
+                action: a,
+            });
+        }
+        if !ok {
+            return None;
+        }
+        match Detector::new(&PiiConfig { entities, custom }) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                self.problem(
+                    base,
+                    e.0,
+                    "fix the rule named in the message (patterns use Rust `regex` syntax)",
+                );
+                None
+            }
+        }
+    }
+
+    fn cache(&mut self, c: &raw::RawCache) -> Option<crate::cache::CacheConfig> {
+        use crate::cache::{CacheConfig, Scope};
+        if c.enabled == Some(false) {
+            return None;
+        }
+        let mut cfg = CacheConfig::default();
+        cfg.ttl = self.duration("cache.ttl", c.ttl.as_deref(), cfg.ttl);
+        match &c.max_size {
+            None => {}
+            Some(raw::RawSize::Bytes(b)) => {
+                cfg.max_size = usize::try_from(*b).unwrap_or(usize::MAX)
+            }
+            Some(raw::RawSize::Text(t)) => match interp::parse_size(t) {
+                Some(b) => cfg.max_size = b,
+                None => self.problem(
+                    "cache.max_size",
+                    format!("`{t}` is not a size"),
+                    "write a size like `64MiB` or a byte count",
+                ),
+            },
+        }
+        if cfg.max_size == 0 {
+            self.problem(
+                "cache.max_size",
+                "a zero-byte cache holds nothing",
+                "give a size like `64MiB`, or `enabled: false`",
+            );
+        }
+        match c.scope.as_deref() {
+            None | Some("tenant") => cfg.scope = Scope::Tenant,
+            Some("key") => cfg.scope = Scope::Key,
+            Some("global") => cfg.scope = Scope::Global,
+            Some(other) => self.problem(
+                "cache.scope",
+                format!("unknown cache scope `{other}`"),
+                "use `tenant` (callers of one tenant share answers), `key` (each API key its own) or `global`",
+            ),
+        }
+        Some(cfg)
     }
 
     fn governance(&mut self, g: &raw::RawGovernance) -> Option<GovernanceConfig> {
@@ -876,6 +1036,8 @@ impl Validator<'_> {
         }
         alias.context_window_fallback = m.context_window_fallback.clone();
         alias.content_policy_fallback = m.content_policy_fallback.clone();
+        alias.pii = m.pii.unwrap_or(true);
+        alias.cache = m.cache.unwrap_or(true);
         Some(alias)
     }
 
@@ -990,6 +1152,8 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
             env("SWITCHYARD_DATA_DIR").unwrap_or_else(|| "data".into()),
             env("SWITCHYARD_MASTER_KEY").map(Secret::new),
         )),
+        pii: None,
+        cache: None,
     })
 }
 

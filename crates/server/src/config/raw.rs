@@ -19,6 +19,57 @@ pub struct RawConfig {
     pub reliability: RawReliability,
     #[serde(default)]
     pub governance: RawGovernance,
+    #[serde(default)]
+    pub guardrails: RawGuardrails,
+    pub cache: Option<RawCache>,
+}
+
+/// Checks applied to request content before it leaves the gateway.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrails {
+    pub pii: Option<RawPii>,
+}
+
+/// Personal-data detection in prompts and embedding inputs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPii {
+    /// Default true when the section is present.
+    pub enabled: Option<bool>,
+    /// `mask` (default) or `block`: what a match does.
+    pub action: Option<String>,
+    /// Built-in entities to detect (default: all).
+    pub entities: Option<Vec<String>>,
+    /// Entities that refuse the request instead of being masked.
+    #[serde(default)]
+    pub block: Vec<String>,
+    /// Site-specific patterns.
+    #[serde(default)]
+    pub custom: Vec<RawPiiRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPiiRule {
+    pub name: Option<String>,
+    pub pattern: Option<String>,
+    /// `mask` or `block` (default: the section's `action`).
+    pub action: Option<String>,
+}
+
+/// Exact-match response cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Default true when the section is present.
+    pub enabled: Option<bool>,
+    /// How long an answer is served from the cache (default 10m).
+    pub ttl: Option<String>,
+    /// Memory the cached bodies may use (default 64MiB).
+    pub max_size: Option<RawSize>,
+    /// Who shares entries: `tenant` (default), `key` or `global`.
+    pub scope: Option<String>,
 }
 
 /// Tenants, keys, limits, budgets, usage and audit storage.
@@ -178,6 +229,10 @@ pub struct RawModel {
     pub content_policy_fallback: Option<String>,
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,
+    /// `false` exempts this alias from `guardrails.pii`.
+    pub pii: Option<bool>,
+    /// `false` exempts this alias from the response cache.
+    pub cache: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,576 @@
+//! Personal-data detection and masking for request bodies.
+//!
+//! A [`Detector`] holds the configured rules (built-in entities and custom
+//! patterns). [`Detector::apply`] takes a raw request body (OpenAI chat,
+//! Anthropic messages or embeddings JSON) and says whether it is clean,
+//! rewritten with placeholders (`[EMAIL]`, `[PHONE]` …), or must be refused.
+//!
+//! Cost model: the common clean request costs one scan of the raw bytes by
+//! a [`regex::bytes::RegexSet`] of every rule's pattern. Only when some rule
+//! may match (or the body holds `\u` escapes, which could hide a match from a
+//! raw scan) is the body parsed, and only the text a client wrote is
+//! inspected: message contents, system prompts, tool arguments and results,
+//! embedding inputs. Identifiers, roles, images, files and thinking blocks
+//! (whose signatures must round-trip unchanged) are never touched, and a body
+//! with nothing to mask is forwarded byte for byte.
+//!
+//! Matches are validated beyond the pattern: card numbers by the Luhn
+//! checksum, IBANs by ISO 7064 mod 97, Chinese resident IDs by their check
+//! character and birth date, US SSNs by the assigned ranges, IPv4 octets by
+//! range; every match must stand alone (no ASCII letter or digit glued to
+//! either end). Values are never logged or echoed: findings carry entity
+//! names and counts only.
+
+use regex::bytes::RegexSet;
+use regex::Regex;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// What to do with a request in which a rule found something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Replace each match with the rule's placeholder and forward.
+    Mask,
+    /// Refuse the request (nothing is forwarded).
+    Block,
+}
+
+/// The built-in entities, by their config name.
+pub const BUILT_IN: &[&str] = &[
+    "secret",
+    "email",
+    "iban",
+    "cn_id",
+    "credit_card",
+    "ssn",
+    "phone",
+    "ip_address",
+];
+
+/// A user-defined rule: a name and a regular expression (Rust `regex`
+/// syntax, matched against decoded text).
+#[derive(Debug, Clone)]
+pub struct CustomRule {
+    pub name: String,
+    pub pattern: String,
+    pub action: Action,
+}
+
+/// Which rules to run and what each does.
+#[derive(Debug, Clone)]
+pub struct PiiConfig {
+    /// Built-in entities (names from [`BUILT_IN`]) with their action.
+    pub entities: Vec<(String, Action)>,
+    pub custom: Vec<CustomRule>,
+}
+
+impl PiiConfig {
+    /// Every built-in entity, masked.
+    pub fn mask_all() -> Self {
+        PiiConfig {
+            entities: BUILT_IN
+                .iter()
+                .map(|e| ((*e).to_owned(), Action::Mask))
+                .collect(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+/// The JSON shape of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// OpenAI `/v1/chat/completions`: `messages`.
+    OpenAiChat,
+    /// Anthropic `/v1/messages`: `system` and `messages`.
+    AnthropicMessages,
+    /// OpenAI `/v1/embeddings`: `input`.
+    Embeddings,
+}
+
+type Validate = fn(&str) -> bool;
+
+struct Rule {
+    name: Arc<str>,
+    placeholder: String,
+    regex: Regex,
+    validate: Validate,
+    action: Action,
+}
+
+/// Compiled rules. Cheap to share (`Arc`) across threads.
+pub struct Detector {
+    rules: Vec<Rule>,
+    /// The same patterns over raw bytes: the clean-request fast path.
+    prefilter: RegexSet,
+}
+
+impl fmt::Debug for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Detector")
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| &*r.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Entities found in one request: names and counts, never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// `(entity, count, action)`, in order of first occurrence.
+    pub counts: Vec<(Arc<str>, u32, Action)>,
+}
+
+impl Findings {
+    fn add(&mut self, rule: &Rule) {
+        match self.counts.iter_mut().find(|(n, _, _)| *n == rule.name) {
+            Some((_, c, _)) => *c += 1,
+            None => self.counts.push((rule.name.clone(), 1, rule.action)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Entities whose rule blocks.
+    pub fn blocking(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.counts
+            .iter()
+            .filter(|(_, _, a)| *a == Action::Block)
+            .map(|(n, c, _)| (&**n, *c))
+    }
+
+    /// `email=2, phone=1` (for a response header or a log line).
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for (i, (n, c, _)) in self.counts.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(n);
+            s.push('=');
+            s.push_str(&c.to_string());
+        }
+        s
+    }
+}
+
+/// The result of [`Detector::apply`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing found: forward the original bytes.
+    Clean,
+    /// Found and masked: forward `body` instead.
+    Masked { body: Vec<u8>, findings: Findings },
+    /// A blocking rule matched: refuse. (Masking rules' findings included.)
+    Blocked { findings: Findings },
+}
+
+/// A configuration problem (unknown entity, bad pattern).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Detector {
+    pub fn new(cfg: &PiiConfig) -> Result<Detector, ConfigError> {
+        let mut rules = Vec::new();
+        // Custom rules first: a site's own identifiers win over the
+        // generic shapes they may resemble.
+        for c in &cfg.custom {
+            let name = c.name.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(ConfigError(format!(
+                    "custom PII rule name `{}` must be letters, digits, `_` or `-`",
+                    c.name
+                )));
+            }
+            if BUILT_IN.contains(&name) || rules.iter().any(|r: &Rule| &*r.name == name) {
+                return Err(ConfigError(format!("PII rule `{name}` is defined twice")));
+            }
+            let regex = Regex::new(&c.pattern).map_err(|e| {
+                ConfigError(format!("custom PII rule `{name}`: invalid pattern: {e}"))
+            })?;
+            if regex.is_match("") {
+                return Err(ConfigError(format!(
+                    "custom PII rule `{name}`: the pattern matches empty text"
+                )));
+            }
+            rules.push(Rule {
+                name: Arc::from(name),
+                placeholder: format!("[{}]", name.to_ascii_uppercase().replace('-', "_")),
+                regex,
+                validate: |_| true,
+                action: c.action,
+            });
+        }
+        // Built-ins in a fixed precedence order, whatever the config's order.
+        for b in BUILT_IN {
+            let Some((_, action)) = cfg.entities.iter().find(|(n, _)| n == b) else {
+                continue;
+            };
+            let (pattern, validate) = built_in(b);
+            let regex = Regex::new(pattern)
+                .map_err(|e| ConfigError(format!("built-in PII rule `{b}`: {e}")))?;
+            rules.push(Rule {
+                name: Arc::from(*b),
+                placeholder: format!("[{}]", b.to_ascii_uppercase()),
+                regex,
+                validate,
+                action: *action,
+            });
+        }
+        for (n, _) in &cfg.entities {
+            if !BUILT_IN.contains(&n.as_str()) {
+                return Err(ConfigError(format!(
+                    "unknown PII entity `{n}`; built-in entities: {}",
+                    BUILT_IN.join(", ")
+                )));
+            }
+        }
+        let prefilter = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
+            .map_err(|e| ConfigError(format!("PII rules: {e}")))?;
+        Ok(Detector { rules, prefilter })
+    }
+
+    /// Rule names, in precedence order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Mask one text. `None` when nothing was found (no allocation).
+    pub fn mask_text(&self, text: &str, findings: &mut Findings) -> Option<String> {
+        self.mask_with(text, findings, None)
+    }
+
+    fn mask_with(
+        &self,
+        text: &str,
+        findings: &mut Findings,
+        only: Option<&[bool]>,
+    ) -> Option<String> {
+        // Non-overlapping spans; earlier rules take precedence.
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if only.is_some_and(|o| !o[i]) {
+                continue;
+            }
+            for m in rule.regex.find_iter(text) {
+                let (s, e) = (m.start(), m.end());
+                if !stands_alone(text, s, e) || !(rule.validate)(m.as_str()) {
+                    continue;
+                }
+                if spans.iter().any(|&(a, b, _)| s < b && a < e) {
+                    continue;
+                }
+                spans.push((s, e, i));
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable_by_key(|&(s, _, _)| s);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (s, e, i) in spans {
+            let rule = &self.rules[i];
+            out.push_str(&text[at..s]);
+            out.push_str(&rule.placeholder);
+            findings.add(rule);
+            at = e;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+
+    /// Inspect a request body. A body that is not JSON (or not the expected
+    /// shape) is `Clean`: the request's own validation rejects it later.
+    pub fn apply(&self, kind: BodyKind, body: &[u8]) -> Outcome {
+        let hits = self.prefilter.matches(body);
+        let escaped = memchr::memmem::find(body, b"\\u").is_some();
+        if !hits.matched_any() && !escaped {
+            return Outcome::Clean;
+        }
+        // Without `\u` escapes the raw scan is exact about which rules can
+        // match (JSON escapes only characters the built-in shapes never
+        // contain), so only those run on the decoded text.
+        let only: Option<Vec<bool>> =
+            (!escaped).then(|| (0..self.rules.len()).map(|i| hits.matched(i)).collect());
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+            return Outcome::Clean;
+        };
+        let mut findings = Findings::default();
+        let mut changed = false;
+        {
+            let mut visit = |s: &mut String| {
+                if let Some(m) = self.mask_with(s, &mut findings, only.as_deref()) {
+                    *s = m;
+                    changed = true;
+                }
+            };
+            match (kind, v.as_object_mut()) {
+                (BodyKind::OpenAiChat, Some(o)) => {
+                    if let Some(m) = o.get_mut("messages") {
+                        walk(m, &mut visit);
+                    }
+                }
+                (BodyKind::AnthropicMessages, Some(o)) => {
+                    for k in ["system", "messages"] {
+                        if let Some(m) = o.get_mut(k) {
+                            walk(m, &mut visit);
+                        }
+                    }
+                }
+                (BodyKind::Embeddings, Some(o)) => {
+                    if let Some(m) = o.get_mut("input") {
+                        walk(m, &mut visit);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if findings.blocking().next().is_some() {
+            return Outcome::Blocked { findings };
+        }
+        if !changed {
+            return Outcome::Clean;
+        }
+        match serde_json::to_vec(&v) {
+            Ok(body) => Outcome::Masked { body, findings },
+            // Unreachable for a `Value` that came from JSON; refuse rather
+            // than forward unmasked text.
+            Err(_) => Outcome::Blocked { findings },
+        }
+    }
+}
+
+/// Keys whose values are identifiers, media or signed content, not text a
+/// person wrote.
+const SKIP_KEYS: &[&str] = &[
+    "type",
+    "role",
+    "id",
+    "tool_call_id",
+    "tool_use_id",
+    "name",
+    "image_url",
+    "input_audio",
+    "file",
+    "file_id",
+    "source",
+    "url",
+    "data",
+    "media_type",
+    "cache_control",
+    "signature",
+    "citations",
+];
+
+/// Content blocks left whole: media, and thinking (signed by the provider).
+const SKIP_BLOCKS: &[&str] = &[
+    "thinking",
+    "redacted_thinking",
+    "image",
+    "image_url",
+    "input_audio",
+    "file",
+];
+
+fn walk(v: &mut Value, visit: &mut impl FnMut(&mut String)) {
+    match v {
+        Value::String(s) => visit(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, visit)),
+        Value::Object(o) => {
+            if o.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| SKIP_BLOCKS.contains(&t))
+            {
+                return;
+            }
+            for (k, x) in o.iter_mut() {
+                if !SKIP_KEYS.contains(&k.as_str()) {
+                    walk(x, visit);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The match is a whole token: no ASCII letter or digit glued to an end
+/// that is itself a letter or digit, and no decimal point or digit-group
+/// separator joining it to more digits (`3.14159…`, `1,234,…`).
+fn stands_alone(text: &str, s: usize, e: usize) -> bool {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric();
+    let sep = |c: u8| c == b'.' || c == b',';
+    let first_word = b.get(s).is_some_and(|c| word(*c));
+    let last_word = e > s && word(b[e - 1]);
+    let glued_before = s > 0
+        && first_word
+        && (word(b[s - 1]) || (sep(b[s - 1]) && s > 1 && b[s - 2].is_ascii_digit()));
+    let glued_after = e < b.len()
+        && last_word
+        && (word(b[e]) || (sep(b[e]) && b.get(e + 1).is_some_and(u8::is_ascii_digit)));
+    !glued_before && !glued_after
+}
+
+fn built_in(name: &str) -> (&'static str, Validate) {
+    match name {
+        "secret" => (
+            concat!(
+                r"sk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{20,}",
+                r"|AKIA[0-9A-Z]{16}",
+                r"|gh[pousr]_[A-Za-z0-9]{36,}",
+                r"|github_pat_[A-Za-z0-9_]{22,}",
+                r"|xox[abprs]-[A-Za-z0-9-]{10,}",
+                r"|AIza[0-9A-Za-z_-]{35}",
+                r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+            ),
+            |_| true,
+        ),
+        "email" => (
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            |_| true,
+        ),
+        "iban" => (
+            r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?",
+            valid_iban,
+        ),
+        "credit_card" => (
+            concat!(
+                r"[0-9]{4}(?:[ -]?[0-9]{4}){3}",
+                r"|[0-9]{4}[ -]?[0-9]{6}[ -]?[0-9]{5}",
+                r"|[0-9]{13,19}",
+            ),
+            valid_card,
+        ),
+        "cn_id" => (r"[1-9][0-9]{16}[0-9Xx]", valid_cn_id),
+        "ssn" => (r"[0-9]{3}-[0-9]{2}-[0-9]{4}", valid_ssn),
+        "phone" => (
+            concat!(
+                r"\+[0-9]{1,3}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,4}(?:[ .-]?[0-9]{2,4}){1,4}",
+                r"|\([0-9]{3}\) ?[0-9]{3}[ .-][0-9]{4}",
+                r"|[0-9]{3}[ .-][0-9]{3}[ .-][0-9]{4}",
+                r"|1[3-9][0-9]{9}",
+            ),
+            valid_phone,
+        ),
+        "ip_address" => (
+            r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
+            valid_ipv4,
+        ),
+        _ => ("$^", |_| false),
+    }
+}
+
+fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u32::from(b - b'0'))
+}
+
+fn valid_card(s: &str) -> bool {
+    let d: Vec<u32> = digits(s).collect();
+    // Issuer prefixes start 2–6 (Mastercard 2-series, Amex/Diners/JCB,
+    // Visa, Mastercard, Discover/UnionPay): millisecond timestamps and most
+    // internal ids do not.
+    if !(13..=19).contains(&d.len()) || !(2..=6).contains(&d[0]) {
+        return false;
+    }
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn valid_iban(s: &str) -> bool {
+    let c: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
+    if !(15..=34).contains(&c.len()) {
+        return false;
+    }
+    // Move the first four characters to the end, letters → 10..35, mod 97.
+    let mut rem = 0u32;
+    for &b in c[4..].iter().chain(&c[..4]) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn valid_cn_id(s: &str) -> bool {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let b = s.as_bytes();
+    if b.len() != 18 {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> u32 {
+        b[r].iter()
+            .fold(0, |acc, c| acc * 10 + u32::from(c.wrapping_sub(b'0')))
+    };
+    let (year, month, day) = (num(6..10), num(10..12), num(12..14));
+    if !(1900..=2099).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return false;
+    }
+    let sum: u32 = b[..17]
+        .iter()
+        .zip(W)
+        .map(|(c, w)| u32::from(c - b'0') * w)
+        .sum();
+    let want = CHECK[(sum % 11) as usize];
+    b[17].to_ascii_uppercase() == want
+}
+
+fn valid_ssn(s: &str) -> bool {
+    let area = &s[0..3];
+    let group = &s[4..6];
+    let serial = &s[7..11];
+    area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
+}
+
+fn valid_phone(s: &str) -> bool {
+    let n = digits(s).count();
+    if s.starts_with('+') {
+        (8..=15).contains(&n)
+    } else {
+        (10..=11).contains(&n)
+    }
+}
+
+fn valid_ipv4(s: &str) -> bool {
+    s.split('.')
+        .all(|o| o.parse::<u16>().is_ok_and(|v| v <= 255) && (o.len() == 1 || !o.starts_with('0')))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! The exact-match response cache (`cache:` in the config).
+//!
+//! A successful non-streaming chat answer is kept, in the caller's dialect,
+//! under a SHA-256 of everything that determines it: the sharing scope (the
+//! tenant by default, so tenants never see each other's answers), the API
+//! the client called, the alias actually routed to, and the request body
+//! as forwarded (after PII masking). An identical request within the TTL is
+//! answered from memory, after authentication, model permissions, rate
+//! limits and budgets have admitted it, and is recorded in usage as a cache
+//! hit at zero cost.
+//!
+//! Callers steer it with the standard request header: `Cache-Control:
+//! no-cache` skips the lookup but stores the fresh answer, `no-store` does
+//! neither. Responses say `x-switchyard-cache: hit | miss | refresh |
+//! bypass`, and hits carry `age` (seconds). Streams are not cached.
+//!
+//! In memory per replica (moka: TinyLFU admission, LRU eviction, sized by
+//! body bytes); nothing here waits on I/O.
+
+use crate::governance::Principal;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::ir::Usage;
+
+/// Who shares cache entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Callers of one tenant share answers (default).
+    Tenant,
+    /// Each API key has its own entries.
+    Key,
+    /// Every caller shares (single-tenant deployments).
+    Global,
+}
+
+/// Validated `cache:` settings.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub ttl: Duration,
+    /// Bytes of cached bodies (plus a small per-entry overhead).
+    pub max_size: usize,
+    pub scope: Scope,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_secs(600),
+            max_size: 64 * 1024 * 1024,
+            scope: Scope::Tenant,
+        }
+    }
+}
+
+/// What the caller asked of the cache (`Cache-Control`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Directive {
+    #[default]
+    Use,
+    /// `no-cache`: do not answer from the cache; store the fresh answer.
+    Refresh,
+    /// `no-store`: neither look up nor store.
+    Bypass,
+}
+
+impl Directive {
+    pub fn from_headers(h: &HeaderMap) -> Directive {
+        let mut d = Directive::Use;
+        for v in h.get_all(axum::http::header::CACHE_CONTROL) {
+            let Ok(v) = v.to_str() else { continue };
+            for part in v.split(',') {
+                let p = part.trim();
+                if p.eq_ignore_ascii_case("no-store") {
+                    return Directive::Bypass;
+                }
+                if p.eq_ignore_ascii_case("no-cache") || p.eq_ignore_ascii_case("max-age=0") {
+                    d = Directive::Refresh;
+                }
+            }
+        }
+        d
+    }
+}
+
+/// A cached answer.
+#[derive(Debug)]
+pub struct Entry {
+    pub body: Bytes,
+    /// The upstream's usage for the original request (reported, not billed).
+    pub usage: Option<Usage>,
+    pub stored: Instant,
+    /// The deployment that produced it (its route headers are repeated).
+    pub deployment: Option<Arc<crate::routing::Deployment>>,
+    /// It was relayed untranslated.
+    pub passthrough: bool,
+}
+
+pub type Key = [u8; 32];
+
+/// The cache. One per gateway, shared by all I/O workers.
+pub struct ResponseCache {
+    entries: moka::sync::Cache<Key, Arc<Entry>>,
+    scope: Scope,
+    ttl: Duration,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("scope", &self.scope)
+            .field("ttl", &self.ttl)
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+/// Bookkeeping bytes counted per entry besides its body.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl ResponseCache {
+    pub fn new(cfg: &CacheConfig) -> ResponseCache {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(cfg.max_size as u64)
+            .weigher(|_k: &Key, e: &Arc<Entry>| {
+                u32::try_from(e.body.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .time_to_live(cfg.ttl)
+            .build();
+        ResponseCache {
+            entries,
+            scope: cfg.scope,
+            ttl: cfg.ttl,
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    /// The key of a request. Fields are length-prefixed, so no two
+    /// different inputs share a preimage.
+    pub fn key(
+        &self,
+        principal: Option<&Principal>,
+        ingress: &str,
+        alias: &str,
+        body: &[u8],
+    ) -> Key {
+        let scope: &str = match (self.scope, principal) {
+            (Scope::Global, _) | (_, None) => "",
+            (Scope::Tenant, Some(p)) => p.tenant_id.as_deref().unwrap_or(""),
+            (Scope::Key, Some(p)) => p.key_id.as_deref().unwrap_or(""),
+        };
+        let mut h = Sha256::new();
+        for part in [scope.as_bytes(), ingress.as_bytes(), alias.as_bytes(), body] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        let e = self.entries.get(key);
+        let counter = if e.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        e
+    }
+
+    pub fn put(&self, key: Key, entry: Entry) {
+        self.entries.insert(key, Arc::new(entry));
+    }
+
+    /// `(hits, misses, entries, weighted bytes)` for metrics.
+    pub fn stats(&self) -> (u64, u64, u64, u64) {
+        self.entries.run_pending_tasks();
+        (
+            self.hits.load(std::sync::atomic::Ordering::Relaxed),
+            self.misses.load(std::sync::atomic::Ordering::Relaxed),
+            self.entries.entry_count(),
+            self.entries.weighted_size(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(scope: Scope) -> ResponseCache {
+        ResponseCache::new(&CacheConfig {
+            scope,
+            ..CacheConfig::default()
+        })
+    }
+
+    fn principal(tenant: &str, key: &str) -> Principal {
+        let mut p = Principal::static_key();
+        p.tenant_id = Some(tenant.into());
+        p.key_id = Some(key.into());
+        p
+    }
+
+    #[test]
+    fn keys_separate_scope_api_alias_and_body() {
+        let c = cache(Scope::Tenant);
+        let a = principal("t1", "k1");
+        let base = c.key(Some(&a), "openai", "m", b"{}");
+        assert_eq!(
+            base,
+            c.key(Some(&principal("t1", "k2")), "openai", "m", b"{}")
+        );
+        assert_ne!(
+            base,
+            c.key(Some(&principal("t2", "k1")), "openai", "m", b"{}")
+        );
+        assert_ne!(base, c.key(Some(&a), "anthropic", "m", b"{}"));
+        assert_ne!(base, c.key(Some(&a), "openai", "m2", b"{}"));
+        assert_ne!(base, c.key(Some(&a), "openai", "m", b"{ }"));
+        // Length prefixes: moving a byte between fields changes the key.
+        assert_ne!(c.key(None, "ab", "c", b""), c.key(None, "a", "bc", b""));
+        let k = cache(Scope::Key);
+        assert_ne!(
+            k.key(Some(&a), "openai", "m", b"{}"),
+            k.key(Some(&principal("t1", "k2")), "openai", "m", b"{}")
+        );
+        let g = cache(Scope::Global);
+        assert_eq!(
+            g.key(Some(&a), "openai", "m", b"{}"),
+            g.key(Some(&principal("t2", "k2")), "openai", "m", b"{}")
+        );
+    }
+
+    #[test]
+    fn directives_follow_cache_control() {
+        let d = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(axum::http::header::CACHE_CONTROL, v.parse().unwrap());
+            Directive::from_headers(&h)
+        };
+        assert_eq!(Directive::from_headers(&HeaderMap::new()), Directive::Use);
+        assert_eq!(d("no-cache"), Directive::Refresh);
+        assert_eq!(d("max-age=0"), Directive::Refresh);
+        assert_eq!(d("No-Cache, no-store"), Directive::Bypass);
+        assert_eq!(d("max-age=60"), Directive::Use);
+    }
+
+    #[test]
+    fn entries_expire_and_are_bounded_by_size() {
+        let c = ResponseCache::new(&CacheConfig {
+            ttl: Duration::from_millis(50),
+            max_size: 10_000,
+            scope: Scope::Global,
+        });
+        let entry = |n: usize| Entry {
+            body: Bytes::from(vec![b'x'; n]),
+            usage: None,
+            stored: Instant::now(),
+            deployment: None,
+            passthrough: true,
+        };
+        let k = c.key(None, "openai", "m", b"1");
+        c.put(k, entry(10));
+        assert!(c.get(&k).is_some());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(c.get(&k).is_none(), "expired");
+        for i in 0..100u32 {
+            c.put(c.key(None, "openai", "m", &i.to_le_bytes()), entry(1000));
+        }
+        let (_, _, _, bytes) = c.stats();
+        assert!(bytes <= 10_000, "{bytes} bytes held");
+    }
+}

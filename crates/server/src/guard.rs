@@ -1,0 +1,114 @@
+//! `guardrails.pii` at request time: run the detector over a request body,
+//! forward the masked body or refuse the request, and count what was found
+//! (per entity and action, for metrics). Values are never logged: only
+//! entity names and counts leave this module, as the `x-switchyard-pii`
+//! response header and the metrics.
+
+use crate::error::GatewayError;
+use axum::http::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use switchyard_core::ir::{ApiError, ErrorKind};
+use switchyard_core::pii::{Action, BodyKind, Detector, Findings, Outcome};
+
+/// Names the entities (and counts) masked in a request.
+pub const X_PII: HeaderName = HeaderName::from_static("x-switchyard-pii");
+
+/// The detector and its counters.
+#[derive(Debug)]
+pub struct PiiGuard {
+    detector: Arc<Detector>,
+    /// Per rule, in the detector's order: `(name, masked, blocked)`.
+    found: Vec<(String, AtomicU64, AtomicU64)>,
+    pub requests_masked: AtomicU64,
+    pub requests_blocked: AtomicU64,
+}
+
+/// What the request goes on with.
+pub struct Checked {
+    /// The masked body; `None` when the original goes on unchanged.
+    pub body: Option<Bytes>,
+    /// `x-switchyard-pii` value when something was masked.
+    pub header: Option<HeaderValue>,
+}
+
+impl PiiGuard {
+    pub fn new(detector: Arc<Detector>) -> PiiGuard {
+        let found = detector
+            .rule_names()
+            .map(|n| (n.to_owned(), AtomicU64::new(0), AtomicU64::new(0)))
+            .collect();
+        PiiGuard {
+            detector,
+            found,
+            requests_masked: AtomicU64::new(0),
+            requests_blocked: AtomicU64::new(0),
+        }
+    }
+
+    /// Check `body`: masked bytes, nothing to change, or the refusal.
+    pub fn check(&self, kind: BodyKind, body: &[u8]) -> Result<Checked, GatewayError> {
+        match self.detector.apply(kind, body) {
+            Outcome::Clean => Ok(Checked {
+                body: None,
+                header: None,
+            }),
+            Outcome::Masked { body, findings } => {
+                self.count(&findings);
+                self.requests_masked.fetch_add(1, Ordering::Relaxed);
+                Ok(Checked {
+                    body: Some(Bytes::from(body)),
+                    header: HeaderValue::from_str(&findings.summary()).ok(),
+                })
+            }
+            Outcome::Blocked { findings } => {
+                self.count(&findings);
+                self.requests_blocked.fetch_add(1, Ordering::Relaxed);
+                let list = findings
+                    .blocking()
+                    .map(|(n, c)| format!("{n} ({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::info!(entities = %findings.summary(), "request refused: personal data");
+                Err(GatewayError::new(
+                    400,
+                    ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "the request contains data this gateway does not forward: {list}; remove it and retry"
+                        ),
+                    )
+                    .with_code("pii_detected"),
+                ))
+            }
+        }
+    }
+
+    fn count(&self, f: &Findings) {
+        for (name, n, action) in &f.counts {
+            if let Some((_, masked, blocked)) = self.found.iter().find(|(r, _, _)| r == &**name) {
+                let c = if *action == Action::Block {
+                    blocked
+                } else {
+                    masked
+                };
+                c.fetch_add(u64::from(*n), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `(entity, action, count)` for every non-zero counter.
+    pub fn findings(&self) -> Vec<(&str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (name, masked, blocked) in &self.found {
+            for (action, c) in [("mask", masked), ("block", blocked)] {
+                let v = c.load(Ordering::Relaxed);
+                if v > 0 {
+                    out.push((name.as_str(), action, v));
+                }
+            }
+        }
+        out
+    }
+}
