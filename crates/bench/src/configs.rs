@@ -132,10 +132,35 @@ reliability:
     )
 }
 
+/// [`governed_config`] plus `guardrails.pii` with every built-in entity
+/// masked (secrets refused, as a careful operator would configure it).
+pub fn pii_config(gw_port: u16, up_port: u16) -> String {
+    format!(
+        "{}guardrails:\n  pii:\n    action: mask\n    block: [secret]\n",
+        governed_config(gw_port, up_port)
+    )
+}
+
+/// [`pii_config`] plus the response cache.
+pub fn cache_config(gw_port: u16, up_port: u16) -> String {
+    format!(
+        "{}cache:\n  ttl: 10m\n  max_size: 16MiB\n",
+        pii_config(gw_port, up_port)
+    )
+}
+
+/// [`chat_body`] whose prompt holds an e-mail address and a phone number
+/// (both masked on the way through).
+pub fn pii_body(model: &str) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a benchmark."}},{{"role":"user","content":"Say hello to jane.doe@example.com, phone +1 415 555 2671."}}],"max_tokens":64,"temperature":0}}"#
+    )
+}
+
 /// One rung of the feature ladder: a gateway config variant plus the request
-/// that exercises it. To add a step (e.g. virtual keys + rate limits, PII
-/// masking, cache hit), add an entry to [`ladder`] with its config; a step
-/// whose feature does not exist yet carries `todo` and is reported as such.
+/// that exercises it. To add a step, add an entry to [`ladder`] with its
+/// config; a step whose feature does not exist yet carries `todo` and is
+/// reported as such.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: &'static str,
@@ -146,6 +171,8 @@ pub struct Step {
     pub body: String,
     /// Extra environment for the gateway process (e.g. `SWITCHYARD_LOG`).
     pub env: &'static [(&'static str, &'static str)],
+    /// Extra request headers (e.g. `Cache-Control`).
+    pub headers: &'static [(&'static str, &'static str)],
     /// Create a tenant (plan `bench`: a rate limit) and a virtual key with
     /// the CLI (`switchyard tenants create` / `keys create`) against the
     /// step's database before the gateway starts; requests use that key.
@@ -163,6 +190,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[("SWITCHYARD_LOG", "warn")],
+            headers: &[],
             virtual_key: false,
             todo: None,
         },
@@ -172,6 +200,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
+            headers: &[],
             virtual_key: false,
             todo: None,
         },
@@ -181,6 +210,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: stream_body("bench"),
             env: &[],
+            headers: &[],
             virtual_key: false,
             todo: None,
         },
@@ -190,6 +220,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench-translated"),
             env: &[],
+            headers: &[],
             virtual_key: false,
             todo: None,
         },
@@ -199,6 +230,7 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: stream_body("bench-translated"),
             env: &[],
+            headers: &[],
             virtual_key: false,
             todo: None,
         },
@@ -208,26 +240,49 @@ pub fn ladder() -> Vec<Step> {
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
+            headers: &[],
             virtual_key: true,
             todo: None,
         },
         Step {
-            name: "5. + PII masking",
-            config: main_config,
+            name: "5. + PII masking, clean prompt (step 4 + `guardrails.pii`, all entities)",
+            config: pii_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
-            virtual_key: false,
-            todo: Some("PII masking not implemented yet"),
+            headers: &[],
+            virtual_key: true,
+            todo: None,
         },
         Step {
-            name: "6. cache hit",
-            config: main_config,
+            name: "5b. + PII masking, prompt with an e-mail and a phone number (masked)",
+            config: pii_config,
+            path: "/v1/chat/completions",
+            body: pii_body("bench"),
+            env: &[],
+            headers: &[],
+            virtual_key: true,
+            todo: None,
+        },
+        Step {
+            name: "6a. cache miss (step 5 + `cache`; `Cache-Control: no-cache`: forwarded, answer stored)",
+            config: cache_config,
             path: "/v1/chat/completions",
             body: chat_body("bench"),
             env: &[],
-            virtual_key: false,
-            todo: Some("response cache not implemented yet"),
+            headers: &[("Cache-Control", "no-cache")],
+            virtual_key: true,
+            todo: None,
+        },
+        Step {
+            name: "6. cache hit (step 5 + `cache`; the same request answered from memory)",
+            config: cache_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            env: &[],
+            headers: &[],
+            virtual_key: true,
+            todo: None,
         },
     ]
 }
@@ -242,6 +297,8 @@ mod tests {
             main_config(4000, 4001),
             bare_config(4000, 4001),
             governed_config(4000, 4001),
+            pii_config(4000, 4001),
+            cache_config(4000, 4001),
             failover_config(4000, 4001, 4002),
         ] {
             let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &env);
@@ -253,6 +310,7 @@ mod tests {
     fn bodies_are_json() {
         for b in [
             chat_body("x"),
+            pii_body("x"),
             stream_body("x"),
             anthropic_body(true),
             anthropic_body(false),

@@ -857,7 +857,11 @@ fn ladder(r: &mut Runner) -> anyhow::Result<()> {
             path: step.path.into(),
             body: step.body.clone(),
             key: Some(vkey.unwrap_or_else(|| configs::GW_KEY.into())),
-            headers: vec![],
+            headers: step
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         // The same request straight to the upstream, in the upstream's format.
         let stream = crate::upstream::wants_stream(step.body.as_bytes());
