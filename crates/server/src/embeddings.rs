@@ -41,7 +41,13 @@ async fn inner(
     let mut extra: Vec<(header::HeaderName, HeaderValue)> = Vec::new();
     let masked = match &state.pii {
         Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
-            let c = guard.check(switchyard_core::pii::BodyKind::Embeddings, original)?;
+            let c = guard.screen(
+                state,
+                ctx,
+                &alias.name,
+                switchyard_core::pii::BodyKind::Embeddings,
+                original,
+            )?;
             if let Some(h) = c.header {
                 extra.push((crate::guard::X_PII, h));
             }

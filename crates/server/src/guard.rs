@@ -5,6 +5,8 @@
 //! response header and the metrics.
 
 use crate::error::GatewayError;
+use crate::pipeline::RequestCtx;
+use crate::state::AppState;
 use axum::http::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,9 +49,53 @@ impl PiiGuard {
         }
     }
 
+    /// [`PiiGuard::check`] for a request of `ctx`'s caller; a refusal is
+    /// also an audit event (`pii.blocked`: who, which alias, which entity
+    /// types and how many — never the values).
+    pub fn screen(
+        &self,
+        state: &AppState,
+        ctx: &RequestCtx,
+        alias: &str,
+        kind: BodyKind,
+        body: &[u8],
+    ) -> Result<Checked, GatewayError> {
+        let (result, blocked) = self.check_inner(kind, body);
+        if let (Some(findings), Some(gov)) = (blocked, &state.governance) {
+            let p = ctx.principal.as_ref();
+            gov.audit.record(crate::store::AuditEvent {
+                id: crate::store::new_id("aud_"),
+                ts: crate::store::now_ms(),
+                actor: match p {
+                    Some(p) if p.master => "master".into(),
+                    Some(p) => p.key_id.clone().unwrap_or_else(|| "static-key".into()),
+                    None => "anonymous".into(),
+                },
+                tenant_id: p.and_then(|p| p.tenant_id.clone()),
+                action: "pii.blocked".into(),
+                target: Some(alias.to_owned()),
+                ip: None,
+                outcome: "denied".into(),
+                details: serde_json::json!({
+                    "request_id": ctx.request_id,
+                    "entities": findings.counts.iter().map(|(n, c, _)| (n.to_string(), *c)).collect::<std::collections::BTreeMap<_, _>>(),
+                }),
+            });
+        }
+        result
+    }
+
     /// Check `body`: masked bytes, nothing to change, or the refusal.
     pub fn check(&self, kind: BodyKind, body: &[u8]) -> Result<Checked, GatewayError> {
-        match self.detector.apply(kind, body) {
+        self.check_inner(kind, body).0
+    }
+
+    fn check_inner(
+        &self,
+        kind: BodyKind,
+        body: &[u8],
+    ) -> (Result<Checked, GatewayError>, Option<Findings>) {
+        let r = match self.detector.apply(kind, body) {
             Outcome::Clean => Ok(Checked {
                 body: None,
                 header: None,
@@ -71,18 +117,22 @@ impl PiiGuard {
                     .collect::<Vec<_>>()
                     .join(", ");
                 tracing::info!(entities = %findings.summary(), "request refused: personal data");
-                Err(GatewayError::new(
-                    400,
-                    ApiError::new(
-                        ErrorKind::InvalidRequest,
-                        format!(
-                            "the request contains data this gateway does not forward: {list}; remove it and retry"
-                        ),
-                    )
-                    .with_code("pii_detected"),
-                ))
+                return (
+                    Err(GatewayError::new(
+                        400,
+                        ApiError::new(
+                            ErrorKind::InvalidRequest,
+                            format!(
+                                "the request contains data this gateway does not forward: {list}; remove it and retry"
+                            ),
+                        )
+                        .with_code("pii_detected"),
+                    )),
+                    Some(findings),
+                );
             }
-        }
+        };
+        (r, None)
     }
 
     fn count(&self, f: &Findings) {

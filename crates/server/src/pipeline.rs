@@ -228,7 +228,7 @@ async fn chat_inner(
     let masked = match &state.pii {
         Some(guard) if pii_applies(state, &alias) => {
             pii_checked = true;
-            check_pii(guard, ingress, body, &mut headers)?
+            check_pii(guard, state, ctx, &alias.name, ingress, body, &mut headers)?
         }
         _ => None,
     };
@@ -307,7 +307,7 @@ async fn chat_inner(
         // The cheaper alias is not exempt from masking though the requested
         // one was: mask now, before the prompt goes anywhere.
         (Some(a), Some(guard)) if !pii_checked && pii_applies(state, a) => {
-            check_pii(guard, ingress, body, &mut headers)?
+            check_pii(guard, state, ctx, &a.name, ingress, body, &mut headers)?
         }
         _ => None,
     };
@@ -500,6 +500,9 @@ fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u
 /// the original), its `x-switchyard-pii` header, or the refusal.
 fn check_pii(
     guard: &crate::guard::PiiGuard,
+    state: &AppState,
+    ctx: &RequestCtx,
+    alias: &str,
     ingress: Dialect,
     body: &Bytes,
     headers: &mut Vec<(header::HeaderName, HeaderValue)>,
@@ -508,7 +511,7 @@ fn check_pii(
         Dialect::Anthropic => pii::BodyKind::AnthropicMessages,
         _ => pii::BodyKind::OpenAiChat,
     };
-    let checked = guard.check(kind, body)?;
+    let checked = guard.screen(state, ctx, alias, kind, body)?;
     if let Some(h) = checked.header {
         headers.push((crate::guard::X_PII, h));
     }

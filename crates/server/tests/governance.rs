@@ -545,11 +545,21 @@ async fn cached_answers_stay_within_a_tenant_and_cost_nothing(db: TestDb) {
     for key in [&k1a, &k1b, &k2] {
         let r = g.chat(key, "m").await;
         assert_eq!(r.status(), 200);
-        seen.push(r.headers()["x-switchyard-cache"].to_str().unwrap().to_owned());
+        seen.push(
+            r.headers()["x-switchyard-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     // The second key of tenant 1 shares its answer; tenant 2 does not.
     assert_eq!(seen, ["miss", "hit", "miss"]);
-    let upstream = g.mock.requests().iter().filter(|r| r.method == "POST").count();
+    let upstream = g
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(upstream, 2);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let rows = g
@@ -565,6 +575,40 @@ async fn cached_answers_stay_within_a_tenant_and_cost_nothing(db: TestDb) {
     assert_eq!(hit.tenant_id.as_deref(), Some(t1.as_str()));
     assert_eq!((hit.cost, hit.input_tokens, hit.output_tokens), (0.0, 0, 0));
     assert_eq!(hit.status, 200);
+}
+
+async fn pii_refusals_are_audited_without_the_values(db: TestDb) {
+    let g = gov_rig_with(db, "guardrails: { pii: { block: [secret] } }").await;
+    let t = g.tenant(TenantStatus::Active, &[]).await;
+    let (kid, key) = g.key(&t, None, Role::Developer, |_| {}).await;
+    g.sync().await;
+    let secret = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": format!("my key is {secret}")}]});
+    let r = common::post_openai(&g.http, &g.base, &key, &body).await;
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let (status, v) = status_and_body(r).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("pii_detected")),
+        "{v}"
+    );
+    let mut found = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let events = g.store.list_audit(Some(&t), None, 50).await.unwrap();
+        found = events.into_iter().find(|e| e.action == "pii.blocked");
+        if found.is_some() {
+            break;
+        }
+    }
+    let e = found.expect("a pii.blocked audit event");
+    assert_eq!(e.actor, kid);
+    assert_eq!(e.outcome, "denied");
+    assert_eq!(e.target.as_deref(), Some("m"));
+    assert_eq!(e.details["request_id"], rid.as_str());
+    assert_eq!(e.details["entities"], json!({"secret": 1}));
+    assert!(!serde_json::to_string(&e.details).unwrap().contains(secret));
+    assert_eq!(g.mock.requests().len(), 0, "nothing was forwarded");
 }
 
 async fn graceful_shutdown_loses_no_usage_record(db: TestDb) {
@@ -646,6 +690,7 @@ on_both!(
     exhausted_budget_downgrades,
     usage_rows_carry_who_what_and_cost,
     cached_answers_stay_within_a_tenant_and_cost_nothing,
+    pii_refusals_are_audited_without_the_values,
     graceful_shutdown_loses_no_usage_record,
 );
 
