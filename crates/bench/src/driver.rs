@@ -24,6 +24,21 @@ pub const MIX: [&str; 4] = [
     "openai → anthropic translated, stream",
 ];
 
+/// Extra kinds for profiling one feature with `--kind` (not in the gate's
+/// mix): each runs [`configs::main_config`] plus that feature.
+pub const EXTRA: [&str; 3] = [
+    "openai non-stream pass-through + guardrails.pii, clean prompt",
+    "openai non-stream pass-through + guardrails.pii, prompt masked",
+    "openai non-stream + guardrails.pii + cache, every request a hit",
+];
+
+fn kind_name(k: usize) -> &'static str {
+    MIX.get(k)
+        .or_else(|| EXTRA.get(k - MIX.len()))
+        .copied()
+        .unwrap_or("?")
+}
+
 /// A phase boundary for callgrind's `--dump-before`. Never inlined, so the
 /// symbol exists; it does nothing else.
 #[inline(never)]
@@ -50,6 +65,7 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
         connections: 1,
         record_events: false,
     };
+    // The mix, then the extra kinds.
     if gateway {
         vec![
             mk("/v1/chat/completions", configs::chat_body("bench")),
@@ -62,6 +78,9 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
                 "/v1/chat/completions",
                 configs::stream_body("bench-translated"),
             ),
+            mk("/v1/chat/completions", configs::chat_body("bench")),
+            mk("/v1/chat/completions", configs::pii_body("bench")),
+            mk("/v1/chat/completions", configs::chat_body("bench")),
         ]
     } else {
         vec![
@@ -69,14 +88,18 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
             mk("/v1/chat/completions", configs::stream_body("bench-model")),
             mk("/v1/messages", configs::anthropic_body(false)),
             mk("/v1/messages", configs::anthropic_body(true)),
+            mk("/v1/chat/completions", configs::chat_body("bench-model")),
+            mk("/v1/chat/completions", configs::pii_body("bench-model")),
+            mk("/v1/chat/completions", configs::chat_body("bench-model")),
         ]
     }
 }
 
 async fn phase(addr: &str, gateway: bool, n: usize, kind: Option<usize>) -> anyhow::Result<f64> {
     let mut specs = specs(addr, gateway);
-    if let Some(k) = kind {
-        specs = vec![specs.swap_remove(k % MIX.len())];
+    match kind {
+        Some(k) => specs = vec![specs.swap_remove(k)],
+        None => specs.truncate(MIX.len()),
     }
     let mut send = client::connect(addr).await?;
     let t0 = Instant::now();
@@ -85,7 +108,7 @@ async fn phase(addr: &str, gateway: bool, n: usize, kind: Option<usize>) -> anyh
         if one.status != 200 {
             bail!(
                 "request {i} ({}) answered {}",
-                MIX[kind.unwrap_or(i) % MIX.len()],
+                kind_name(kind.unwrap_or(i % MIX.len())),
                 one.status
             );
         }
@@ -97,6 +120,11 @@ async fn phase(addr: &str, gateway: bool, n: usize, kind: Option<usize>) -> anyh
 /// even), `warmup` per target before the first mark. `kind` (an index into
 /// [`MIX`]) sends only that kind, for profiling one path.
 pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<DriverReport> {
+    if let Some(k) = kind {
+        if k >= MIX.len() + EXTRA.len() {
+            bail!("--kind {k}: there are {} kinds", MIX.len() + EXTRA.len());
+        }
+    }
     // Log as the shipped binary does by default (info, usage lines
     // included), into a sink: formatting is part of the cost, writing is not.
     let _ = tracing_subscriber::fmt()
@@ -117,7 +145,12 @@ pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<Drive
 
         let gw = TcpListener::bind("127.0.0.1:0").await?;
         let gw_port = gw.local_addr()?.port();
-        let text = configs::main_config(gw_port, up_port);
+        let mut text = configs::main_config(gw_port, up_port);
+        match kind {
+            Some(4 | 5) => text.push_str("guardrails:\n  pii: { block: [secret] }\n"),
+            Some(6) => text.push_str("guardrails:\n  pii: { block: [secret] }\ncache: {}\n"),
+            _ => {}
+        }
         let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &configs::env)
             .map_err(|p| anyhow::anyhow!("bench config invalid: {p:?}"))?;
         let (sink, writer) = switchyard_server::usage::UsageSink::new();

@@ -80,7 +80,8 @@ enum Cmd {
         warmup: usize,
         /// Only this request kind (index into the mix: 0 non-stream
         /// pass-through, 1 stream pass-through, 2 translated, 3 translated
-        /// stream), for profiling one path.
+        /// stream; beyond the mix: 4 PII clean prompt, 5 PII masked
+        /// prompt, 6 cache hit), for profiling one path.
         #[arg(long)]
         kind: Option<usize>,
     },

@@ -4,10 +4,11 @@
 //! under a SHA-256 of everything that determines it: the sharing scope (the
 //! tenant by default, so tenants never see each other's answers), the API
 //! the client called, the alias actually routed to, and the request body
-//! as forwarded (after PII masking). An identical request within the TTL is
-//! answered from memory, after authentication, model permissions, rate
-//! limits and budgets have admitted it, and is recorded in usage as a cache
-//! hit at zero cost.
+//! as received (PII masking is deterministic, so equal bodies were masked
+//! alike; looking up first spares hits the masking scan). An identical
+//! request within the TTL is answered from memory, after authentication,
+//! model permissions, rate limits and budgets have admitted it, and is
+//! recorded in usage as a cache hit at zero cost.
 //!
 //! Callers steer it with the standard request header: `Cache-Control:
 //! no-cache` skips the lookup but stores the fresh answer, `no-store` does
@@ -96,6 +97,8 @@ pub struct Entry {
     pub deployment: Option<Arc<crate::routing::Deployment>>,
     /// It was relayed untranslated.
     pub passthrough: bool,
+    /// The request's `x-switchyard-pii` (what masking changed), repeated on hits.
+    pub pii: Option<axum::http::HeaderValue>,
 }
 
 pub type Key = [u8; 32];
@@ -264,6 +267,7 @@ mod tests {
             stored: Instant::now(),
             deployment: None,
             passthrough: true,
+            pii: None,
         };
         let k = c.key(None, "openai", "m", b"1");
         c.put(k, entry(10));

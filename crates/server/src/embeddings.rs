@@ -39,30 +39,8 @@ async fn inner(
         crate::pipeline::authorize(pr, &p.model)?;
     }
     let mut extra: Vec<(header::HeaderName, HeaderValue)> = Vec::new();
-    let masked = match &state.pii {
-        Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
-            let c = guard.screen(
-                state,
-                ctx,
-                &alias.name,
-                switchyard_core::pii::BodyKind::Embeddings,
-                original,
-            )?;
-            if let Some(h) = c.header {
-                extra.push((crate::guard::X_PII, h));
-            }
-            c.body
-        }
-        _ => None,
-    };
-    let body = masked.as_ref().unwrap_or(original);
-    // `peek` borrows the body: re-peek masked bytes (the model is unchanged).
-    let p = match &masked {
-        None => p,
-        Some(m) => peek::peek(m)?,
-    };
-    let req = openai::decode_embeddings_request(body)?;
-    let prompt = switchyard_core::pricing::estimate_tokens_of_bytes(body.len());
+    let req = openai::decode_embeddings_request(original)?;
+    let prompt = switchyard_core::pricing::estimate_tokens_of_bytes(original.len());
     let account = match (&state.governance, &ctx.principal) {
         (Some(g), Some(pr)) => {
             let usage = switchyard_core::ir::Usage {
@@ -103,10 +81,10 @@ async fn inner(
         recorded: Arc::default(),
         cache_hit: false,
     };
-    // The response cache (after admission, like chat).
+    // The response cache (after admission, before masking, like chat).
     let cache_key = match &state.cache {
         Some(c) if alias.cache && ctx.cache != Directive::Bypass => {
-            Some(c.key(ctx.principal.as_ref(), meta.ingress, &alias.name, body))
+            Some(c.key(ctx.principal.as_ref(), meta.ingress, &alias.name, original))
         }
         _ => None,
     };
@@ -124,9 +102,52 @@ async fn inner(
             h.insert(X_CACHE, HeaderValue::from_static("hit"));
             h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
             h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
+            if let Some(v) = &e.pii {
+                h.insert(crate::guard::X_PII, v.clone());
+            }
             h.extend(extra);
             return Ok(resp);
         }
+    }
+    // Personal data: masked (or refused, and recorded) before it goes anywhere.
+    let refuse = |e: GatewayError| {
+        meta.emit(
+            &state.usage,
+            e.status.as_u16(),
+            None,
+            None,
+            Some(e.error.message.clone()),
+        );
+        e
+    };
+    let mut pii_header = None;
+    let masked = match &state.pii {
+        Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
+            let c = guard
+                .screen(
+                    state,
+                    ctx,
+                    &alias.name,
+                    switchyard_core::pii::BodyKind::Embeddings,
+                    original,
+                )
+                .map_err(refuse)?;
+            pii_header = c.header;
+            c.body
+        }
+        _ => None,
+    };
+    let body = masked.as_ref().unwrap_or(original);
+    // `peek` borrows the body: re-read masked bytes (the model is unchanged).
+    let (p, req) = match &masked {
+        None => (p, req),
+        Some(m) => (
+            peek::peek(m).map_err(|e| refuse(e.into()))?,
+            openai::decode_embeddings_request(m).map_err(|e| refuse(e.into()))?,
+        ),
+    };
+    if let Some(h) = &pii_header {
+        extra.push((crate::guard::X_PII, h.clone()));
     }
     if state.cache.is_some() {
         extra.push((
@@ -138,7 +159,8 @@ async fn inner(
             }),
         ));
     }
-    let job = (state, &p, body, &req, &meta, cache_key);
+    let stash = (cache_key, pii_header);
+    let job = (state, &p, body, &req, &meta, &stash);
     // If this future is dropped mid-flight, the request is still recorded
     // (and its reservations settled); `emit` makes it once only.
     struct Abandoned<'a>(&'a AppState, &'a Meta);
@@ -190,7 +212,7 @@ type Job<'a> = (
     &'a Bytes,
     &'a EmbeddingsRequest,
     &'a Meta,
-    Option<crate::cache::Key>,
+    &'a (Option<crate::cache::Key>, Option<HeaderValue>),
 );
 
 async fn attempt_embed(
@@ -198,7 +220,8 @@ async fn attempt_embed(
     dep: Arc<Deployment>,
     slot: Slot,
 ) -> Result<Response, Failure> {
-    let (state, p, body, req, meta, cache_key) = job;
+    let (state, p, body, req, meta, (cache_key, pii_header)) = job;
+    let cache_key = *cache_key;
     let provider = &dep.provider;
     let Some(uri) = dep.embeddings_uri() else {
         return Err(Failure::fatal(GatewayError::unsupported(format!(
@@ -277,6 +300,7 @@ async fn attempt_embed(
         ..meta.clone()
     };
     if let (Some(c), Some(k)) = (&state.cache, cache_key) {
+        let pii = pii_header.clone();
         c.put(
             k,
             Entry {
@@ -285,6 +309,7 @@ async fn attempt_embed(
                 stored: std::time::Instant::now(),
                 deployment: Some(dep.clone()),
                 passthrough: m.passthrough,
+                pii,
             },
         );
     }

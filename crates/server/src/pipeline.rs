@@ -202,6 +202,8 @@ struct Job<'a> {
     ctx: &'a RequestCtx,
     /// Where a successful answer is stored, when the cache applies.
     cache_key: Option<crate::cache::Key>,
+    /// `x-switchyard-pii` of this request (kept with a cached answer).
+    pii_header: Option<HeaderValue>,
     /// The request's record-to-be; attempts fill in the deployment.
     meta: Meta,
 }
@@ -212,8 +214,7 @@ async fn chat_inner(
     original: &Bytes,
     ctx: &RequestCtx,
 ) -> Result<Response, GatewayError> {
-    let body = original;
-    let peek = peek::peek(body)?;
+    let peek = peek::peek(original)?;
     let mut alias = state
         .router
         .resolve(&peek.model)
@@ -221,23 +222,7 @@ async fn chat_inner(
     if let Some(p) = &ctx.principal {
         authorize(p, &peek.model)?;
     }
-    // Personal data is masked (or the request refused) before anything
-    // reads the prompt: admission's estimate, translation, the cache key.
     let mut headers = Vec::new();
-    let mut pii_checked = false;
-    let masked = match &state.pii {
-        Some(guard) if pii_applies(state, &alias) => {
-            pii_checked = true;
-            check_pii(guard, state, ctx, &alias.name, ingress, body, &mut headers)?
-        }
-        _ => None,
-    };
-    let body = masked.as_ref().unwrap_or(body);
-    // `peek` holds offsets into the body it read: re-read masked bytes.
-    let peek = match &masked {
-        Some(m) => peek::peek(m)?,
-        None => peek,
-    };
     // Decode once, up front, only if some deployment in the plan needs the IR.
     let stream = peek.stream;
     let decode = |alias: &Alias, body: &Bytes| -> Result<Option<ChatRequest>, GatewayError> {
@@ -249,12 +234,12 @@ async fn chat_inner(
             Ok(None)
         }
     };
-    let mut ir = decode(&alias, body)?;
+    let mut ir = decode(&alias, original)?;
     let (account, downgrade) = match (&state.governance, &ctx.principal) {
         (Some(gov), Some(p)) if !p.master && p.tenant_id.is_some() => {
             let prompt = match &ir {
                 Some(ir) => pricing::estimate_prompt_tokens(ir),
-                None => pricing::estimate_tokens_of_bytes(body.len()),
+                None => pricing::estimate_tokens_of_bytes(original.len()),
             };
             let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
             let admission = gov.admit(p, &alias.name, tokens, cost)?;
@@ -302,30 +287,32 @@ async fn chat_inner(
         meta: &meta,
         armed: true,
     };
-    let downgraded = downgrade.and_then(|to| state.router.alias(&to));
-    let remasked = match (&downgraded, &state.pii) {
-        // The cheaper alias is not exempt from masking though the requested
-        // one was: mask now, before the prompt goes anywhere.
-        (Some(a), Some(guard)) if !pii_checked && pii_applies(state, a) => {
-            check_pii(guard, state, ctx, &a.name, ingress, body, &mut headers)?
-        }
-        _ => None,
+    // A refusal from here on is recorded (and its reservations settled).
+    let refuse = |e: GatewayError| {
+        meta.emit(
+            &state.usage,
+            e.status.as_u16(),
+            None,
+            None,
+            Some(e.error.message.clone()),
+        );
+        e
     };
-    let body = remasked.as_ref().unwrap_or(body);
-    let peek = match &remasked {
-        Some(m) => peek::peek(m)?,
-        None => peek,
-    };
-    if let Some(a) = downgraded {
+    if let Some(a) = downgrade.and_then(|to| state.router.alias(&to)) {
         tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
         alias = a;
-        ir = decode(&alias, body)?;
+        ir = decode(&alias, original).map_err(refuse)?;
     }
-    // The response cache: a hit is answered here, after admission.
+    // The response cache: a hit is answered here, after admission and
+    // before anything else. The key covers the body as received; masking
+    // is deterministic, so equal bodies were masked alike.
     let cache_key = match &state.cache {
-        Some(c) if !peek.stream && alias.cache && ctx.cache != Directive::Bypass => {
-            Some(c.key(ctx.principal.as_ref(), ingress.as_str(), &alias.name, body))
-        }
+        Some(c) if !peek.stream && alias.cache && ctx.cache != Directive::Bypass => Some(c.key(
+            ctx.principal.as_ref(),
+            ingress.as_str(),
+            &alias.name,
+            original,
+        )),
         _ => None,
     };
     if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
@@ -344,11 +331,40 @@ async fn chat_inner(
             h.insert(X_CACHE, HeaderValue::from_static("hit"));
             h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
             h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
+            if let Some(v) = &e.pii {
+                h.insert(crate::guard::X_PII, v.clone());
+            }
             for (k, v) in headers {
                 h.insert(k, v);
             }
             return Ok(resp);
         }
+    }
+    // Personal data is masked (or the request refused) before the prompt
+    // goes anywhere: translation, the upstream, the cache entry.
+    let masked = match &state.pii {
+        Some(guard) if pii_applies(state, &alias) => {
+            check_pii(guard, state, ctx, &alias.name, ingress, original).map_err(refuse)?
+        }
+        _ => None,
+    };
+    let pii_header = masked.as_ref().and_then(|(_, h)| h.clone());
+    let masked = masked.map(|(b, _)| b);
+    let body = masked.as_ref().unwrap_or(original);
+    // `peek` holds offsets into the body it read: re-read masked bytes,
+    // and translate from them.
+    let peek = match &masked {
+        Some(m) => {
+            let p = peek::peek(m).map_err(|e| refuse(e.into()))?;
+            if ir.is_some() {
+                ir = decode(&alias, m).map_err(refuse)?;
+            }
+            p
+        }
+        None => peek,
+    };
+    if let Some(h) = &pii_header {
+        headers.push((crate::guard::X_PII, h.clone()));
     }
     if state.cache.is_some() && !peek.stream {
         headers.push((
@@ -368,6 +384,7 @@ async fn chat_inner(
         ir: ir.as_ref(),
         ctx,
         cache_key,
+        pii_header,
         meta: Meta {
             alias: if *meta.alias == *alias.name {
                 meta.alias.clone()
@@ -497,7 +514,7 @@ fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u
 }
 
 /// Run `guardrails.pii` over a chat body: the masked body (`None`: forward
-/// the original), its `x-switchyard-pii` header, or the refusal.
+/// the original) with its `x-switchyard-pii` header, or the refusal.
 fn check_pii(
     guard: &crate::guard::PiiGuard,
     state: &AppState,
@@ -505,17 +522,13 @@ fn check_pii(
     alias: &str,
     ingress: Dialect,
     body: &Bytes,
-    headers: &mut Vec<(header::HeaderName, HeaderValue)>,
-) -> Result<Option<Bytes>, GatewayError> {
+) -> Result<Option<(Bytes, Option<HeaderValue>)>, GatewayError> {
     let kind = match ingress {
         Dialect::Anthropic => pii::BodyKind::AnthropicMessages,
         _ => pii::BodyKind::OpenAiChat,
     };
     let checked = guard.screen(state, ctx, alias, kind, body)?;
-    if let Some(h) = checked.header {
-        headers.push((crate::guard::X_PII, h));
-    }
-    Ok(checked.body)
+    Ok(checked.body.map(|b| (b, checked.header)))
 }
 
 /// Must `guardrails.pii` run for this alias? Unless it and every alias it
@@ -667,6 +680,7 @@ async fn attempt_chat(
                         stored: std::time::Instant::now(),
                         deployment: Some(dep.clone()),
                         passthrough,
+                        pii: job.pii_header.clone(),
                     },
                 );
             }

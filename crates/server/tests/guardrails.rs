@@ -10,6 +10,7 @@ use switchyard_mock::{expected_text, Flavor};
 
 const CONFIG: &str = r#"
 server: { api_keys: ["${GW_KEY}"] }
+cache: {}
 guardrails:
   pii:
     block: [secret]
@@ -83,6 +84,25 @@ async fn prompts_are_masked_before_any_provider_sees_them() {
         last_body(&r, "a")["messages"][0]["content"][0]["text"],
         MASKED
     );
+}
+
+#[tokio::test]
+async fn a_cached_masked_answer_says_what_was_masked() {
+    let r = gateway().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let resp = r.openai(chat("gpt", PROMPT)).await;
+        assert_eq!(resp.status(), 200);
+        let h = |n: &str| resp.headers()[n].to_str().unwrap().to_owned();
+        seen.push((h("x-switchyard-cache"), h("x-switchyard-pii")));
+    }
+    let pii = "email=1, employee_id=1, credit_card=1, phone=1".to_owned();
+    assert_eq!(
+        seen,
+        [("miss".to_owned(), pii.clone()), ("hit".to_owned(), pii)]
+    );
+    assert_eq!(r.hits("o"), 1);
+    assert_eq!(last_body(&r, "o")["messages"][0]["content"], MASKED);
 }
 
 #[tokio::test]
