@@ -192,6 +192,76 @@ impl ResponseCache {
     }
 }
 
+/// Says whether a response came from the cache.
+pub const X_CACHE: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-switchyard-cache");
+
+/// The request-path side of the cache, shared by chat and embeddings.
+pub struct Lookup {
+    /// Where a fresh answer is stored (`None`: the cache does not apply).
+    pub key: Option<Key>,
+    /// The cached answer, on a hit.
+    pub hit: Option<Arc<Entry>>,
+    directive: Directive,
+}
+
+impl Lookup {
+    /// Look a request up (when `applies`: cache on, alias not exempt,
+    /// not a stream, not `no-store`).
+    pub fn new(
+        cache: Option<&ResponseCache>,
+        applies: bool,
+        ctx: &crate::pipeline::RequestCtx,
+        ingress: &str,
+        alias: &str,
+        body: &[u8],
+    ) -> Lookup {
+        let key = match cache {
+            Some(c) if applies && ctx.cache != Directive::Bypass => {
+                Some(c.key(ctx.principal.as_ref(), ingress, alias, body))
+            }
+            _ => None,
+        };
+        let hit = match (cache, &key) {
+            (Some(c), Some(k)) if ctx.cache == Directive::Use => c.get(k),
+            _ => None,
+        };
+        Lookup {
+            key,
+            hit,
+            directive: ctx.cache,
+        }
+    }
+
+    /// `x-switchyard-cache` for an answer that did not come from the cache.
+    pub fn status(&self) -> axum::http::HeaderValue {
+        axum::http::HeaderValue::from_static(match (&self.key, self.directive) {
+            (None, _) => "bypass",
+            (Some(_), Directive::Refresh) => "refresh",
+            (Some(_), _) => "miss",
+        })
+    }
+}
+
+impl Entry {
+    /// The headers of a response served from this entry.
+    pub fn decorate(&self, h: &mut HeaderMap) {
+        use axum::http::{header, HeaderValue};
+        h.insert(X_CACHE, HeaderValue::from_static("hit"));
+        h.insert(
+            header::AGE,
+            HeaderValue::from(self.stored.elapsed().as_secs()),
+        );
+        h.insert(
+            axum::http::HeaderName::from_static("x-switchyard-attempts"),
+            HeaderValue::from(0u32),
+        );
+        if let Some(v) = &self.pii {
+            h.insert(crate::guard::X_PII, v.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

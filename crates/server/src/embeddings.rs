@@ -3,7 +3,7 @@
 //! the same retry / failover loop as chat.
 
 use crate::attempt::{self, Failure, Slot};
-use crate::cache::{Directive, Entry};
+use crate::cache::Entry;
 use crate::error::GatewayError;
 use crate::peek;
 use crate::pipeline::{Meta, RequestCtx};
@@ -82,44 +82,30 @@ async fn inner(
         cache_hit: false,
     };
     // The response cache (after admission, before masking, like chat).
-    let cache_key = match &state.cache {
-        Some(c) if alias.cache && ctx.cache != Directive::Bypass => {
-            Some(c.key(ctx.principal.as_ref(), meta.ingress, &alias.name, original))
-        }
-        _ => None,
-    };
-    if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
-        if let Some(e) = (ctx.cache == Directive::Use).then(|| c.get(k)).flatten() {
-            let hit = Meta {
-                deployment: e.deployment.clone(),
-                passthrough: e.passthrough,
-                cache_hit: true,
-                ..meta.clone()
-            };
-            hit.emit(&state.usage, 200, None, None, None);
-            let mut resp = ok(e.deployment.as_deref(), e.body.clone());
-            let h = resp.headers_mut();
-            h.insert(X_CACHE, HeaderValue::from_static("hit"));
-            h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
-            h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
-            if let Some(v) = &e.pii {
-                h.insert(crate::guard::X_PII, v.clone());
-            }
-            h.extend(extra);
-            return Ok(resp);
-        }
+    let lookup = crate::cache::Lookup::new(
+        state.cache.as_ref(),
+        alias.cache,
+        ctx,
+        meta.ingress,
+        &alias.name,
+        original,
+    );
+    if let Some(e) = &lookup.hit {
+        let hit = Meta {
+            deployment: e.deployment.clone(),
+            passthrough: e.passthrough,
+            cache_hit: true,
+            ..meta.clone()
+        };
+        hit.emit(&state.usage, 200, None, None, None);
+        let mut resp = ok(e.deployment.as_deref(), e.body.clone());
+        let h = resp.headers_mut();
+        e.decorate(h);
+        h.extend(extra);
+        return Ok(resp);
     }
     // Personal data: masked (or refused, and recorded) before it goes anywhere.
-    let refuse = |e: GatewayError| {
-        meta.emit(
-            &state.usage,
-            e.status.as_u16(),
-            None,
-            None,
-            Some(e.error.message.clone()),
-        );
-        e
-    };
+    let refuse = |e: GatewayError| meta.refuse(&state.usage, e);
     let mut pii_header = None;
     let masked = match &state.pii {
         Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
@@ -150,16 +136,9 @@ async fn inner(
         extra.push((crate::guard::X_PII, h.clone()));
     }
     if state.cache.is_some() {
-        extra.push((
-            X_CACHE,
-            HeaderValue::from_static(match (&cache_key, ctx.cache) {
-                (None, _) => "bypass",
-                (Some(_), Directive::Refresh) => "refresh",
-                (Some(_), _) => "miss",
-            }),
-        ));
+        extra.push((crate::cache::X_CACHE, lookup.status()));
     }
-    let stash = (cache_key, pii_header);
+    let stash = (lookup.key, pii_header);
     let job = (state, &p, body, &req, &meta, &stash);
     // If this future is dropped mid-flight, the request is still recorded
     // (and its reservations settled); `emit` makes it once only.
@@ -319,7 +298,6 @@ async fn attempt_embed(
 }
 
 const X_ATTEMPTS: header::HeaderName = header::HeaderName::from_static("x-switchyard-attempts");
-const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-switchyard-cache");
 
 /// A 200 with the deployment's route headers.
 fn ok(dep: Option<&Deployment>, body: Bytes) -> Response {

@@ -48,7 +48,6 @@ pub struct RequestCtx {
 /// Response header names, built at compile time.
 const X_ATTEMPTS: header::HeaderName = header::HeaderName::from_static("x-switchyard-attempts");
 const X_PATH: header::HeaderName = header::HeaderName::from_static("x-switchyard-path");
-const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-switchyard-cache");
 
 /// Largest upstream response body read into memory (non-streaming).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -125,6 +124,18 @@ impl Meta {
         {
             sink.record(self.record(status, usage, ttft, error));
         }
+    }
+
+    /// Record a refusal (its status and message) and hand the error back.
+    pub fn refuse(&self, sink: &UsageSink, e: GatewayError) -> GatewayError {
+        self.emit(
+            sink,
+            e.status.as_u16(),
+            None,
+            None,
+            Some(e.error.message.clone()),
+        );
+        e
     }
 
     /// The usage record (and the admission's settlement); use `emit`.
@@ -288,16 +299,7 @@ async fn chat_inner(
         armed: true,
     };
     // A refusal from here on is recorded (and its reservations settled).
-    let refuse = |e: GatewayError| {
-        meta.emit(
-            &state.usage,
-            e.status.as_u16(),
-            None,
-            None,
-            Some(e.error.message.clone()),
-        );
-        e
-    };
+    let refuse = |e: GatewayError| meta.refuse(&state.usage, e);
     if let Some(a) = downgrade.and_then(|to| state.router.alias(&to)) {
         tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
         alias = a;
@@ -306,39 +308,31 @@ async fn chat_inner(
     // The response cache: a hit is answered here, after admission and
     // before anything else. The key covers the body as received; masking
     // is deterministic, so equal bodies were masked alike.
-    let cache_key = match &state.cache {
-        Some(c) if !peek.stream && alias.cache && ctx.cache != Directive::Bypass => Some(c.key(
-            ctx.principal.as_ref(),
-            ingress.as_str(),
-            &alias.name,
-            original,
-        )),
-        _ => None,
-    };
-    if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
-        if let Some(e) = (ctx.cache == Directive::Use).then(|| c.get(k)).flatten() {
-            pending.armed = false;
-            let hit = Meta {
-                deployment: e.deployment.clone(),
-                passthrough: e.passthrough,
-                alias: Arc::from(alias.name.as_str()),
-                cache_hit: true,
-                ..meta.clone()
-            };
-            hit.emit(&state.usage, 200, None, None, None);
-            let mut resp = ok_response(&hit, e.body.clone(), "application/json");
-            let h = resp.headers_mut();
-            h.insert(X_CACHE, HeaderValue::from_static("hit"));
-            h.insert(header::AGE, HeaderValue::from(e.stored.elapsed().as_secs()));
-            h.insert(X_ATTEMPTS, HeaderValue::from(0u32));
-            if let Some(v) = &e.pii {
-                h.insert(crate::guard::X_PII, v.clone());
-            }
-            for (k, v) in headers {
-                h.insert(k, v);
-            }
-            return Ok(resp);
+    let lookup = crate::cache::Lookup::new(
+        state.cache.as_ref(),
+        !peek.stream && alias.cache,
+        ctx,
+        ingress.as_str(),
+        &alias.name,
+        original,
+    );
+    if let Some(e) = &lookup.hit {
+        pending.armed = false;
+        let hit = Meta {
+            deployment: e.deployment.clone(),
+            passthrough: e.passthrough,
+            alias: Arc::from(alias.name.as_str()),
+            cache_hit: true,
+            ..meta.clone()
+        };
+        hit.emit(&state.usage, 200, None, None, None);
+        let mut resp = ok_response(&hit, e.body.clone(), "application/json");
+        let h = resp.headers_mut();
+        e.decorate(h);
+        for (k, v) in headers {
+            h.insert(k, v);
         }
+        return Ok(resp);
     }
     // Personal data is masked (or the request refused) before the prompt
     // goes anywhere: translation, the upstream, the cache entry.
@@ -367,14 +361,7 @@ async fn chat_inner(
         headers.push((crate::guard::X_PII, h.clone()));
     }
     if state.cache.is_some() && !peek.stream {
-        headers.push((
-            X_CACHE,
-            HeaderValue::from_static(match (&cache_key, ctx.cache) {
-                (None, _) => "bypass",
-                (Some(_), Directive::Refresh) => "refresh",
-                (Some(_), _) => "miss",
-            }),
-        ));
+        headers.push((crate::cache::X_CACHE, lookup.status()));
     }
     let job = Job {
         state,
@@ -383,7 +370,7 @@ async fn chat_inner(
         peek: &peek,
         ir: ir.as_ref(),
         ctx,
-        cache_key,
+        cache_key: lookup.key,
         pii_header,
         meta: Meta {
             alias: if *meta.alias == *alias.name {
