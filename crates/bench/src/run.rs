@@ -1190,6 +1190,25 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             if r0 > 0.0 { (1.0 - r1 / r0) * 100.0 } else { 0.0 }
         ));
     }
+    if let (Some((c4, _)), Some((c5, _)), Some((c5b, _))) =
+        (cpu_of("4."), cpu_of("5. "), cpu_of("5b."))
+    {
+        n.push(format!(
+            "Ladder, PII masking: a clean prompt costs one scan of the raw body by a RegexSet of every rule \
+             (step 5: {c5:.1} µs/request vs {c4:.1} without masking, within run-to-run noise; callgrind: +5.6k \
+             instructions, `switchyard-bench driver --kind 4`); a prompt with something to mask is parsed, masked and \
+             re-serialised (step 5b: {c5b:.1} µs; +35k instructions, `--kind 5`)."
+        ));
+    }
+    if let (Some((ch, rh)), Some((cm, rm))) = (cpu_of("6. "), cpu_of("6a.")) {
+        n.push(format!(
+            "Ladder, cache: a hit ({rh:.0} req/s, {ch:.1} µs/request) still does everything but the upstream call: \
+             auth, admission (rate limits, budget reservation), the cache key (SHA-256 of the body), the response, and \
+             a usage row (a cache hit at zero cost). The miss path ({rm:.0} req/s, {cm:.1} µs/request) adds the upstream \
+             exchange, the PII scan and the insert into the cache; the upstream's own CPU also competes for the same two \
+             cores."
+        ));
+    }
     if rep.profile.is_some() {
         n.push(
             "Profile: `perf record -e cpu-clock` (this VM exposes no hardware counters), flat self time of the gateway \
