@@ -161,7 +161,7 @@ async fn inner(
         Ok(done) => {
             let mut resp = done.value;
             let h = resp.headers_mut();
-            h.insert(X_ATTEMPTS, HeaderValue::from(done.attempts));
+            h.insert(X_ATTEMPTS, crate::pipeline::count_value(done.attempts));
             h.extend(extra);
             Ok(resp)
         }
@@ -178,7 +178,8 @@ async fn inner(
                 None,
                 Some(e.error.message.clone()),
             );
-            e.headers.push((X_ATTEMPTS, HeaderValue::from(attempts)));
+            e.headers
+                .push((X_ATTEMPTS, crate::pipeline::count_value(attempts)));
             e.headers.extend(extra);
             Err(e)
         }

@@ -56,9 +56,9 @@ fn dialect_for(path: &str) -> Dialect {
     }
 }
 
-/// The request id: the caller's `x-request-id` if sane, else a new one.
+/// The request id (always the gateway's own) and when the request arrived.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub String, pub Instant);
 
 async fn request_id(mut req: Request, next: Next) -> Response {
     // The id is always the gateway's own: it keys the usage table, so a
@@ -74,10 +74,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
         .and_then(|s| HeaderValue::from_str(s).ok());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    req.extensions_mut().insert(Started(Instant::now()));
+    let header = HeaderValue::from_str(&id).ok();
+    // One extension for both facts (each insert is an allocation).
+    req.extensions_mut().insert(RequestId(id, Instant::now()));
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = header {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     if let Some(c) = client_id {
@@ -86,9 +87,6 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     }
     resp
 }
-
-#[derive(Debug, Clone, Copy)]
-struct Started(Instant);
 
 /// Built at compile time (a `&str` name is parsed on every use).
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -198,17 +196,13 @@ async fn drain(req: Request, limit: usize) {
 }
 
 fn ctx(req: &mut Request) -> RequestCtx {
+    let (request_id, started) = req
+        .extensions_mut()
+        .remove::<RequestId>()
+        .map_or_else(|| (String::new(), Instant::now()), |r| (r.0, r.1));
     RequestCtx {
-        request_id: req
-            .extensions_mut()
-            .remove::<RequestId>()
-            .map(|r| r.0)
-            .unwrap_or_default(),
-        started: req
-            .extensions()
-            .get::<Started>()
-            .map(|s| s.0)
-            .unwrap_or_else(Instant::now),
+        request_id,
+        started,
         principal: req.extensions_mut().remove::<Principal>(),
         cache: crate::cache::Directive::from_headers(req.headers()),
     }

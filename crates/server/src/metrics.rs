@@ -91,9 +91,27 @@ fn latency_histogram() -> Histogram {
     ])
 }
 
+/// The metric handles of one (alias, provider, ingress, status class):
+/// looked up once, then reused, so observing a request allocates nothing
+/// and hashes one short key instead of building eight label sets.
+#[derive(Debug, Clone)]
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    ttft: Histogram,
+    /// input, output, cached_input.
+    tokens: [Counter; 3],
+    cost: Counter<f64, AtomicU64>,
+    attempts: Counter,
+}
+
 /// Request metrics, updated off the hot path by the usage writer.
 #[derive(Debug)]
 pub struct Metrics {
+    /// `alias \0 provider \0 ingress \0 status` → handles, plus the
+    /// reusable key buffer. Only the usage writer observes, so the lock is
+    /// never contended.
+    handles: std::sync::Mutex<(String, std::collections::HashMap<String, Handles>)>,
     requests: Family<ReqLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -160,6 +178,7 @@ impl Metrics {
             dropped.clone(),
         );
         Metrics {
+            handles: Default::default(),
             requests,
             duration,
             ttft,
@@ -173,53 +192,81 @@ impl Metrics {
 
     /// Account one finished request.
     pub fn observe(&self, r: &UsageRecord) {
-        let route = RouteLabels {
-            alias: r.alias.clone(),
-            provider: r.provider.clone(),
-        };
         let status = match r.status {
             200..=299 => "2xx",
             499 => "499",
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests
-            .get_or_create(&ReqLabels {
-                alias: r.alias.clone(),
-                provider: r.provider.clone(),
-                ingress: r.ingress.to_owned(),
-                status: status.to_owned(),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&route)
-            .observe(r.latency.as_secs_f64());
+        let Ok(mut guard) = self.handles.lock() else {
+            return;
+        };
+        let (key, map) = &mut *guard;
+        key.clear();
+        for part in [r.alias.as_str(), &r.provider, r.ingress, status] {
+            key.push_str(part);
+            key.push('\0');
+        }
+        if !map.contains_key(key.as_str()) {
+            let h = self.handles_for(r, status);
+            map.insert(key.clone(), h);
+        }
+        let Some(h) = map.get(key.as_str()) else {
+            return;
+        };
+        h.requests.inc();
+        h.duration.observe(r.latency.as_secs_f64());
         if let Some(t) = r.ttft {
-            self.ttft.get_or_create(&route).observe(t.as_secs_f64());
+            h.ttft.observe(t.as_secs_f64());
         }
         if let Some(u) = r.usage {
-            for (kind, n) in [
-                ("input", u.input_tokens),
-                ("output", u.output_tokens),
-                ("cached_input", u.cached_input_tokens),
-            ] {
+            for (c, n) in
+                h.tokens
+                    .iter()
+                    .zip([u.input_tokens, u.output_tokens, u.cached_input_tokens])
+            {
                 if n > 0 {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            alias: r.alias.clone(),
-                            provider: r.provider.clone(),
-                            kind,
-                        })
-                        .inc_by(n);
+                    c.inc_by(n);
                 }
             }
         }
         if r.cost > 0.0 {
-            self.cost.get_or_create(&route).inc_by(r.cost);
+            h.cost.inc_by(r.cost);
         }
-        self.attempts
-            .get_or_create(&route)
-            .inc_by(u64::from(r.attempts));
+        h.attempts.inc_by(u64::from(r.attempts));
+    }
+
+    /// Create (or find) every family member for a label combination.
+    fn handles_for(&self, r: &UsageRecord, status: &str) -> Handles {
+        let route = RouteLabels {
+            alias: r.alias.clone(),
+            provider: r.provider.clone(),
+        };
+        let token = |kind: &'static str| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    alias: r.alias.clone(),
+                    provider: r.provider.clone(),
+                    kind,
+                })
+                .clone()
+        };
+        Handles {
+            requests: self
+                .requests
+                .get_or_create(&ReqLabels {
+                    alias: r.alias.clone(),
+                    provider: r.provider.clone(),
+                    ingress: r.ingress.to_owned(),
+                    status: status.to_owned(),
+                })
+                .clone(),
+            duration: self.duration.get_or_create(&route).clone(),
+            ttft: self.ttft.get_or_create(&route).clone(),
+            tokens: [token("input"), token("output"), token("cached_input")],
+            cost: self.cost.get_or_create(&route).clone(),
+            attempts: self.attempts.get_or_create(&route).clone(),
+        }
     }
 
     pub fn dropped(&self) {

@@ -389,7 +389,7 @@ async fn chat_inner(
         Ok(done) => {
             let mut resp = done.value;
             let h = resp.headers_mut();
-            h.insert(X_ATTEMPTS, HeaderValue::from(done.attempts));
+            h.insert(X_ATTEMPTS, count_value(done.attempts));
             for (k, v) in headers {
                 h.insert(k, v);
             }
@@ -408,7 +408,7 @@ async fn chat_inner(
                 None,
                 Some(e.error.message.clone()),
             );
-            e.headers.push((X_ATTEMPTS, HeaderValue::from(attempts)));
+            e.headers.push((X_ATTEMPTS, count_value(attempts)));
             e.headers.extend(headers);
             Err(e)
         }
@@ -736,6 +736,16 @@ async fn attempt_chat(
     Ok(builder
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| Response::new(Body::empty())))
+}
+
+/// A small count as a header value, without formatting (and allocating)
+/// in the common cases.
+pub(crate) fn count_value(n: u32) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(n as usize) {
+        Some(d) => HeaderValue::from_static(d),
+        None => HeaderValue::from(n),
+    }
 }
 
 fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
