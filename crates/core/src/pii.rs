@@ -437,7 +437,7 @@ fn built_in(name: &str) -> (&'static str, Validate) {
             |_| true,
         ),
         "email" => (
-            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            r"[A-Za-z0-9_.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
             |_| true,
         ),
         "iban" => (

@@ -103,6 +103,12 @@ pub struct Entry {
 
 pub type Key = [u8; 32];
 
+/// A copy of `body` for keeping: an upstream body can be a slice of a
+/// larger read buffer, which it would keep alive unseen by the weigher.
+pub fn owned(body: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(body)
+}
+
 /// The cache. One per gateway, shared by all I/O workers.
 pub struct ResponseCache {
     entries: moka::sync::Cache<Key, Arc<Entry>>,

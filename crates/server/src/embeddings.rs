@@ -284,7 +284,7 @@ async fn attempt_embed(
         c.put(
             k,
             Entry {
-                body: out.clone(),
+                body: crate::cache::owned(&out),
                 usage,
                 stored: std::time::Instant::now(),
                 deployment: Some(dep.clone()),

@@ -662,7 +662,7 @@ async fn attempt_chat(
                 c.put(
                     k,
                     Entry {
-                        body: out.clone(),
+                        body: crate::cache::owned(&out),
                         usage,
                         stored: std::time::Instant::now(),
                         deployment: Some(dep.clone()),
