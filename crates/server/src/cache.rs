@@ -186,6 +186,29 @@ impl ResponseCache {
         self.entries.insert(key, Arc::new(entry));
     }
 
+    /// Keep a fresh successful answer (a copy of its bytes) under `key`.
+    pub fn keep(
+        &self,
+        key: Key,
+        body: &Bytes,
+        usage: Option<Usage>,
+        deployment: &Arc<crate::routing::Deployment>,
+        passthrough: bool,
+        pii: Option<axum::http::HeaderValue>,
+    ) {
+        self.put(
+            key,
+            Entry {
+                body: owned(body),
+                usage,
+                stored: Instant::now(),
+                deployment: Some(deployment.clone()),
+                passthrough,
+                pii,
+            },
+        );
+    }
+
     /// `(hits, misses, entries, weighted bytes)` for metrics.
     pub fn stats(&self) -> (u64, u64, u64, u64) {
         self.entries.run_pending_tasks();

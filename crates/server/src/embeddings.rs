@@ -3,7 +3,6 @@
 //! the same retry / failover loop as chat.
 
 use crate::attempt::{self, Failure, Slot};
-use crate::cache::Entry;
 use crate::error::GatewayError;
 use crate::peek;
 use crate::pipeline::{Meta, RequestCtx};
@@ -280,18 +279,7 @@ async fn attempt_embed(
         ..meta.clone()
     };
     if let (Some(c), Some(k)) = (&state.cache, cache_key) {
-        let pii = pii_header.clone();
-        c.put(
-            k,
-            Entry {
-                body: crate::cache::owned(&out),
-                usage,
-                stored: std::time::Instant::now(),
-                deployment: Some(dep.clone()),
-                passthrough: m.passthrough,
-                pii,
-            },
-        );
+        c.keep(k, &out, usage, &dep, m.passthrough, pii_header.clone());
     }
     m.emit(&state.usage, 200, usage, None, None);
     drop(slot);

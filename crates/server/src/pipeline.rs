@@ -9,7 +9,7 @@
 //! back through `codec::decode_response` / the stream state machines.
 
 use crate::attempt::{self, Failure, Slot};
-use crate::cache::{Directive, Entry};
+use crate::cache::Directive;
 use crate::codec::{self, StreamDecoder, StreamEncoder};
 use crate::error::GatewayError;
 use crate::governance::{Admission, Governance, Principal};
@@ -659,17 +659,7 @@ async fn attempt_chat(
             };
             dep.stats.observe_latency(attempt_started.elapsed());
             if let (Some(c), Some(k)) = (&state.cache, job.cache_key) {
-                c.put(
-                    k,
-                    Entry {
-                        body: crate::cache::owned(&out),
-                        usage,
-                        stored: std::time::Instant::now(),
-                        deployment: Some(dep.clone()),
-                        passthrough,
-                        pii: job.pii_header.clone(),
-                    },
-                );
+                c.keep(k, &out, usage, &dep, passthrough, job.pii_header.clone());
             }
             meta.emit(&state.usage, 200, usage, None, None);
             drop(slot);
