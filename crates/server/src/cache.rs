@@ -24,7 +24,6 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::ir::Usage;
 
 /// Who shares cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +89,6 @@ impl Directive {
 #[derive(Debug)]
 pub struct Entry {
     pub body: Bytes,
-    /// The upstream's usage for the original request (reported, not billed).
-    pub usage: Option<Usage>,
     pub stored: Instant,
     /// The deployment that produced it (its route headers are repeated).
     pub deployment: Option<Arc<crate::routing::Deployment>>,
@@ -105,7 +102,7 @@ pub type Key = [u8; 32];
 
 /// A copy of `body` for keeping: an upstream body can be a slice of a
 /// larger read buffer, which it would keep alive unseen by the weigher.
-pub fn owned(body: &Bytes) -> Bytes {
+fn owned(body: &Bytes) -> Bytes {
     Bytes::copy_from_slice(body)
 }
 
@@ -191,7 +188,6 @@ impl ResponseCache {
         &self,
         key: Key,
         body: &Bytes,
-        usage: Option<Usage>,
         deployment: &Arc<crate::routing::Deployment>,
         passthrough: bool,
         pii: Option<axum::http::HeaderValue>,
@@ -200,7 +196,6 @@ impl ResponseCache {
             key,
             Entry {
                 body: owned(body),
-                usage,
                 stored: Instant::now(),
                 deployment: Some(deployment.clone()),
                 passthrough,
@@ -362,7 +357,6 @@ mod tests {
         });
         let entry = |n: usize| Entry {
             body: Bytes::from(vec![b'x'; n]),
-            usage: None,
             stored: Instant::now(),
             deployment: None,
             passthrough: true,

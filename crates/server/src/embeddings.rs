@@ -105,23 +105,16 @@ async fn inner(
     }
     // Personal data: masked (or refused, and recorded) before it goes anywhere.
     let refuse = |e: GatewayError| meta.refuse(&state.usage, e);
-    let mut pii_header = None;
-    let masked = match &state.pii {
-        Some(guard) if crate::pipeline::pii_applies(state, &alias) => {
-            let c = guard
-                .screen(
-                    state,
-                    ctx,
-                    &alias.name,
-                    switchyard_core::pii::BodyKind::Embeddings,
-                    original,
-                )
-                .map_err(refuse)?;
-            pii_header = c.header;
-            c.body
-        }
-        _ => None,
-    };
+    let checked = crate::guard::screen(
+        state,
+        ctx,
+        &alias,
+        switchyard_core::pii::BodyKind::Embeddings,
+        original,
+    )
+    .map_err(refuse)?;
+    let masked = checked.body;
+    let pii_header = checked.header;
     let body = masked.as_ref().unwrap_or(original);
     // `peek` borrows the body: re-read masked bytes (the model is unchanged).
     let (p, req) = match &masked {
@@ -279,7 +272,7 @@ async fn attempt_embed(
         ..meta.clone()
     };
     if let (Some(c), Some(k)) = (&state.cache, cache_key) {
-        c.keep(k, &out, usage, &dep, m.passthrough, pii_header.clone());
+        c.keep(k, &out, &dep, m.passthrough, pii_header.clone());
     }
     m.emit(&state.usage, 200, usage, None, None);
     drop(slot);

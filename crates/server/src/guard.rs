@@ -6,6 +6,7 @@
 
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
+use crate::routing::Alias;
 use crate::state::AppState;
 use axum::http::{HeaderName, HeaderValue};
 use bytes::Bytes;
@@ -28,11 +29,62 @@ pub struct PiiGuard {
 }
 
 /// What the request goes on with.
+#[derive(Debug, Default)]
 pub struct Checked {
     /// The masked body; `None` when the original goes on unchanged.
     pub body: Option<Bytes>,
     /// `x-switchyard-pii` value when something was masked.
     pub header: Option<HeaderValue>,
+}
+
+/// Must `guardrails.pii` run for requests to `alias`? Unless it and every
+/// alias it may be diverted to are exempt (`pii: false`).
+pub fn applies(state: &AppState, alias: &Alias) -> bool {
+    alias.pii || state.router.fallback_aliases(alias).any(|a| a.pii)
+}
+
+/// Run `guardrails.pii` (when configured and applicable to `alias`) over a
+/// request body of `ctx`'s caller. A refusal is also an audit event
+/// (`pii.blocked`: who, which alias, which entity types and how many —
+/// never the values).
+pub fn screen(
+    state: &AppState,
+    ctx: &RequestCtx,
+    alias: &Alias,
+    kind: BodyKind,
+    body: &[u8],
+) -> Result<Checked, GatewayError> {
+    let Some(guard) = state.pii.as_ref().filter(|_| applies(state, alias)) else {
+        return Ok(Checked::default());
+    };
+    guard.check(kind, body).map_err(|(err, findings)| {
+        if let Some(gov) = &state.governance {
+            let p = ctx.principal.as_ref();
+            gov.audit.record(crate::store::AuditEvent {
+                id: crate::store::new_id("aud_"),
+                ts: crate::store::now_ms(),
+                actor: match p {
+                    Some(p) if p.master => "master".into(),
+                    Some(p) => p.key_id.clone().unwrap_or_else(|| "static-key".into()),
+                    None => "anonymous".into(),
+                },
+                tenant_id: p.and_then(|p| p.tenant_id.clone()),
+                action: "pii.blocked".into(),
+                target: Some(alias.name.clone()),
+                ip: None,
+                outcome: "denied".into(),
+                details: serde_json::json!({
+                    "request_id": ctx.request_id,
+                    "entities": findings
+                        .counts
+                        .iter()
+                        .map(|(n, c, _)| (n.to_string(), *c))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                }),
+            });
+        }
+        err
+    })
 }
 
 impl PiiGuard {
@@ -49,57 +101,11 @@ impl PiiGuard {
         }
     }
 
-    /// [`PiiGuard::check`] for a request of `ctx`'s caller; a refusal is
-    /// also an audit event (`pii.blocked`: who, which alias, which entity
-    /// types and how many — never the values).
-    pub fn screen(
-        &self,
-        state: &AppState,
-        ctx: &RequestCtx,
-        alias: &str,
-        kind: BodyKind,
-        body: &[u8],
-    ) -> Result<Checked, GatewayError> {
-        let (result, blocked) = self.check_inner(kind, body);
-        if let (Some(findings), Some(gov)) = (blocked, &state.governance) {
-            let p = ctx.principal.as_ref();
-            gov.audit.record(crate::store::AuditEvent {
-                id: crate::store::new_id("aud_"),
-                ts: crate::store::now_ms(),
-                actor: match p {
-                    Some(p) if p.master => "master".into(),
-                    Some(p) => p.key_id.clone().unwrap_or_else(|| "static-key".into()),
-                    None => "anonymous".into(),
-                },
-                tenant_id: p.and_then(|p| p.tenant_id.clone()),
-                action: "pii.blocked".into(),
-                target: Some(alias.to_owned()),
-                ip: None,
-                outcome: "denied".into(),
-                details: serde_json::json!({
-                    "request_id": ctx.request_id,
-                    "entities": findings.counts.iter().map(|(n, c, _)| (n.to_string(), *c)).collect::<std::collections::BTreeMap<_, _>>(),
-                }),
-            });
-        }
-        result
-    }
-
-    /// Check `body`: masked bytes, nothing to change, or the refusal.
-    pub fn check(&self, kind: BodyKind, body: &[u8]) -> Result<Checked, GatewayError> {
-        self.check_inner(kind, body).0
-    }
-
-    fn check_inner(
-        &self,
-        kind: BodyKind,
-        body: &[u8],
-    ) -> (Result<Checked, GatewayError>, Option<Findings>) {
-        let r = match self.detector.apply(kind, body) {
-            Outcome::Clean => Ok(Checked {
-                body: None,
-                header: None,
-            }),
+    /// Check `body`: masked bytes, nothing to change, or the refusal (with
+    /// what was found, for the audit event).
+    fn check(&self, kind: BodyKind, body: &[u8]) -> Result<Checked, (GatewayError, Findings)> {
+        match self.detector.apply(kind, body) {
+            Outcome::Clean => Ok(Checked::default()),
             Outcome::Masked { body, findings } => {
                 self.count(&findings);
                 self.requests_masked.fetch_add(1, Ordering::Relaxed);
@@ -117,22 +123,19 @@ impl PiiGuard {
                     .collect::<Vec<_>>()
                     .join(", ");
                 tracing::info!(entities = %findings.summary(), "request refused: personal data");
-                return (
-                    Err(GatewayError::new(
-                        400,
-                        ApiError::new(
-                            ErrorKind::InvalidRequest,
-                            format!(
-                                "the request contains data this gateway does not forward: {list}; remove it and retry"
-                            ),
-                        )
-                        .with_code("pii_detected"),
-                    )),
-                    Some(findings),
+                let err = GatewayError::new(
+                    400,
+                    ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "the request contains data this gateway does not forward: {list}; remove it and retry"
+                        ),
+                    )
+                    .with_code("pii_detected"),
                 );
+                Err((err, findings))
             }
-        };
-        (r, None)
+        }
     }
 
     fn count(&self, f: &Findings) {

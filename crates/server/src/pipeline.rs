@@ -316,14 +316,22 @@ async fn chat_inner(
         &alias.name,
         original,
     );
+    // The record names the alias actually used (after a downgrade).
+    let routed = Meta {
+        alias: if *meta.alias == *alias.name {
+            meta.alias.clone()
+        } else {
+            Arc::from(alias.name.as_str())
+        },
+        ..meta.clone()
+    };
     if let Some(e) = &lookup.hit {
         pending.armed = false;
         let hit = Meta {
             deployment: e.deployment.clone(),
             passthrough: e.passthrough,
-            alias: Arc::from(alias.name.as_str()),
             cache_hit: true,
-            ..meta.clone()
+            ..routed
         };
         hit.emit(&state.usage, 200, None, None, None);
         let mut resp = ok_response(&hit, e.body.clone(), "application/json");
@@ -336,18 +344,15 @@ async fn chat_inner(
     }
     // Personal data is masked (or the request refused) before the prompt
     // goes anywhere: translation, the upstream, the cache entry.
-    let masked = match &state.pii {
-        Some(guard) if pii_applies(state, &alias) => {
-            check_pii(guard, state, ctx, &alias.name, ingress, original).map_err(refuse)?
-        }
-        _ => None,
+    let kind = match ingress {
+        Dialect::Anthropic => pii::BodyKind::AnthropicMessages,
+        _ => pii::BodyKind::OpenAiChat,
     };
-    let pii_header = masked.as_ref().and_then(|(_, h)| h.clone());
-    let masked = masked.map(|(b, _)| b);
-    let body = masked.as_ref().unwrap_or(original);
+    let checked = crate::guard::screen(state, ctx, &alias, kind, original).map_err(refuse)?;
+    let body = checked.body.as_ref().unwrap_or(original);
     // `peek` holds offsets into the body it read: re-read masked bytes,
     // and translate from them.
-    let peek = match &masked {
+    let peek = match &checked.body {
         Some(m) => {
             let p = peek::peek(m).map_err(|e| refuse(e.into()))?;
             if ir.is_some() {
@@ -357,7 +362,7 @@ async fn chat_inner(
         }
         None => peek,
     };
-    if let Some(h) = &pii_header {
+    if let Some(h) = &checked.header {
         headers.push((crate::guard::X_PII, h.clone()));
     }
     if state.cache.is_some() && !peek.stream {
@@ -371,15 +376,8 @@ async fn chat_inner(
         ir: ir.as_ref(),
         ctx,
         cache_key: lookup.key,
-        pii_header,
-        meta: Meta {
-            alias: if *meta.alias == *alias.name {
-                meta.alias.clone()
-            } else {
-                Arc::from(alias.name.as_str())
-            },
-            ..meta.clone()
-        },
+        pii_header: checked.header.clone(),
+        meta: routed,
     };
     let result = attempt::run(state, &alias, |dep, slot| attempt_chat(&job, dep, slot)).await;
     // The outcome records itself now (below, in the attempt, or when the
@@ -500,37 +498,6 @@ fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u
     (prompt + worst_out, worst_cost)
 }
 
-/// Run `guardrails.pii` over a chat body: the masked body (`None`: forward
-/// the original) with its `x-switchyard-pii` header, or the refusal.
-fn check_pii(
-    guard: &crate::guard::PiiGuard,
-    state: &AppState,
-    ctx: &RequestCtx,
-    alias: &str,
-    ingress: Dialect,
-    body: &Bytes,
-) -> Result<Option<(Bytes, Option<HeaderValue>)>, GatewayError> {
-    let kind = match ingress {
-        Dialect::Anthropic => pii::BodyKind::AnthropicMessages,
-        _ => pii::BodyKind::OpenAiChat,
-    };
-    let checked = guard.screen(state, ctx, alias, kind, body)?;
-    Ok(checked.body.map(|b| (b, checked.header)))
-}
-
-/// Must `guardrails.pii` run for this alias? Unless it and every alias it
-/// may fall back to are exempt (`pii: false`).
-pub(crate) fn pii_applies(state: &AppState, alias: &Alias) -> bool {
-    alias.pii
-        || alias
-            .fallbacks
-            .iter()
-            .chain(alias.context_window_fallback.iter())
-            .chain(alias.content_policy_fallback.iter())
-            .filter_map(|f| state.router.alias(f))
-            .any(|a| a.pii)
-}
-
 /// Does any deployment this alias may use speak another dialect (or need quirks)?
 fn needs_translation(state: &AppState, alias: &Alias, ingress: Dialect) -> bool {
     let direct = |a: &Alias| {
@@ -538,14 +505,7 @@ fn needs_translation(state: &AppState, alias: &Alias, ingress: Dialect) -> bool 
             .iter()
             .any(|d| d.provider.dialect() != ingress || !d.provider.passthrough_ok())
     };
-    direct(alias)
-        || alias
-            .fallbacks
-            .iter()
-            .chain(alias.context_window_fallback.iter())
-            .chain(alias.content_policy_fallback.iter())
-            .filter_map(|f| state.router.alias(f))
-            .any(|a| direct(&a))
+    direct(alias) || state.router.fallback_aliases(alias).any(|a| direct(&a))
 }
 
 /// One attempt against one deployment. On success the response is ready to
@@ -659,7 +619,7 @@ async fn attempt_chat(
             };
             dep.stats.observe_latency(attempt_started.elapsed());
             if let (Some(c), Some(k)) = (&state.cache, job.cache_key) {
-                c.keep(k, &out, usage, &dep, passthrough, job.pii_header.clone());
+                c.keep(k, &out, &dep, passthrough, job.pii_header.clone());
             }
             meta.emit(&state.usage, 200, usage, None, None);
             drop(slot);

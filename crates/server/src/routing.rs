@@ -307,6 +307,21 @@ impl Router {
         self.aliases.get(name).cloned()
     }
 
+    /// Every alias a request for `alias` may be diverted to: its fallbacks,
+    /// then its context-window and content-policy fallbacks (one level, as
+    /// the attempt plan follows them).
+    pub fn fallback_aliases<'a>(
+        &'a self,
+        alias: &'a Alias,
+    ) -> impl Iterator<Item = Arc<Alias>> + 'a {
+        alias
+            .fallbacks
+            .iter()
+            .chain(alias.context_window_fallback.iter())
+            .chain(alias.content_policy_fallback.iter())
+            .filter_map(|f| self.alias(f))
+    }
+
     /// Resolve a requested model name.
     pub fn resolve(&self, model: &str) -> Option<Arc<Alias>> {
         if let Some(a) = self.aliases.get(model) {

@@ -609,6 +609,25 @@ async fn pii_refusals_are_audited_without_the_values(db: TestDb) {
     assert_eq!(e.details["entities"], json!({"secret": 1}));
     assert!(!serde_json::to_string(&e.details).unwrap().contains(secret));
     assert_eq!(g.mock.requests().len(), 0, "nothing was forwarded");
+    // The refusal is a usage row too (its reservation released, nothing billed).
+    let mut row = None;
+    for _ in 0..50 {
+        let rows = g
+            .usage(UsageFilter {
+                key_id: Some(kid.clone()),
+                ..Default::default()
+            })
+            .await;
+        row = rows.into_iter().find(|r| r.request_id == rid);
+        if row.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = row.expect("a usage row for the refused request");
+    assert_eq!(row.status, 400);
+    assert_eq!((row.cost, row.input_tokens, row.output_tokens), (0.0, 0, 0));
+    assert_eq!(row.error_class.as_deref(), Some("invalid_request"));
 }
 
 async fn graceful_shutdown_loses_no_usage_record(db: TestDb) {
