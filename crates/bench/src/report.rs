@@ -145,6 +145,9 @@ pub struct Rss {
     pub idle_mib: f64,
     pub load_max_mib: f64,
     pub after_mib: f64,
+    /// Idle long enough for the pooled upstream connections to expire
+    /// (`AFTER_POOL_S` after the load).
+    pub after_pool_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -420,13 +423,20 @@ impl Report {
                 ),
                 met: Some(r.idle_mib * 1.048_576 <= 20.0),
             });
+            let back = r.after_pool_mib.unwrap_or(r.after_mib);
             t.push(Target {
                 target: "RSS back near idle after load (≤ idle + 5 MiB)".into(),
-                measured: format!(
-                    "{:.1} MiB after (peak under load {:.1} MiB)",
-                    r.after_mib, r.load_max_mib
-                ),
-                met: Some(r.after_mib <= r.idle_mib + 5.0),
+                measured: match r.after_pool_mib {
+                    Some(p) => format!(
+                        "{p:.1} MiB once the pooled upstream connections expired ({:.1} MiB 5 s after load, while they are kept; peak {:.1} MiB)",
+                        r.after_mib, r.load_max_mib
+                    ),
+                    None => format!(
+                        "{:.1} MiB 5 s after load (peak under load {:.1} MiB)",
+                        r.after_mib, r.load_max_mib
+                    ),
+                },
+                met: Some(back <= r.idle_mib + 5.0),
             });
         }
         match &self.soak {
@@ -588,8 +598,14 @@ impl Report {
             writeln!(m, "## (e) Gateway memory (VmRSS)\n")?;
             writeln!(
                 m,
-                "| at start | idle after warm-up | peak under load (c=32/128) | 5 s after load |\n|---|---|---|---|\n| {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |\n",
-                r.start_mib, r.idle_mib, r.load_max_mib, r.after_mib
+                "| at start | idle after warm-up | peak under load (c=32/128) | 5 s after load | {} s after load (pool expired) |\n|---|---|---|---|---|\n| {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} |\n",
+                crate::run::AFTER_POOL_S,
+                r.start_mib,
+                r.idle_mib,
+                r.load_max_mib,
+                r.after_mib,
+                r.after_pool_mib
+                    .map_or("not measured".to_owned(), |v| format!("{v:.1} MiB"))
             )?;
         }
         if let Some(s) = &self.soak {

@@ -67,6 +67,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     //
     // UUIDv7 (time-ordered): the usage table's primary key then grows at its
     // end instead of at random places, which keeps the batch inserts cheap.
+    crate::trim::activity();
     let id = new_request_id();
     let client_id = req
         .headers()

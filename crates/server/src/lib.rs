@@ -41,6 +41,7 @@ pub mod pipeline;
 pub mod routing;
 pub mod state;
 pub mod store;
+pub mod trim;
 pub mod upstream;
 pub mod usage;
 
@@ -110,6 +111,7 @@ pub async fn serve_workers(
                         .build()
                         .and_then(|rt| {
                             rt.block_on(async move {
+                                trim::spawn_on_worker(upstream::POOL_IDLE_TIMEOUT);
                                 let l = TcpListener::from_std(l)?;
                                 serve(l, st, async move {
                                     let _ = stop.wait_for(|s| *s).await;

@@ -7,6 +7,23 @@ use anyhow::Context;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Hand freed memory back to the OS: the calling thread's mimalloc pages,
+/// and the free pages of the C library's malloc arenas (SQLite allocates
+/// there). Registered with `switchyard_server::trim`, which calls it on a
+/// thread that has gone quiet after a burst.
+#[allow(unsafe_code)]
+fn collect_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any
+    // thread at any time; it only frees pages the allocator no longer uses.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes a size and no pointers; glibc locks each
+    // arena while it returns that arena's free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use switchyard_server::admin::cli as admin_cli;
@@ -95,6 +112,7 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    switchyard_server::trim::set_hook(collect_freed_memory);
     // Serving, this runtime only runs background work (usage and audit
     // writers, governance refresh, health probes, admin operations, the
     // demo providers): requests are served by the I/O worker threads that

@@ -75,7 +75,7 @@ impl Client {
             .enable_all_versions()
             .wrap_connector(direct);
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(256)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -97,6 +97,11 @@ impl Client {
         })
     }
 }
+
+/// How long an idle pooled upstream connection is kept for reuse. hyper's
+/// pool checks once per this interval, so a connection goes between one and
+/// two intervals after its last use.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A `POST` of `body` to `uri` with the provider's prepared headers.
 /// `Content-Type`, `Accept` and `User-Agent` are added unless the

@@ -139,6 +139,8 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// … and once it has found nothing for `QUIET_TICKS` ticks.
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 const QUIET_TICKS: u32 = 20;
+/// Idle ticks after `QUIET_TICKS` before the allocator trim (0.8 s).
+const TRIM_AFTER_IDLE_TICKS: u32 = 8;
 
 /// One record through metrics, totals, the log line and the store.
 async fn consume(
@@ -238,6 +240,13 @@ impl UsageSink {
                     }
                 }
                 quiet = if n == 0 { quiet.saturating_add(1) } else { 0 };
+                if quiet == QUIET_TICKS + TRIM_AFTER_IDLE_TICKS {
+                    // Records stopped about a second ago: this thread (the
+                    // control runtime's, which frees them and runs the
+                    // batch writer) hands its freed memory back, as the
+                    // I/O workers do.
+                    crate::trim::collect_here();
+                }
             }
         };
         (
