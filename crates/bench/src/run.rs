@@ -677,11 +677,13 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
 }
 
 /// Seconds after the load when the main gateway's RSS is read a second
-/// time: twice the upstream pool's idle timeout (90 s, `upstream.rs`;
-/// hyper's pool drops an idle connection at its first check, once per
-/// timeout, after the timeout has passed), the allocator trim's quiet
-/// interval (1 s) and a margin.
-pub const AFTER_POOL_S: u64 = 185;
+/// time: twice the upstream pool's idle timeout (hyper's pool drops an
+/// idle connection at its first check, once per timeout, after the timeout
+/// has passed), the allocator trim's quiet interval and a 4 s margin
+/// (185 s with the 90 s timeout).
+pub const AFTER_POOL_S: u64 = 2 * switchyard_server::upstream::POOL_IDLE_TIMEOUT.as_secs()
+    + switchyard_server::trim::QUIET.as_secs()
+    + 4;
 
 /// Read the lingering main gateway's RSS once its pooled upstream
 /// connections have expired (waiting for the rest of the interval if the

@@ -8,19 +8,21 @@ use anyhow::Context;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Hand freed memory back to the OS: the calling thread's mimalloc pages,
-/// and the free pages of the C library's malloc arenas (SQLite allocates
-/// there). Registered with `switchyard_server::trim`, which calls it on a
-/// thread that has gone quiet after a burst.
+/// and, process-wide, the free pages of the C library's malloc arenas
+/// (SQLite allocates there). Registered with `switchyard_server::trim`,
+/// which calls it on a thread that has gone quiet after a burst.
 #[allow(unsafe_code)]
-fn collect_freed_memory() {
+fn collect_freed_memory(reach: switchyard_server::trim::Reach) {
     // SAFETY: `mi_collect` takes no pointers and may be called from any
     // thread at any time; it only frees pages the allocator no longer uses.
     unsafe { libmimalloc_sys::mi_collect(true) }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` takes a size and no pointers; glibc locks each
-    // arena while it returns that arena's free pages.
-    unsafe {
-        libc::malloc_trim(0);
+    if reach == switchyard_server::trim::Reach::Process {
+        // SAFETY: `malloc_trim` takes a size and no pointers; glibc locks
+        // each arena while it returns that arena's free pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 

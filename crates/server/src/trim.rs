@@ -15,7 +15,10 @@
 //!
 //! The control runtime's thread, which frees the usage records and runs
 //! the batch writer, does the same when the usage drain goes quiet
-//! (`usage.rs`, [`collect_here`]).
+//! (`usage.rs`, [`collect_here`]); it alone also asks for process-wide
+//! trimming ([`Reach::Process`]: the C library's malloc arenas, where
+//! SQLite allocates), so that is done once per quiet spell, not once per
+//! thread.
 //!
 //! The hook is whatever the binary registers with [`set_hook`] (the binary
 //! owns the global allocator; an embedding program without one gets no
@@ -29,7 +32,16 @@ use tokio::sync::Notify;
 /// How long a worker must serve nothing before its memory is collected.
 pub const QUIET: Duration = Duration::from_secs(1);
 
-static HOOK: OnceLock<fn()> = OnceLock::new();
+/// What a collect call should cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The calling thread's own allocator state (an I/O worker).
+    Thread,
+    /// That, and memory shared by the whole process.
+    Process,
+}
+
+static HOOK: OnceLock<fn(Reach)> = OnceLock::new();
 
 thread_local! {
     /// Requests this worker has started, and whether its trim task is awake.
@@ -37,17 +49,17 @@ thread_local! {
     static WAKE: std::cell::RefCell<Option<Arc<Notify>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Register the allocator's collect function (called on the worker's own
-/// thread, which is what per-thread allocators need). First call wins.
-pub fn set_hook(f: fn()) {
+/// Register the allocator's collect function (called on the quiet thread
+/// itself, which is what per-thread allocators need). First call wins.
+pub fn set_hook(f: fn(Reach)) {
     let _ = HOOK.set(f);
 }
 
-/// Call the hook now, on this thread (a background thread that knows
-/// itself when it has gone quiet).
+/// Call the hook now, on this thread, process-wide (the control thread,
+/// which knows itself when it has gone quiet).
 pub(crate) fn collect_here() {
     if let Some(hook) = HOOK.get() {
-        hook();
+        hook(Reach::Process);
     }
 }
 
@@ -93,12 +105,12 @@ pub(crate) fn spawn_on_worker(late: Duration) {
                 last = now;
             }
             SEEN.with(|s| s.set((last, false)));
-            hook();
+            hook(Reach::Thread);
             for _ in 0..2 {
                 tokio::select! {
                     // A request: back to waiting for a quiet interval.
                     () = notify.notified() => break,
-                    () = tokio::time::sleep(late) => hook(),
+                    () = tokio::time::sleep(late) => hook(Reach::Thread),
                 }
             }
         }
@@ -108,16 +120,24 @@ pub(crate) fn spawn_on_worker(late: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        // Per thread: the hook is process-global, and another test's usage
+        // drain may call it from its own thread.
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
 
-    fn count() {
-        CALLS.fetch_add(1, Ordering::SeqCst);
+    fn count(reach: Reach) {
+        assert_eq!(
+            reach,
+            Reach::Thread,
+            "a worker collects its own thread only"
+        );
+        CALLS.with(|c| c.set(c.get() + 1));
     }
 
     fn calls() -> usize {
-        CALLS.load(Ordering::SeqCst)
+        CALLS.with(Cell::get)
     }
 
     /// Quiet → no call; a burst → a call after `QUIET` and one per `late`
