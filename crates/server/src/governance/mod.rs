@@ -172,7 +172,7 @@ impl Governance {
             store.clone(),
             rx,
             WriterConfig {
-                batch_size: 500,
+                batch_size: store::USAGE_CHUNK,
                 flush_interval: Duration::from_millis(200),
                 spool_path: cfg.data_dir.join("usage-spool.jsonl"),
                 replay_interval: Duration::from_secs(5),

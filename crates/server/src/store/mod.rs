@@ -75,6 +75,7 @@ mod writer;
 pub use audit::AuditLog;
 pub use governance::Changes;
 pub use model::*;
+pub use usage::USAGE_CHUNK;
 pub use writer::{run_usage_writer, WriterConfig, WriterStats};
 
 use rand::Rng;
@@ -266,6 +267,12 @@ async fn connect_sqlite(url: &str) -> Result<AnyPool, StoreError> {
                 sqlx::query("PRAGMA cache_size = -256")
                     .execute(&mut *conn)
                     .await?;
+                // Statement journals (a multi-row INSERT that may need to
+                // undo part of itself) in memory: on disk each was a temp
+                // file created and unlinked per usage batch.
+                sqlx::query("PRAGMA temp_store = MEMORY")
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         })
@@ -322,9 +329,7 @@ pub(crate) enum Arg {
     OptText(Option<String>),
     I64(i64),
     OptI64(Option<i64>),
-    I32(i32),
     I16(i16),
-    F64(f64),
     OptF64(Option<f64>),
 }
 
@@ -387,9 +392,7 @@ pub(crate) fn bind_all<'q>(
             Arg::OptText(s) => q.bind(s.clone()),
             Arg::I64(v) => q.bind(*v),
             Arg::OptI64(v) => q.bind(*v),
-            Arg::I32(v) => q.bind(*v),
             Arg::I16(v) => q.bind(*v),
-            Arg::F64(v) => q.bind(*v),
             Arg::OptF64(v) => q.bind(*v),
         };
     }

@@ -2,7 +2,7 @@
 
 use super::model::*;
 use super::{
-    clean, clean_opt, col, col_bool, flag, json_text, parse_json, Arg, OpExt, Sql, Store,
+    clean, clean_opt, col, col_bool, json_text, parse_json, Arg, DbKind, OpExt, Sql, Store,
     StoreError,
 };
 use sqlx::any::AnyRow;
@@ -13,9 +13,11 @@ const USAGE_COLS: &str = "request_id, ts, tenant_id, user_id, key_id, alias, pro
 const USAGE_NCOLS: usize = 22;
 /// Index of `ttft_ms` in [`USAGE_COLS`].
 const TTFT_COL: usize = 16;
-/// Rows per INSERT statement: 22 × 400 = 8,800 parameters, under both
-/// SQLite's (32,766) and PostgreSQL's (65,535) limits.
-const USAGE_CHUNK: usize = 400;
+/// Rows per INSERT statement: 22 × 500 = 11,000 parameters, under both
+/// SQLite's (32,766) and PostgreSQL's (65,535) limits. Equal to the usage
+/// writer's batch size, so a full batch is one cached statement (a
+/// 400-row chunk left a 100-row tail to prepare afresh on every batch).
+pub const USAGE_CHUNK: usize = 500;
 
 const AUDIT_COLS: &str = "id, ts, actor, tenant_id, action, target, ip, outcome, details";
 const AUDIT_CHUNK: usize = 500;
@@ -23,36 +25,107 @@ const AUDIT_CHUNK: usize = 500;
 /// What a usage row counts as an error in reports.
 const IS_ERROR: &str = "(status >= 400 OR error_class IS NOT NULL)";
 
-fn usage_args(r: &UsageRow) -> [Arg; USAGE_NCOLS] {
-    [
-        Arg::Text(clean(&r.request_id)),
-        Arg::I64(r.ts),
-        Arg::OptText(clean_opt(&r.tenant_id)),
-        Arg::OptText(clean_opt(&r.user_id)),
-        Arg::OptText(clean_opt(&r.key_id)),
-        Arg::Text(clean(&r.alias)),
-        Arg::Text(clean(&r.provider)),
-        Arg::Text(clean(&r.deployment)),
-        Arg::Text(clean(&r.upstream_model)),
-        Arg::Text(clean(&r.ingress)),
-        Arg::I64(r.input_tokens),
-        Arg::I64(r.output_tokens),
-        Arg::I64(r.cached_input_tokens),
-        Arg::F64(finite(r.cost)),
-        flag(r.estimated),
-        Arg::F64(finite(r.latency_ms)),
-        // Never a NULL float (see the module doc): -1 stands for none.
-        Arg::F64(
+/// The multi-row INSERT for `n` usage rows, in `kind`'s placeholder style
+/// (`?` for SQLite, `$N` for PostgreSQL). `ttft_ms` is bound as -1 for
+/// none and stored as NULL (`NULLIF`), so the statement never binds a NULL
+/// float and stays cacheable (see the module doc of `store`).
+fn usage_insert_sql(kind: DbKind, n: usize) -> String {
+    let mut s = String::with_capacity(120 + n * USAGE_NCOLS * 6);
+    s.push_str("INSERT INTO usage_log (");
+    s.push_str(USAGE_COLS);
+    s.push_str(") VALUES ");
+    let mut arg = 0usize;
+    for i in 0..n {
+        s.push_str(if i == 0 { "(" } else { ", (" });
+        for j in 0..USAGE_NCOLS {
+            if j > 0 {
+                s.push_str(", ");
+            }
+            arg += 1;
+            let ph = match kind {
+                DbKind::Sqlite => "?".to_owned(),
+                DbKind::Postgres => format!("${arg}"),
+            };
+            if j == TTFT_COL {
+                s.push_str("NULLIF(");
+                s.push_str(&ph);
+                s.push_str(", -1.0)");
+            } else {
+                s.push_str(&ph);
+            }
+        }
+        s.push(')');
+    }
+    s.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    s
+}
+
+/// The full-chunk INSERT text, built once per database kind.
+fn full_chunk_sql(kind: DbKind) -> &'static str {
+    static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = match kind {
+        DbKind::Sqlite => &SQLITE,
+        DbKind::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| usage_insert_sql(kind, USAGE_CHUNK))
+}
+
+/// Text with NULs replaced (PostgreSQL refuses them), borrowed when clean.
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind text borrowed from the row (no copy on our side: the row outlives
+/// the statement); only text with a NUL is copied.
+fn bind_text<'q>(q: AnyQuery<'q>, s: &'q str) -> AnyQuery<'q> {
+    match text(s) {
+        std::borrow::Cow::Borrowed(b) => q.bind(b),
+        std::borrow::Cow::Owned(o) => q.bind(o),
+    }
+}
+
+fn bind_opt_text<'q>(q: AnyQuery<'q>, s: &'q Option<String>) -> AnyQuery<'q> {
+    match s {
+        Some(s) => bind_text(q, s),
+        None => q.bind(None::<&str>),
+    }
+}
+
+/// Bind one row's 22 values, in [`USAGE_COLS`] order.
+fn bind_usage_row<'q>(q: AnyQuery<'q>, r: &'q UsageRow) -> AnyQuery<'q> {
+    let q = bind_text(q, &r.request_id).bind(r.ts);
+    let q = bind_opt_text(q, &r.tenant_id);
+    let q = bind_opt_text(q, &r.user_id);
+    let q = bind_opt_text(q, &r.key_id);
+    let q = bind_text(q, &r.alias);
+    let q = bind_text(q, &r.provider);
+    let q = bind_text(q, &r.deployment);
+    let q = bind_text(q, &r.upstream_model);
+    let q = bind_text(q, &r.ingress)
+        .bind(r.input_tokens)
+        .bind(r.output_tokens)
+        .bind(r.cached_input_tokens)
+        .bind(finite(r.cost))
+        .bind(i16::from(r.estimated))
+        .bind(finite(r.latency_ms))
+        // Never a NULL float (see `usage_insert_sql`): -1 stands for none.
+        .bind(
             r.ttft_ms
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .unwrap_or(-1.0),
-        ),
-        Arg::I32(r.status),
-        Arg::OptText(clean_opt(&r.error_class)),
-        flag(r.cache_hit),
-        Arg::I32(r.attempts),
-        flag(r.stream),
-    ]
+        )
+        .bind(r.status);
+    let q = bind_opt_text(q, &r.error_class);
+    q.bind(i16::from(r.cache_hit))
+        .bind(r.attempts)
+        .bind(i16::from(r.stream))
 }
 
 /// NaN / infinities would be stored differently (or refused) by the two
@@ -201,31 +274,21 @@ impl Store {
         let op = "insert_usage";
         let mut tx = self.pool.begin().await.op(op)?;
         for chunk in rows.chunks(USAGE_CHUNK) {
-            let mut q = Sql::bulk(
-                self.kind,
-                &format!("INSERT INTO usage_log ({USAGE_COLS}) VALUES "),
-            );
-            q.args.reserve(chunk.len() * USAGE_NCOLS);
-            for (i, r) in chunk.iter().enumerate() {
-                q.push(if i == 0 { "(" } else { ", (" });
-                for (j, a) in usage_args(r).into_iter().enumerate() {
-                    if j > 0 {
-                        q.push(", ");
-                    }
-                    if j == TTFT_COL {
-                        q.push("NULLIF(").bind(a).push(", -1.0)");
-                    } else {
-                        q.bind(a);
-                    }
-                }
-                q.push(")");
+            // Full chunks reuse one cached statement (prepared once per
+            // connection); a shorter tail is prepared for its one use.
+            let full = chunk.len() == USAGE_CHUNK;
+            let tail;
+            let sql = if full {
+                full_chunk_sql(self.kind)
+            } else {
+                tail = usage_insert_sql(self.kind, chunk.len());
+                tail.as_str()
+            };
+            let mut q = sqlx::query(sql);
+            for r in chunk {
+                q = bind_usage_row(q, r);
             }
-            q.push(" ON CONFLICT (request_id) DO NOTHING");
-            q.query()
-                .persistent(chunk.len() == USAGE_CHUNK)
-                .execute(&mut *tx)
-                .await
-                .op(op)?;
+            q.persistent(full).execute(&mut *tx).await.op(op)?;
         }
         tx.commit().await.op(op)?;
         Ok(())
