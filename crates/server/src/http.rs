@@ -48,7 +48,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// The dialect a path's errors are rendered in.
-fn dialect_for(path: &str) -> Dialect {
+pub(crate) fn dialect_for(path: &str) -> Dialect {
     if path.starts_with("/v1/messages") {
         Dialect::Anthropic
     } else {
@@ -61,32 +61,53 @@ fn dialect_for(path: &str) -> Dialect {
 pub struct RequestId(pub String, pub Instant);
 
 async fn request_id(mut req: Request, next: Next) -> Response {
-    // The id is always the gateway's own: it keys the usage table, so a
-    // caller must not be able to choose (or repeat) it. A sane caller id is
-    // echoed back as `x-client-request-id`.
-    //
-    // UUIDv7 (time-ordered): the usage table's primary key then grows at its
-    // end instead of at random places, which keeps the batch inserts cheap.
-    crate::trim::activity();
-    let id = new_request_id();
-    let client_id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .and_then(|s| HeaderValue::from_str(s).ok());
-    let header = HeaderValue::from_str(&id).ok();
+    let ids = RequestIds::new(req.headers());
     // One extension for both facts (each insert is an allocation).
-    req.extensions_mut().insert(RequestId(id, Instant::now()));
-    let mut resp = next.run(req).await;
-    if let Some(v) = header {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
+    req.extensions_mut()
+        .insert(RequestId(ids.id.clone(), Instant::now()));
+    let resp = next.run(req).await;
+    ids.stamp(resp)
+}
+
+/// A request's id (always the gateway's own) and the caller's own id, to
+/// echo. Made once per request, first thing, on every route.
+pub(crate) struct RequestIds {
+    pub id: String,
+    header: Option<HeaderValue>,
+    client: Option<HeaderValue>,
+}
+
+impl RequestIds {
+    pub(crate) fn new(h: &HeaderMap) -> RequestIds {
+        // The id is always the gateway's own: it keys the usage table, so a
+        // caller must not be able to choose (or repeat) it. A sane caller id
+        // is echoed back as `x-client-request-id`.
+        //
+        // UUIDv7 (time-ordered): the usage table's primary key then grows at
+        // its end instead of at random places, which keeps the batch inserts
+        // cheap.
+        crate::trim::activity();
+        let id = new_request_id();
+        let client = h
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+            .and_then(|s| HeaderValue::from_str(s).ok());
+        let header = HeaderValue::from_str(&id).ok();
+        RequestIds { id, header, client }
     }
-    if let Some(c) = client_id {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-client-request-id"), c);
+
+    /// Put `x-request-id` (and `x-client-request-id`) on the response.
+    pub(crate) fn stamp(self, mut resp: Response) -> Response {
+        if let Some(v) = self.header {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        if let Some(c) = self.client {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-client-request-id"), c);
+        }
+        resp
     }
-    resp
 }
 
 /// Built at compile time (a `&str` name is parsed on every use).
@@ -124,10 +145,30 @@ pub fn presented_key(h: &HeaderMap) -> Option<&str> {
 }
 
 async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let d = dialect_for(req.uri().path());
-    // The address is formatted only if an audit event needs it.
     let ip = peer_ip(&req);
-    let principal = match presented_key(req.headers()) {
+    match authenticate(&state, req.headers(), req.uri().path(), ip) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(err) => {
+            let d = dialect_for(req.uri().path());
+            drain(req.into_body(), state.max_body_size).await;
+            err.render(d)
+        }
+    }
+}
+
+/// Who is calling: the gateway key presented (virtual key, configured key,
+/// or none where the gateway is open), checked against `ip` for keys with
+/// an allowlist. A refused key is audited.
+pub(crate) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Principal, GatewayError> {
+    match presented_key(headers) {
         None if state.open => Ok(Principal::static_key()),
         None => Err(GatewayError::unauthorized(
             "Missing gateway API key. Send it as `Authorization: Bearer <key>`, `x-api-key: <key>` or `api-key: <key>`.",
@@ -136,35 +177,26 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
             // One digest for both lookups (virtual keys, configured keys).
             let digest = crate::state::digest(k);
             match state.governance.as_ref().and_then(|g| g.authenticate(&digest, ip)) {
-            Some(r) => r,
-            None if state.key_digest_ok(&digest) => Ok(Principal::static_key()),
-            None => {
-                if let Some(g) = &state.governance {
-                    g.audit.record(crate::store::AuditEvent {
-                        id: crate::store::new_id("aud_"),
-                        ts: crate::store::now_ms(),
-                        actor: "anonymous".into(),
-                        tenant_id: None,
-                        action: "auth.failure".into(),
-                        target: None,
-                        ip: ip.map(|i| i.to_string()),
-                        outcome: "denied".into(),
-                        details: serde_json::json!({"reason": "invalid_api_key", "path": req.uri().path()}),
-                    });
+                Some(r) => r,
+                None if state.key_digest_ok(&digest) => Ok(Principal::static_key()),
+                None => {
+                    if let Some(g) = &state.governance {
+                        // The address is formatted only for this event.
+                        g.audit.record(crate::store::AuditEvent {
+                            id: crate::store::new_id("aud_"),
+                            ts: crate::store::now_ms(),
+                            actor: "anonymous".into(),
+                            tenant_id: None,
+                            action: "auth.failure".into(),
+                            target: None,
+                            ip: ip.map(|i| i.to_string()),
+                            outcome: "denied".into(),
+                            details: serde_json::json!({"reason": "invalid_api_key", "path": path}),
+                        });
+                    }
+                    Err(GatewayError::unauthorized("Invalid API key."))
                 }
-                Err(GatewayError::unauthorized("Invalid API key."))
             }
-            }
-        }
-    };
-    match principal {
-        Ok(p) => {
-            req.extensions_mut().insert(p);
-            next.run(req).await
-        }
-        Err(err) => {
-            drain(req, state.max_body_size).await;
-            err.render(d)
         }
     }
 }
@@ -183,13 +215,17 @@ pub fn client_ip(req: &Request) -> Option<String> {
 
 /// Read and discard a request body we answer without using, so the client
 /// is not reset mid-upload and the connection stays reusable.
-async fn drain(req: Request, limit: usize) {
-    use futures::StreamExt;
-    let mut body = req.into_body().into_data_stream();
+pub(crate) async fn drain<B>(mut body: B, limit: usize)
+where
+    B: hyper::body::Body + Unpin,
+{
+    use http_body_util::BodyExt;
     let mut seen = 0usize;
     // Chunks are dropped as they come: nothing is held in memory.
-    while let Some(Ok(chunk)) = body.next().await {
-        seen += chunk.len();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            seen += bytes::Buf::remaining(d);
+        }
         if seen > limit.min(1024 * 1024) {
             break;
         }
@@ -229,8 +265,26 @@ async fn body(
     d: Dialect,
 ) -> Result<(RequestCtx, Bytes), Response> {
     let c = ctx(&mut req);
-    if let Some(ct) = req
-        .headers()
+    let (parts, b) = req.into_parts();
+    let bytes = read_json_body(state, &parts.headers, b, d).await?;
+    Ok((c, bytes))
+}
+
+/// A JSON request body read whole within `server.max_body_size`: a 415 for
+/// a content type that is not JSON, a 413 past the limit, both in the
+/// caller's error format.
+pub(crate) async fn read_json_body<B>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: B,
+    d: Dialect,
+) -> Result<Bytes, Response>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     {
@@ -245,8 +299,11 @@ async fn body(
             .render(d));
         }
     }
-    match axum::body::to_bytes(req.into_body(), state.max_body_size).await {
-        Ok(b) => Ok((c, b)),
+    match http_body_util::Limited::new(body, state.max_body_size)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
         Err(_) => Err(GatewayError::new(
             413,
             ApiError::new(
@@ -361,11 +418,11 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let msg = format!("no route for {} {path}", req.method());
-    drain(req, 1024 * 1024).await;
+    drain(req.into_body(), 1024 * 1024).await;
     GatewayError::new(404, ApiError::new(ErrorKind::NotFound, msg)).render(dialect_for(&path))
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     GatewayError::new(500, ApiError::new(ErrorKind::Api, "internal error")).render(Dialect::OpenAi)
 }

@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`config`]: YAML config (two phases: raw → validated), env mode.
 //! - [`routing`]: aliases → deployments.
+//! - [`front`]: the connection loop; hot routes served without the router.
 //! - [`http`]: routes and middleware (request id, auth, limits).
 //! - [`pipeline`]: the chat request path (peek, route, translate or pass
 //!   through, forward, stream relay, usage).
@@ -31,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod embeddings;
 pub mod error;
+pub mod front;
 pub mod governance;
 pub mod guard;
 pub mod health;
@@ -45,7 +47,6 @@ pub mod trim;
 pub mod upstream;
 pub mod usage;
 
-use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -57,17 +58,8 @@ pub async fn serve(
     state: Arc<state::AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = http::app(state.clone()).merge(metrics_router(state));
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // Connect info gives handlers the peer address (audit events' `ip`).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = http::app(state.clone()).merge(metrics_router(state.clone()));
+    front::serve(listener, state, app, shutdown).await
 }
 
 /// Serve on `state.workers` I/O threads, each running its own
