@@ -768,8 +768,29 @@ fn profile(r: &mut Runner, pid: u32, via: &Target) -> anyhow::Result<String> {
         .map(str::trim_end)
         .take(8)
         .collect();
+    // Which thread: the I/O workers (`switchyard-io-N`), SQLite's own
+    // thread (`sqlx-sqlite-wor…`: the usage rows), the control runtime
+    // (`tokio-rt-worker`: usage drain, metrics, governance refresh).
+    let mut c = Command::new("perf");
+    c.arg("report")
+        .arg("-i")
+        .arg(&data)
+        .arg("--stdio")
+        .arg("--no-children")
+        .arg("--sort")
+        .arg("comm")
+        .arg("-g")
+        .arg("none");
+    let comm = r.run_output(c, "perf report")?;
+    let comm: Vec<&str> = comm
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::trim_end)
+        .take(8)
+        .collect();
     Ok(format!(
-        "by binary/library (self time):\n{}\n\ntop symbols (self time, ≥ 0.7%):\n{}",
+        "by thread (self time):\n{}\n\nby binary/library (self time):\n{}\n\ntop symbols (self time, ≥ 0.7%):\n{}",
+        comm.join("\n"),
         dso.join("\n"),
         lines.join("\n")
     ))
@@ -1257,7 +1278,10 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             "Profile: `perf record -e cpu-clock` (this VM exposes no hardware counters), flat self time of the gateway \
              process during a c=32 run. Kernel time there is loopback TCP, epoll and thread wake-ups (the \
              `_raw_spin_unlock_irqrestore` / `finish_task_switch` samples are where the scheduler re-enables \
-             interrupts after switching threads)."
+             interrupts after switching threads): each request is two reads and two writes, and a loopback write \
+             runs the receiver's TCP stack in the writer's context. By thread: `switchyard-io-N` are the I/O \
+             workers (the request path), `sqlx-sqlite-wor` is SQLite inserting the usage rows, `tokio-rt-worker` \
+             the control runtime (usage drain, metrics, governance refresh)."
                 .into(),
         );
     }

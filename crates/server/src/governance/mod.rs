@@ -172,7 +172,8 @@ impl Governance {
             store.clone(),
             rx,
             WriterConfig {
-                batch_size: store::USAGE_CHUNK,
+                // A multiple of the INSERT chunk: a full batch is all cached statements.
+                batch_size: 5 * store::USAGE_CHUNK,
                 flush_interval: Duration::from_millis(200),
                 spool_path: cfg.data_dir.join("usage-spool.jsonl"),
                 replay_interval: Duration::from_secs(5),

@@ -13,11 +13,15 @@ const USAGE_COLS: &str = "request_id, ts, tenant_id, user_id, key_id, alias, pro
 const USAGE_NCOLS: usize = 22;
 /// Index of `ttft_ms` in [`USAGE_COLS`].
 const TTFT_COL: usize = 16;
-/// Rows per INSERT statement: 22 × 500 = 11,000 parameters, under both
-/// SQLite's (32,766) and PostgreSQL's (65,535) limits. Equal to the usage
-/// writer's batch size, so a full batch is one cached statement (a
-/// 400-row chunk left a 100-row tail to prepare afresh on every batch).
-pub const USAGE_CHUNK: usize = 500;
+/// Rows per INSERT statement (22 parameters each). Full chunks reuse one
+/// cached statement, so the usage writer's batches (a multiple of this)
+/// never prepare afresh; only a flush's shorter tail does. Not larger: a
+/// prepared statement's program grows with its parameters, and every pooled
+/// connection that runs it keeps its own copy for the life of the process.
+/// Measured (idle gateway after a burst, VmRSS): 500-row statements held
+/// ~2.7 MiB more than 100-row ones; the extra round trips per batch cost a
+/// few microseconds each, and the writer still keeps up at 44k rows/s.
+pub const USAGE_CHUNK: usize = 100;
 
 const AUDIT_COLS: &str = "id, ts, actor, tenant_id, action, target, ip, outcome, details";
 const AUDIT_CHUNK: usize = 500;
