@@ -106,15 +106,23 @@ pub struct Totals {
     pub output_tokens: AtomicU64,
     /// Records that could not be queued (channel full or closed).
     pub dropped: AtomicU64,
-    /// The most recent records written (bounded), for inspection.
+    /// The most recent records written, for inspection (tests), once asked
+    /// for with [`Totals::keep_recent`]: a gateway that nobody inspects
+    /// does not hold a thousand records for nothing.
     recent: std::sync::Mutex<std::collections::VecDeque<UsageRecord>>,
+    recent_cap: std::sync::atomic::AtomicUsize,
 }
 
-/// How many recent records [`Totals`] keeps.
+/// How many recent records [`Totals`] keeps when asked to.
 pub const RECENT: usize = 1024;
 
 impl Totals {
-    /// The most recent records, oldest first.
+    /// From now on, keep the last `n` records (0: none, the default).
+    pub fn keep_recent(&self, n: usize) {
+        self.recent_cap.store(n, Ordering::Relaxed);
+    }
+
+    /// The most recent records kept, oldest first.
     pub fn recent(&self) -> Vec<UsageRecord> {
         self.recent
             .lock()
@@ -188,11 +196,14 @@ async fn consume(
             m.dropped();
         }
     }
-    if let Ok(mut recent) = t.recent.lock() {
-        if recent.len() == RECENT {
-            recent.pop_front();
+    let cap = t.recent_cap.load(Ordering::Relaxed);
+    if cap > 0 {
+        if let Ok(mut recent) = t.recent.lock() {
+            while recent.len() >= cap {
+                recent.pop_front();
+            }
+            recent.push_back(r);
         }
-        recent.push_back(r);
     }
 }
 

@@ -97,6 +97,10 @@ models:
     let (usage, writer) = UsageSink::new();
     tokio::spawn(writer);
     let state = AppState::new(cfg, usage).unwrap();
+    state
+        .usage
+        .totals()
+        .keep_recent(switchyard_server::usage::RECENT);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
@@ -352,6 +356,10 @@ pub async fn rig_with_keys(mocks: &[(&str, Flavor)], yaml: &str, env: &[(&str, &
     let (usage, writer) = UsageSink::new();
     tokio::spawn(writer);
     let state = AppState::new(cfg, usage).unwrap();
+    state
+        .usage
+        .totals()
+        .keep_recent(switchyard_server::usage::RECENT);
     let health = switchyard_server::health::spawn(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
