@@ -732,68 +732,46 @@ fn profile(r: &mut Runner, pid: u32, via: &Target) -> anyhow::Result<String> {
     r.wrk(via, 32)?;
     let mut rec = rec;
     let _ = rec.child.wait();
-    let mut c = Command::new("perf");
-    c.arg("report")
-        .arg("-i")
-        .arg(&data)
-        .arg("--stdio")
-        .arg("--no-children")
-        .arg("--sort")
-        .arg("symbol")
-        .arg("--percent-limit")
-        .arg("0.7")
-        .arg("-g")
-        .arg("none");
-    let out = r.run_output(c, "perf report")?;
-    let mut lines: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.trim_end().trim_end_matches(['-', ' ']))
-        .collect();
+    let mut lines = perf_report(r, &data, "symbol", &["--percent-limit", "0.7"])?;
+    for l in &mut lines {
+        *l = l.trim_end_matches(['-', ' ']).to_owned();
+    }
     lines.truncate(45);
-    let mut c = Command::new("perf");
-    c.arg("report")
-        .arg("-i")
-        .arg(&data)
-        .arg("--stdio")
-        .arg("--no-children")
-        .arg("--sort")
-        .arg("dso")
-        .arg("-g")
-        .arg("none");
-    let dso = r.run_output(c, "perf report")?;
-    let dso: Vec<&str> = dso
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(str::trim_end)
-        .take(8)
-        .collect();
+    let mut dso = perf_report(r, &data, "dso", &[])?;
+    dso.truncate(8);
     // Which thread: the I/O workers (`switchyard-io-N`), SQLite's own
     // thread (`sqlx-sqlite-wor…`: the usage rows), the control runtime
     // (`tokio-rt-worker`: usage drain, metrics, governance refresh).
-    let mut c = Command::new("perf");
-    c.arg("report")
-        .arg("-i")
-        .arg(&data)
-        .arg("--stdio")
-        .arg("--no-children")
-        .arg("--sort")
-        .arg("comm")
-        .arg("-g")
-        .arg("none");
-    let comm = r.run_output(c, "perf report")?;
-    let comm: Vec<&str> = comm
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(str::trim_end)
-        .take(8)
-        .collect();
+    let mut comm = perf_report(r, &data, "comm", &[])?;
+    comm.truncate(8);
     Ok(format!(
         "by thread (self time):\n{}\n\nby binary/library (self time):\n{}\n\ntop symbols (self time, ≥ 0.7%):\n{}",
         comm.join("\n"),
         dso.join("\n"),
         lines.join("\n")
     ))
+}
+
+/// `perf report --stdio` of `data`, flat self time sorted by `sort`: the
+/// non-empty, non-comment lines.
+fn perf_report(
+    r: &mut Runner,
+    data: &Path,
+    sort: &str,
+    extra: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut c = Command::new("perf");
+    c.arg("report")
+        .arg("-i")
+        .arg(data)
+        .args(["--stdio", "--no-children", "--sort", sort, "-g", "none"])
+        .args(extra);
+    let out = r.run_output(c, "perf report")?;
+    Ok(out
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end().to_owned())
+        .collect())
 }
 
 /// Memory over a long steady load: RSS every 10 s at 500 req/s.

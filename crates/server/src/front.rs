@@ -159,7 +159,7 @@ async fn hot_route(
     hot: Hot,
     req: Request<Incoming>,
 ) -> Response {
-    let ids = RequestIds::new(req.headers());
+    let mut ids = RequestIds::new(req.headers());
     let started = Instant::now();
     let d = hot.dialect();
     let (parts, body) = req.into_parts();
@@ -176,7 +176,8 @@ async fn hot_route(
         Err(r) => return ids.stamp(r),
     };
     let ctx = RequestCtx {
-        request_id: ids.id.clone(),
+        // The response header was made from it already.
+        request_id: std::mem::take(&mut ids.id),
         started,
         principal: Some(principal),
         cache: crate::cache::Directive::from_headers(&parts.headers),

@@ -61,16 +61,18 @@ pub(crate) fn dialect_for(path: &str) -> Dialect {
 pub struct RequestId(pub String, pub Instant);
 
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let ids = RequestIds::new(req.headers());
-    // One extension for both facts (each insert is an allocation).
+    let mut ids = RequestIds::new(req.headers());
+    // One extension for both facts (each insert is an allocation). The
+    // response header was made from the id already.
     req.extensions_mut()
-        .insert(RequestId(ids.id.clone(), Instant::now()));
+        .insert(RequestId(std::mem::take(&mut ids.id), Instant::now()));
     let resp = next.run(req).await;
     ids.stamp(resp)
 }
 
 /// A request's id (always the gateway's own) and the caller's own id, to
-/// echo. Made once per request, first thing, on every route.
+/// echo. Made once per request, first thing, on every route; `id` is for
+/// the request's context to take, the headers are kept for [`Self::stamp`].
 pub(crate) struct RequestIds {
     pub id: String,
     header: Option<HeaderValue>,
