@@ -47,6 +47,11 @@ pub struct UsageRecord {
 impl UsageRecord {
     /// The row stored in the usage table.
     pub fn to_row(&self) -> UsageRow {
+        self.clone().into_row()
+    }
+
+    /// The row stored in the usage table, moving the record's text.
+    pub fn into_row(self) -> UsageRow {
         let u = self.usage.unwrap_or_default();
         let ts = self
             .time
@@ -54,15 +59,15 @@ impl UsageRecord {
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
         UsageRow {
-            request_id: self.request_id.clone(),
+            request_id: self.request_id,
             ts,
-            tenant_id: self.tenant_id.clone(),
-            user_id: self.user_id.clone(),
-            key_id: self.key_id.clone(),
-            alias: self.alias.clone(),
-            provider: self.provider.clone(),
-            deployment: self.deployment.clone(),
-            upstream_model: self.upstream_model.clone(),
+            tenant_id: self.tenant_id,
+            user_id: self.user_id,
+            key_id: self.key_id,
+            alias: self.alias,
+            provider: self.provider,
+            deployment: self.deployment,
+            upstream_model: self.upstream_model,
             ingress: self.ingress.to_owned(),
             input_tokens: i64::try_from(u.input_tokens).unwrap_or(i64::MAX),
             output_tokens: i64::try_from(u.output_tokens).unwrap_or(i64::MAX),
@@ -190,14 +195,20 @@ async fn consume(
         key = r.key_id.as_deref(),
         "request"
     );
-    if let Some(s) = store {
-        if s.send(r.to_row()).await.is_err() {
+    // The row takes the record's text unless the record is also kept.
+    let cap = t.recent_cap.load(Ordering::Relaxed);
+    let (row, kept) = match store {
+        Some(_) if cap > 0 => (Some(r.to_row()), Some(r)),
+        Some(_) => (Some(r.into_row()), None),
+        None => (None, (cap > 0).then_some(r)),
+    };
+    if let (Some(s), Some(row)) = (store, row) {
+        if s.send(row).await.is_err() {
             t.dropped.fetch_add(1, Ordering::Relaxed);
             m.dropped();
         }
     }
-    let cap = t.recent_cap.load(Ordering::Relaxed);
-    if cap > 0 {
+    if let Some(r) = kept {
         if let Ok(mut recent) = t.recent.lock() {
             while recent.len() >= cap {
                 recent.pop_front();
