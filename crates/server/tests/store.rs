@@ -991,8 +991,19 @@ async fn usage_insert_is_idempotent_and_takes_10k_rows(db: &TestDb) {
     // NUL in client-provided text is stored (replaced), not fatal.
     let mut nul = usage_row("req_nul", 5);
     nul.alias = "a\0b".into();
-    s.insert_usage(&[nul]).await.unwrap();
+    nul.tenant_id = Some("t\0".into());
+    nul.ttft_ms = None;
+    s.insert_usage(std::slice::from_ref(&nul)).await.unwrap();
     assert_eq!(count_usage(db).await, 10_002);
+    // Read back: NULs replaced, an absent ttft stored as NULL (not -1).
+    let f = UsageFilter {
+        alias: Some("a\u{FFFD}b".into()),
+        ..UsageFilter::default()
+    };
+    let mut want = nul;
+    want.alias = "a\u{FFFD}b".into();
+    want.tenant_id = Some("t\u{FFFD}".into());
+    assert_eq!(s.usage_rows(&f, 10).await.unwrap(), vec![want]);
 }
 
 #[derive(Default, Debug, Clone, PartialEq)]

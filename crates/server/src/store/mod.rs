@@ -369,16 +369,22 @@ impl Sql {
     /// Append a placeholder bound to `a`.
     pub fn bind(&mut self, a: Arg) -> &mut Self {
         self.args.push(a);
-        if self.anonymous {
-            self.text.push('?');
-        } else {
-            self.text.push('$');
-            self.text.push_str(&self.args.len().to_string());
-        }
+        push_placeholder(&mut self.text, self.anonymous, self.args.len());
         self
     }
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         bind_all(sqlx::query(&self.text), &self.args)
+    }
+}
+
+/// Append the placeholder of the `n`th (1-based) parameter: `?` when
+/// `anonymous` (SQLite bulk statements, see [`Sql::bulk`]), else `$n`.
+pub(crate) fn push_placeholder(text: &mut String, anonymous: bool, n: usize) {
+    if anonymous {
+        text.push('?');
+    } else {
+        use std::fmt::Write;
+        let _ = write!(text, "${n}");
     }
 }
 
@@ -455,10 +461,15 @@ pub(crate) fn classify(e: sqlx::Error, op: &'static str, what: &str) -> StoreErr
 /// PostgreSQL text cannot hold NUL; usage and audit text may come from
 /// clients, so it is replaced rather than failing the whole batch.
 pub(crate) fn clean(s: &str) -> String {
+    clean_cow(s).into_owned()
+}
+
+/// [`clean`], borrowed when there is nothing to replace.
+pub(crate) fn clean_cow(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') {
-        s.replace('\0', "\u{FFFD}")
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
-        s.to_string()
+        std::borrow::Cow::Borrowed(s)
     }
 }
 

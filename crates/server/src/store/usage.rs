@@ -2,8 +2,8 @@
 
 use super::model::*;
 use super::{
-    clean, clean_opt, col, col_bool, json_text, parse_json, Arg, DbKind, OpExt, Sql, Store,
-    StoreError,
+    clean, clean_cow, clean_opt, col, col_bool, json_text, parse_json, push_placeholder, Arg,
+    DbKind, OpExt, Sql, Store, StoreError,
 };
 use sqlx::any::AnyRow;
 
@@ -38,24 +38,21 @@ fn usage_insert_sql(kind: DbKind, n: usize) -> String {
     s.push_str("INSERT INTO usage_log (");
     s.push_str(USAGE_COLS);
     s.push_str(") VALUES ");
-    let mut arg = 0usize;
+    // The same placeholders as `Sql::bulk` would write.
+    let anonymous = kind == DbKind::Sqlite;
     for i in 0..n {
         s.push_str(if i == 0 { "(" } else { ", (" });
         for j in 0..USAGE_NCOLS {
             if j > 0 {
                 s.push_str(", ");
             }
-            arg += 1;
-            let ph = match kind {
-                DbKind::Sqlite => "?".to_owned(),
-                DbKind::Postgres => format!("${arg}"),
-            };
+            let arg = i * USAGE_NCOLS + j + 1;
             if j == TTFT_COL {
                 s.push_str("NULLIF(");
-                s.push_str(&ph);
+                push_placeholder(&mut s, anonymous, arg);
                 s.push_str(", -1.0)");
             } else {
-                s.push_str(&ph);
+                push_placeholder(&mut s, anonymous, arg);
             }
         }
         s.push(')');
@@ -75,21 +72,12 @@ fn full_chunk_sql(kind: DbKind) -> &'static str {
     cell.get_or_init(|| usage_insert_sql(kind, USAGE_CHUNK))
 }
 
-/// Text with NULs replaced (PostgreSQL refuses them), borrowed when clean.
-fn text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
-        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Bind text borrowed from the row (no copy on our side: the row outlives
 /// the statement); only text with a NUL is copied.
 fn bind_text<'q>(q: AnyQuery<'q>, s: &'q str) -> AnyQuery<'q> {
-    match text(s) {
+    match clean_cow(s) {
         std::borrow::Cow::Borrowed(b) => q.bind(b),
         std::borrow::Cow::Owned(o) => q.bind(o),
     }
