@@ -18,6 +18,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use bytes::Bytes;
 use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -90,31 +91,48 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// The routes served without the router.
-#[derive(Clone, Copy)]
-enum Hot {
+/// The routes every model call takes. [`crate::http::app`] registers the
+/// same table, so a program serving the router directly gets them too.
+#[derive(Debug, Clone, Copy)]
+pub enum Hot {
     Chat,
     Messages,
     Embeddings,
 }
+
+/// `POST` paths of the hot routes.
+pub const HOT_ROUTES: [(&str, Hot); 5] = [
+    ("/v1/chat/completions", Hot::Chat),
+    ("/chat/completions", Hot::Chat),
+    ("/v1/messages", Hot::Messages),
+    ("/v1/embeddings", Hot::Embeddings),
+    ("/embeddings", Hot::Embeddings),
+];
 
 impl Hot {
     fn of(req: &Request<Incoming>) -> Option<Hot> {
         if req.method() != hyper::Method::POST {
             return None;
         }
-        match req.uri().path() {
-            "/v1/chat/completions" | "/chat/completions" => Some(Hot::Chat),
-            "/v1/messages" => Some(Hot::Messages),
-            "/v1/embeddings" | "/embeddings" => Some(Hot::Embeddings),
-            _ => None,
-        }
+        let path = req.uri().path();
+        HOT_ROUTES
+            .iter()
+            .find_map(|(p, h)| (*p == path).then_some(*h))
     }
 
-    fn dialect(self) -> Dialect {
+    /// The dialect the route's answers and errors are in.
+    pub fn dialect(self) -> Dialect {
         match self {
             Hot::Messages => Dialect::Anthropic,
             Hot::Chat | Hot::Embeddings => Dialect::OpenAi,
+        }
+    }
+
+    /// The handler, once the caller is known and the body read.
+    pub(crate) async fn run(self, state: Arc<AppState>, body: Bytes, ctx: RequestCtx) -> Response {
+        match self {
+            Hot::Chat | Hot::Messages => pipeline::chat(state, self.dialect(), body, ctx).await,
+            Hot::Embeddings => crate::embeddings::embeddings(state, body, ctx).await,
         }
     }
 }
@@ -182,9 +200,5 @@ async fn hot_route(
         principal: Some(principal),
         cache: crate::cache::Directive::from_headers(&parts.headers),
     };
-    let resp = match hot {
-        Hot::Chat | Hot::Messages => pipeline::chat(state, d, bytes, ctx).await,
-        Hot::Embeddings => crate::embeddings::embeddings(state, bytes, ctx).await,
-    };
-    ids.stamp(resp)
+    ids.stamp(hot.run(state, bytes, ctx).await)
 }

@@ -5,8 +5,9 @@
 //! gets a 413 in the caller's own error format.
 
 use crate::error::GatewayError;
+use crate::front::{Hot, HOT_ROUTES};
 use crate::governance::Principal;
-use crate::pipeline::{self, RequestCtx};
+use crate::pipeline::RequestCtx;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,12 +24,19 @@ use tokio::time::Instant;
 
 /// Build the application router.
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/chat/completions", post(chat_completions))
-        .route("/v1/messages", post(messages))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/embeddings", post(embeddings))
+    // The hot routes: `front.rs` serves them without this router; they are
+    // here for their other methods' 405s and for programs that serve the
+    // router themselves.
+    let mut api = Router::new();
+    for (path, hot) in HOT_ROUTES {
+        api = api.route(
+            path,
+            post(move |State(state): State<Arc<AppState>>, req: Request| {
+                hot_route(state, hot, req)
+            }),
+        );
+    }
+    let api = api
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
@@ -320,23 +328,10 @@ where
     }
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match body(&state, req, Dialect::OpenAi).await {
-        Ok((c, b)) => pipeline::chat(state, Dialect::OpenAi, b, c).await,
-        Err(r) => r,
-    }
-}
-
-async fn messages(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match body(&state, req, Dialect::Anthropic).await {
-        Ok((c, b)) => pipeline::chat(state, Dialect::Anthropic, b, c).await,
-        Err(r) => r,
-    }
-}
-
-async fn embeddings(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match body(&state, req, Dialect::OpenAi).await {
-        Ok((c, b)) => crate::embeddings::embeddings(state, b, c).await,
+/// A hot route behind the router's middleware (request id, auth).
+async fn hot_route(state: Arc<AppState>, hot: Hot, req: Request) -> Response {
+    match body(&state, req, hot.dialect()).await {
+        Ok((c, b)) => hot.run(state, b, c).await,
         Err(r) => r,
     }
 }

@@ -398,3 +398,69 @@ async fn unknown_routes_and_health() {
     assert_ne!(r.headers()["x-request-id"], "abc-123");
     assert_eq!(r.headers()["x-client-request-id"], "abc-123");
 }
+
+/// The hot routes are served by the front door (`front.rs`) without the
+/// router, and by the router for programs that serve `http::app` directly:
+/// both answer alike, and other methods on those paths get a 405.
+#[tokio::test]
+async fn hot_routes_answer_alike_through_the_front_door_and_the_router() {
+    use tower::ServiceExt;
+    let gw = common::start().await;
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+    let front = gw.openai(body.clone()).await;
+    assert_eq!(front.status(), 200);
+    assert!(front.headers().contains_key("x-request-id"));
+    let front: Value = front.json().await.unwrap();
+
+    let call = |key: Option<&str>| {
+        let mut b = axum::http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json");
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        let req = b.body(axum::body::Body::from(body.to_string())).unwrap();
+        switchyard_server::http::app(gw.state.clone()).oneshot(req)
+    };
+    let routed = call(Some(KEY)).await.unwrap();
+    assert_eq!(routed.status(), 200);
+    assert!(routed.headers().contains_key("x-request-id"));
+    let bytes = axum::body::to_bytes(routed.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let routed: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(routed["object"], "chat.completion");
+    assert_eq!(
+        routed["choices"][0]["message"],
+        front["choices"][0]["message"]
+    );
+
+    // Without a key: the same 401 in OpenAI's error shape on both paths.
+    let unauth = call(None).await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    let bytes = axum::body::to_bytes(unauth.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let routed: Value = serde_json::from_slice(&bytes).unwrap();
+    let r = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let front: Value = r.json().await.unwrap();
+    assert_eq!(routed, front);
+    assert_eq!(front["error"]["code"], "invalid_api_key", "{front}");
+
+    // Another method on a hot path is not the hot route.
+    let r = gw
+        .http
+        .get(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
