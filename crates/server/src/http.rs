@@ -314,6 +314,13 @@ where
         .await
     {
         Ok(b) => Ok(b.to_bytes()),
+        // A body that could not be read (malformed chunked encoding, the
+        // upload cut off) is not a body that was too large.
+        Err(e) if !e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::new(
+            400,
+            ApiError::invalid(format!("could not read the request body: {e}")),
+        )
+        .render(d)),
         Err(_) => Err(GatewayError::new(
             413,
             ApiError::new(

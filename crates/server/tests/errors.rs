@@ -464,3 +464,32 @@ async fn hot_routes_answer_alike_through_the_front_door_and_the_router() {
         .unwrap();
     assert_eq!(r.status(), 405);
 }
+
+/// A body that cannot be read (here: a malformed chunk size) is a 400 in
+/// the caller's format, not a 413 "too large".
+#[tokio::test]
+async fn unreadable_body_is_400_not_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = common::start().await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("could not read the request body"),
+        "{v}"
+    );
+}
