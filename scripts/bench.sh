@@ -7,7 +7,7 @@
 #                                                    one group → target/bench/<group>/report.{md,json}
 #   scripts/bench.sh soak [--soak-secs 600]          RSS curve at 500 req/s → target/bench/soak/
 #
-# Installs what it needs when missing: wrk (apt), oha (cargo install), valgrind
+# Installs what it needs when missing: wrk and nginx (apt), oha (cargo install), valgrind
 # and perf (apt), and with --peers LiteLLM proxy (pip, in a venv) and the
 # Portkey gateway (npm), all under target/bench-tools/. Only loopback traffic;
 # every load run is bounded in time.
@@ -51,6 +51,11 @@ need_load_tools() {
     cargo install oha --locked --root "$TOOLS" -q
     OHA="$TOOLS/bin/oha"
   fi
+  # nginx: the neutral upstream of the saturation run issue 5's peers used.
+  if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx-light || notes+=("nginx not installable: no neutral-upstream saturation run")
+  fi
+  NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
   if ! command -v perf >/dev/null; then
     apt_install linux-perf || notes+=("perf not installable: no profile")
   fi
@@ -147,7 +152,7 @@ peer_setup() {
 run_groups() {
   local groups="$1" out="$2"
   shift 2
-  local args=(run --only "$groups" --oha "$OHA" --wrk wrk --out-dir "$out" --work-dir "$WORK")
+  local args=(run --only "$groups" --oha "$OHA" --wrk wrk --nginx "${NGINX:-}" --out-dir "$out" --work-dir "$WORK")
   if [ "$peers" = 1 ]; then
     peer_setup
     args+=(--peers --litellm "$LITELLM" --portkey "$PORTKEY")

@@ -41,6 +41,9 @@ pub struct Args {
     #[arg(long, default_value = "oha")]
     pub oha: String,
     /// Peer commands prepared by scripts/bench.sh (empty: not installed).
+    /// nginx binary for the neutral-upstream saturation run (empty: skip).
+    #[arg(long, default_value = "")]
+    pub nginx: String,
     #[arg(long, default_value = "")]
     pub litellm: String,
     #[arg(long, default_value = "")]
@@ -539,6 +542,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     if want(&r.args, "main") {
         main_scenarios(&mut r)?;
+        nginx_saturation(&mut r)?;
     }
     if want(&r.args, "stream") {
         stream_scenarios(&mut r)?;
@@ -673,6 +677,107 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
     // Both stay up, idle: the upstream's connections must expire on the
     // gateway's pool timer, not close because the upstream went away.
     r.lingering = Some((gw, up, Instant::now()));
+    Ok(())
+}
+
+/// nginx serving the bench upstream's fixed OpenAI reply: the neutral
+/// upstream issue 5's peer figures were measured against.
+pub fn nginx_conf(dir: &Path, port: u16, reply: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"worker_processes auto;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/nginx-body;
+  proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+  keepalive_requests 100000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /v1/chat/completions {{
+      default_type application/json;
+      return 200 '{reply}';
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// (c) and (e) once more with nginx as the upstream, governance on as the
+/// targets define it (a CLI-made virtual key, a rate-limited plan, usage
+/// rows): issue 5's peer figures were measured against nginx, so this
+/// ratio is the one comparable with theirs.
+fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
+    if r.args.nginx.is_empty() {
+        r.rep
+            .notes
+            .push("nginx not installed: no neutral-upstream saturation run".into());
+        return Ok(());
+    }
+    println!("== saturation against nginx (c=32)");
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let dir = r.work.join("nginx");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let fixtures = crate::upstream::Fixtures::new();
+    let reply = std::str::from_utf8(fixtures.openai_json())?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&dir, up_port, reply))?;
+    let mut c = Command::new(&r.args.nginx);
+    c.arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf);
+    let nginx = r.spawn(c, "nginx", Some(&dir.join("nginx.log")))?;
+    wait_port(up_port, "nginx")?;
+    let (gw, key) = r.gateway_setup(
+        "nginx",
+        &configs::governed_config(gw_port, up_port),
+        gw_port,
+        &[],
+        true,
+    )?;
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let mut via = gw_target(gw_port, configs::chat_body("bench"));
+    via.key = key;
+    r.oha(&direct, 8, None, Some(2000))?;
+    r.oha(&via, 8, None, Some(2000))?;
+    let d = r.wrk(&direct, 32)?;
+    let gw_cpu0 = cpu_s(gw.pid())?;
+    let g = r.wrk(&via, 32)?;
+    let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
+    let cpu = crate::report::Cpu {
+        gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
+        gateway_cpu_s: gw_cpu,
+        gateway_requests: g.requests,
+        // nginx's workers are separate processes: not read.
+        upstream_us_per_req_direct: 0.0,
+        upstream_us_per_req_via: 0.0,
+    };
+    r.rep.saturation_nginx = Some((crate::report::Pair::new("c=32, nginx", d, g), cpu));
+    drop(gw);
+    // SIGTERM, not the SIGKILL `Proc` ends with: nginx's master stops its
+    // worker processes on TERM; killed outright it would leave them running.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(nginx.pid().to_string())
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(nginx);
     Ok(())
 }
 
@@ -1269,4 +1374,23 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             .into(),
     );
     rep.notes.extend(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reply goes into a single-quoted nginx string: it must hold no
+    /// quote or variable sign nginx would interpret, and it must be the
+    /// upstream's own reply, byte for byte.
+    #[test]
+    fn nginx_serves_the_upstream_reply_verbatim() {
+        let f = crate::upstream::Fixtures::new();
+        let reply = std::str::from_utf8(f.openai_json()).unwrap();
+        assert!(!reply.contains(['\'', '$', '\\']), "{reply}");
+        let conf = nginx_conf(Path::new("/tmp/x"), 4242, reply);
+        assert!(conf.contains(&format!("return 200 '{reply}';")), "{conf}");
+        assert!(conf.contains("listen 127.0.0.1:4242;"));
+        assert!(conf.contains("daemon off;"));
+    }
 }

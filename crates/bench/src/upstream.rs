@@ -49,6 +49,11 @@ pub struct Fixtures {
 const CREATED: u64 = 1_700_000_000;
 
 impl Fixtures {
+    /// The non-streaming OpenAI reply (also what the nginx upstream serves).
+    pub fn openai_json(&self) -> &[u8] {
+        &self.openai_json
+    }
+
     pub fn new() -> Fixtures {
         let openai_json = Bytes::from(format!(
             concat!(

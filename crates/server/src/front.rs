@@ -27,10 +27,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::dialect::Dialect;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -43,8 +45,125 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_spread(listener, state, router, None, shutdown).await
+}
+
+/// Connections spread over the I/O workers, least busy first.
+///
+/// Every worker accepts from the same listening socket, and whichever wakes
+/// first takes the connection: a client opening its pool in one burst (a
+/// load balancer, an SDK with keep-alive, `wrk -c32`) could land every
+/// connection on one thread and leave the other cores idle for the
+/// connections' lifetime. So the worker that accepts a connection hands it
+/// to the worker serving the fewest connections (itself on a tie), through
+/// that worker's inbox. That costs a cross-thread wake-up once per
+/// connection, never per request.
+pub struct Spread {
+    active: Box<[AtomicUsize]>,
+    inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
+}
+
+/// A connection handed to another worker.
+pub struct Handoff {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+}
+
+/// One worker's part of a [`Spread`].
+pub struct Lane {
+    spread: Arc<Spread>,
+    me: usize,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+}
+
+impl Lane {
+    /// The spread this lane belongs to.
+    pub fn spread(&self) -> Arc<Spread> {
+        self.spread.clone()
+    }
+}
+
+impl Spread {
+    /// A spread over `n` workers, and each worker's lane.
+    pub fn lanes(n: usize) -> Vec<Lane> {
+        let (inboxes, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let spread = Arc::new(Spread {
+            active: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            inboxes: inboxes.into(),
+        });
+        rxs.into_iter()
+            .enumerate()
+            .map(|(me, inbox)| Lane {
+                spread: spread.clone(),
+                me,
+                inbox,
+            })
+            .collect()
+    }
+
+    /// The worker with the fewest connections, `me` on a tie.
+    fn pick(&self, me: usize) -> usize {
+        let load = |i: usize| self.active[i].load(Ordering::Relaxed);
+        (0..self.active.len()).fold(me, |best, i| if load(i) < load(best) { i } else { best })
+    }
+
+    /// Connections each worker is serving now.
+    pub fn active(&self) -> Vec<usize> {
+        self.active
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Counts a connection on its worker while it lives.
+struct Active(Option<(Arc<Spread>, usize)>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some((s, i)) = &self.0 {
+            s.active[*i].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`serve`], one of several workers sharing `listener` when `lane` is
+/// given (see [`Spread`]).
+pub async fn serve_spread(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: axum::Router,
+    mut lane: Option<Lane>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let serve_one = |tcp: tokio::net::TcpStream, peer: SocketAddr, active: Active| {
+        let _ = tcp.set_nodelay(true);
+        let svc = Front {
+            state: state.clone(),
+            router: router.clone(),
+            peer,
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(tcp), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _active = active;
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    };
+    // A handed-over connection, registered with this worker's reactor.
+    let adopt = |h: Handoff, lane: &Lane| match tokio::net::TcpStream::from_std(h.tcp) {
+        Ok(tcp) => serve_one(tcp, h.peer, Active(Some((lane.spread.clone(), lane.me)))),
+        Err(e) => {
+            lane.spread.active[lane.me].fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "could not take over a connection");
+        }
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -59,25 +178,55 @@ pub async fn serve(
                     continue;
                 }
             },
+            Some(h) = async {
+                match lane.as_mut() {
+                    Some(l) => l.inbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(l) = lane.as_ref() {
+                    adopt(h, l);
+                }
+                continue;
+            }
             () = &mut shutdown => break,
         };
-        let _ = tcp.set_nodelay(true);
-        let svc = Front {
-            state: state.clone(),
-            router: router.clone(),
-            peer,
+        let Some(l) = lane.as_ref() else {
+            serve_one(tcp, peer, Active(None));
+            continue;
         };
-        let conn = builder
-            .serve_connection(TokioIo::new(tcp), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended with an error");
+        let to = l.spread.pick(l.me);
+        l.spread.active[to].fetch_add(1, Ordering::Relaxed);
+        if to != l.me {
+            match tcp.into_std() {
+                Ok(tcp) => match l.spread.inboxes[to].send(Handoff { tcp, peer }) {
+                    Ok(()) => continue,
+                    // That worker has stopped: serve it here.
+                    Err(mpsc::error::SendError(h)) => {
+                        l.spread.active[to].fetch_sub(1, Ordering::Relaxed);
+                        l.spread.active[l.me].fetch_add(1, Ordering::Relaxed);
+                        adopt(h, l);
+                    }
+                },
+                Err(e) => {
+                    l.spread.active[to].fetch_sub(1, Ordering::Relaxed);
+                    tracing::trace!(error = %e, "connection lost before hand-over");
+                }
             }
-        });
+            continue;
+        }
+        serve_one(tcp, peer, Active(Some((l.spread.clone(), l.me))));
     }
     drop(listener);
+    // Connections already handed to this worker are served like the rest;
+    // closing the inbox first makes a late hand-over fail, and its sender
+    // then serves that connection itself.
+    if let Some(l) = lane.as_mut() {
+        l.inbox.close();
+        while let Ok(h) = l.inbox.try_recv() {
+            adopt(h, l);
+        }
+    }
     graceful.shutdown().await;
     Ok(())
 }

@@ -63,7 +63,9 @@ pub async fn serve(
 }
 
 /// Serve on `state.workers` I/O threads, each running its own
-/// current-thread runtime that accepts from (a duplicate of) `listener`.
+/// current-thread runtime that accepts from (a duplicate of) `listener`
+/// and hands each connection to the worker serving the fewest
+/// ([`front::Spread`]).
 ///
 /// Thread-per-core: a connection, the request tasks on it and the pooled
 /// upstream connections it uses (see [`state::Clients`]) stay on one
@@ -89,7 +91,8 @@ pub async fn serve_workers(
     };
     let mut done = futures::stream::FuturesUnordered::new();
     let mut result = Ok(());
-    for i in 0..state.workers {
+    let lanes = front::Spread::lanes(state.workers);
+    for (i, lane) in lanes.into_iter().enumerate() {
         let started = std_listener.try_clone().and_then(|l| {
             let st = state.clone();
             let mut stop = stop_rx.clone();
@@ -105,7 +108,8 @@ pub async fn serve_workers(
                             rt.block_on(async move {
                                 trim::spawn_on_worker(upstream::POOL_IDLE_TIMEOUT);
                                 let l = TcpListener::from_std(l)?;
-                                serve(l, st, async move {
+                                let app = http::app(st.clone()).merge(metrics_router(st.clone()));
+                                front::serve_spread(l, st, app, Some(lane), async move {
                                     let _ = stop.wait_for(|s| *s).await;
                                 })
                                 .await

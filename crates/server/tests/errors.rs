@@ -134,7 +134,10 @@ async fn gateway_key_required_in_every_accepted_header() {
     let url = format!("{}/v1/chat/completions", gw.base);
     let r = gw.http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_openai_error(&r.json().await.unwrap(), "authentication_error");
+    // As OpenAI answers a missing or wrong key: 401 `invalid_request_error`.
+    let v: Value = r.json().await.unwrap();
+    assert_openai_error(&v, "invalid_request_error");
+    assert_eq!(v["error"]["code"], "invalid_api_key", "{v}");
     let r = gw
         .http
         .post(&url)
@@ -492,4 +495,64 @@ async fn unreadable_body_is_400_not_413() {
             .starts_with("could not read the request body"),
         "{v}"
     );
+}
+
+/// Connections one I/O worker accepts are spread over the workers, least
+/// busy first, and a handed-over connection is served like any other. Lane
+/// 1 listens where nobody connects, so it only gets connections that lane 0
+/// hands over; without the hand-over all eight would stay on lane 0.
+#[tokio::test]
+async fn connections_are_spread_over_the_workers() {
+    use switchyard_server::front;
+    let gw = common::start().await;
+    let lanes = front::Spread::lanes(2);
+    let spread = lanes[0].spread();
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", busy.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for (lane, listener) in lanes.into_iter().zip([busy, idle]) {
+        let st = gw.state.clone();
+        let mut stopped = stopped.clone();
+        let app = switchyard_server::http::app(st.clone());
+        workers.push(tokio::spawn(front::serve_spread(
+            listener,
+            st,
+            app,
+            Some(lane),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+    // Eight clients, one keep-alive connection each.
+    let clients: Vec<reqwest::Client> = (0..8).map(|_| reqwest::Client::new()).collect();
+    for round in 0..2 {
+        for c in &clients {
+            let r = c
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "round {round}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["object"], "chat.completion");
+        }
+        assert_eq!(spread.active(), vec![4, 4], "round {round}");
+    }
+    // Closed connections are no longer counted.
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while spread.active() != vec![0, 0] {
+        assert!(Instant::now() < deadline, "{:?}", spread.active());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(true);
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
 }

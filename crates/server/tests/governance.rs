@@ -238,8 +238,8 @@ async fn auth_failures_have_the_right_status_and_body(db: TestDb) {
         .unwrap();
     let (s, v) = status_and_body(r).await;
     assert_eq!(
-        (s, v["error"]["type"].as_str()),
-        (401, Some("authentication_error"))
+        (s, v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+        (401, Some("invalid_request_error"), Some("invalid_api_key"))
     );
     for (key, status, code) in [
         ("sk-sy-doesnotexist", 401, "invalid_api_key"),

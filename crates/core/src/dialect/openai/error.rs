@@ -42,7 +42,9 @@ struct ErrorObject<'a> {
 fn type_for(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => "invalid_request_error",
-        ErrorKind::Authentication => "authentication_error",
+        // OpenAI's own 401s (no key, a wrong key) are `invalid_request_error`
+        // with code `invalid_api_key`; clients tell them apart by status.
+        ErrorKind::Authentication => "invalid_request_error",
         ErrorKind::PermissionDenied => "permission_error",
         // OpenAI reports unknown models and routes as 404 `invalid_request_error`.
         ErrorKind::NotFound => "invalid_request_error",
