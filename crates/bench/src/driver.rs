@@ -26,11 +26,16 @@ pub const MIX: [&str; 4] = [
 
 /// Extra kinds for profiling one feature with `--kind` (not in the gate's
 /// mix): each runs [`configs::main_config`] plus that feature.
-pub const EXTRA: [&str; 3] = [
+pub const EXTRA: [&str; 4] = [
     "openai non-stream pass-through + guardrails.pii, clean prompt",
     "openai non-stream pass-through + guardrails.pii, prompt masked",
     "openai non-stream + guardrails.pii + cache, every request a hit",
+    "openai non-stream pass-through, governance on: virtual key, plan limits, usage rows (SQLite)",
 ];
+
+/// The `--kind` of the governed extra (the gateway as the binary runs it:
+/// `switchyard_server::build` and its I/O worker threads).
+const GOVERNED: usize = 7;
 
 fn kind_name(k: usize) -> &'static str {
     MIX.get(k)
@@ -81,6 +86,7 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
             mk("/v1/chat/completions", configs::chat_body("bench")),
             mk("/v1/chat/completions", configs::pii_body("bench")),
             mk("/v1/chat/completions", configs::chat_body("bench")),
+            mk("/v1/chat/completions", configs::chat_body("bench")),
         ]
     } else {
         vec![
@@ -91,15 +97,27 @@ fn specs(addr: &str, gateway: bool) -> Vec<Spec> {
             mk("/v1/chat/completions", configs::chat_body("bench-model")),
             mk("/v1/chat/completions", configs::pii_body("bench-model")),
             mk("/v1/chat/completions", configs::chat_body("bench-model")),
+            mk("/v1/chat/completions", configs::chat_body("bench-model")),
         ]
     }
 }
 
-async fn phase(addr: &str, gateway: bool, n: usize, kind: Option<usize>) -> anyhow::Result<f64> {
+async fn phase(
+    addr: &str,
+    gateway: bool,
+    n: usize,
+    kind: Option<usize>,
+    key: Option<&str>,
+) -> anyhow::Result<f64> {
     let mut specs = specs(addr, gateway);
     match kind {
         Some(k) => specs = vec![specs.swap_remove(k)],
         None => specs.truncate(MIX.len()),
+    }
+    if let (true, Some(k)) = (gateway, key) {
+        for s in &mut specs {
+            s.key = Some(k.to_owned());
+        }
     }
     let mut send = client::connect(addr).await?;
     let t0 = Instant::now();
@@ -151,28 +169,58 @@ pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<Drive
             Some(6) => text.push_str("guardrails:\n  pii: { block: [secret] }\ncache: {}\n"),
             _ => {}
         }
+        let db_dir = std::env::temp_dir().join(format!("switchyard-driver-{}", std::process::id()));
+        if kind == Some(GOVERNED) {
+            let _ = std::fs::remove_dir_all(&db_dir);
+            std::fs::create_dir_all(&db_dir)?;
+            text = configs::governed_config(gw_port, up_port)
+                // No refresh during the run: its instructions would scale
+                // with wall time, which callgrind stretches.
+                .replace("refresh_interval: 200ms", "refresh_interval: 1h")
+                .replace(
+                    "  enabled: true\n",
+                    &format!(
+                        "  enabled: true\n  database_url: \"sqlite://{0}/gov.db\"\n  data_dir: \"{0}\"\n",
+                        db_dir.display()
+                    ),
+                );
+        }
         let cfg = switchyard_server::config::from_yaml(&text, "bench.yaml", &configs::env)
             .map_err(|p| anyhow::anyhow!("bench config invalid: {p:?}"))?;
-        let (sink, writer) = switchyard_server::usage::UsageSink::new();
-        tokio::spawn(writer);
-        let state =
-            switchyard_server::state::AppState::new(cfg, sink).map_err(anyhow::Error::msg)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(switchyard_server::serve(gw, state, async move {
+        let stop = async move {
             let _ = stop_rx.await;
-        }));
+        };
+        let mut vkey = None;
+        let server = if kind == Some(GOVERNED) {
+            vkey = Some(virtual_key(&cfg).await?);
+            let running = switchyard_server::build(cfg)
+                .await
+                .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+            tokio::spawn(running.serve(gw, stop))
+        } else {
+            let (sink, writer) = switchyard_server::usage::UsageSink::new();
+            tokio::spawn(writer);
+            let state =
+                switchyard_server::state::AppState::new(cfg, sink).map_err(anyhow::Error::msg)?;
+            tokio::spawn(switchyard_server::serve(gw, state, stop))
+        };
+        let key = vkey.as_deref();
 
         let up_addr = format!("127.0.0.1:{up_port}");
         let gw_addr = format!("127.0.0.1:{gw_port}");
-        phase(&up_addr, false, warmup, kind).await?;
-        phase(&gw_addr, true, warmup, kind).await?;
+        phase(&up_addr, false, warmup, kind, key).await?;
+        phase(&gw_addr, true, warmup, kind, key).await?;
         phase_mark(1);
-        let direct_wall_s = phase(&up_addr, false, n, kind).await?;
+        let direct_wall_s = phase(&up_addr, false, n, kind, key).await?;
         phase_mark(2);
-        let gateway_wall_s = phase(&gw_addr, true, n, kind).await?;
+        let gateway_wall_s = phase(&gw_addr, true, n, kind, key).await?;
         phase_mark(3);
         let _ = stop_tx.send(());
         let _ = server.await;
+        if kind == Some(GOVERNED) {
+            let _ = std::fs::remove_dir_all(&db_dir);
+        }
         Ok(DriverReport {
             requests_per_phase: n,
             mix: MIX.to_vec(),
@@ -180,4 +228,51 @@ pub fn run(n: usize, warmup: usize, kind: Option<usize>) -> anyhow::Result<Drive
             gateway_wall_s,
         })
     })
+}
+
+/// A tenant on the `bench` plan and a virtual key for it, made as the CLI
+/// makes them (`tenants create`, `keys create`) in the config's database.
+async fn virtual_key(cfg: &switchyard_server::config::Config) -> anyhow::Result<String> {
+    use switchyard_server::admin::ops;
+    let g = cfg.governance.as_ref().context("governed config")?;
+    let store = switchyard_server::store::Store::connect(&g.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("governance database: {e}"))?;
+    let ctx = ops::Ctx {
+        store: &store,
+        plans: &g.plans,
+        actor: ops::Actor::Cli,
+        ip: None,
+        audit: ops::AuditTo::Store,
+        router: None,
+        ledger: None,
+    };
+    let t = ops::create_tenant(
+        &ctx,
+        ops::NewTenant {
+            name: "bench".into(),
+            status: None,
+            plan: Some("bench".into()),
+            allowed_models: None,
+            metadata: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("tenant: {e:?}"))?;
+    let k = ops::create_key(
+        &ctx,
+        ops::NewKey {
+            tenant_id: Some(t.id),
+            user_id: None,
+            name: Some("bench".into()),
+            role: None,
+            allowed_models: None,
+            expires_at: None,
+            expires_in: None,
+            metadata: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("key: {e:?}"))?;
+    Ok(k.key)
 }

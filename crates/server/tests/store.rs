@@ -984,17 +984,28 @@ async fn usage_insert_is_idempotent_and_takes_10k_rows(db: &TestDb) {
     // Again: nothing new.
     s.insert_usage(&big).await.unwrap();
     assert_eq!(count_usage(db).await, 10_001);
+    // Batches that are not a multiple of the statement size: cut into the
+    // cached statement sizes (199 = 100 + 64 + 32 + 2 + 1), every row kept,
+    // the same row set twice still stored once.
+    let mut stored = 10_001;
+    for (seed, n) in [(7u64, 199usize), (8, 99), (9, 3), (10, 1)] {
+        let rows = varied_rows(n, seed, 1_700_000_000_000);
+        s.insert_usage(&rows).await.unwrap();
+        s.insert_usage(&rows).await.unwrap();
+        stored += n as i64;
+        assert_eq!(count_usage(db).await, stored, "{n} rows");
+    }
     let tot = s.usage_totals(&UsageFilter::default(), None).await.unwrap();
     assert_eq!(tot.len(), 1);
     assert_eq!(tot[0].key, "all");
-    assert_eq!(tot[0].requests, 10_001);
+    assert_eq!(tot[0].requests, stored);
     // NUL in client-provided text is stored (replaced), not fatal.
     let mut nul = usage_row("req_nul", 5);
     nul.alias = "a\0b".into();
     nul.tenant_id = Some("t\0".into());
     nul.ttft_ms = None;
     s.insert_usage(std::slice::from_ref(&nul)).await.unwrap();
-    assert_eq!(count_usage(db).await, 10_002);
+    assert_eq!(count_usage(db).await, stored + 1);
     // Read back: NULs replaced, an absent ttft stored as NULL (not -1).
     let f = UsageFilter {
         alias: Some("a\u{FFFD}b".into()),

@@ -17,9 +17,42 @@ pub struct Snapshot {
     pub budgets: HashMap<String, Arc<Budget>>,
     pub rate_limits: HashMap<String, Arc<RateLimit>>,
     /// Budget ids per scope.
-    pub budgets_by_scope: HashMap<(Scope, String), Vec<String>>,
-    /// Rate limits per scope.
-    pub limits_by_scope: HashMap<(Scope, String), Vec<Arc<RateLimit>>>,
+    pub budgets_by_scope: ByScope<Vec<String>>,
+    /// Rate limits per scope, each with its limiter's key.
+    pub limits_by_scope: ByScope<Vec<Limit>>,
+}
+
+/// A rate limit and the key of its limiter state
+/// (`scope:scope_id:model`, `*` for all models), made once per snapshot
+/// rather than per request.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub rule: Arc<RateLimit>,
+    pub key: Arc<str>,
+}
+
+/// Values per (scope, scope id), looked up with a borrowed id.
+#[derive(Debug, Clone)]
+pub struct ByScope<V>([HashMap<String, V>; 3]);
+
+impl<V> Default for ByScope<V> {
+    fn default() -> Self {
+        ByScope(Default::default())
+    }
+}
+
+impl<V: Default> ByScope<V> {
+    pub fn get(&self, scope: Scope, id: &str) -> Option<&V> {
+        self.0[scope as usize].get(id)
+    }
+
+    fn slot(&mut self, scope: Scope, id: &str) -> &mut V {
+        self.0[scope as usize].entry(id.to_owned()).or_default()
+    }
+
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(HashMap::clear);
+    }
 }
 
 impl Snapshot {
@@ -67,16 +100,21 @@ impl Snapshot {
         self.budgets_by_scope.clear();
         for b in self.budgets.values() {
             self.budgets_by_scope
-                .entry((b.scope, b.scope_id.clone()))
-                .or_default()
+                .slot(b.scope, &b.scope_id)
                 .push(b.id.clone());
         }
         self.limits_by_scope.clear();
         for r in self.rate_limits.values() {
-            self.limits_by_scope
-                .entry((r.scope, r.scope_id.clone()))
-                .or_default()
-                .push(r.clone());
+            let key = format!(
+                "{}:{}:{}",
+                r.scope.as_str(),
+                r.scope_id,
+                r.model.as_deref().unwrap_or("*")
+            );
+            self.limits_by_scope.slot(r.scope, &r.scope_id).push(Limit {
+                rule: r.clone(),
+                key: Arc::from(key),
+            });
         }
     }
 }

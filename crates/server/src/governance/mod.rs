@@ -16,7 +16,7 @@ use crate::config::GovernanceConfig;
 use crate::error::GatewayError;
 use crate::store::{self, AuditEvent, AuditLog, Role, Scope, Store, UsageRow, WriterConfig};
 use axum::http::{HeaderName, HeaderValue};
-use cache::Snapshot;
+use cache::{Limit, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -85,7 +85,7 @@ impl Principal {
 pub struct Admission {
     /// `x-ratelimit-*` headers for the response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    tpm_holds: Vec<(String, u64, u64)>,
+    tpm_holds: Vec<(Arc<str>, u64, u64)>,
     holds: Vec<Hold>,
     /// A downgrade budget is exhausted: serve this alias instead.
     pub downgrade_to: Option<String>,
@@ -372,7 +372,12 @@ impl Governance {
             }
         };
         if let Ok(mut t) = self.touched.lock() {
-            t.insert(k.id.clone(), now);
+            match t.get_mut(&k.id) {
+                Some(at) => *at = now,
+                None => {
+                    t.insert(k.id.clone(), now);
+                }
+            }
         }
         Some(Ok(Principal {
             key_id: Some(k.id.clone()),
@@ -401,42 +406,36 @@ impl Governance {
         let snap = self.snapshot();
         let scopes = scopes_of(p);
         let now = tokio::time::Instant::now();
-        let mut taken: Vec<(String, u64)> = Vec::new();
+        let mut taken: Vec<(&str, u64)> = Vec::new();
         let mut req_hdr: Option<Decision> = None;
         let mut tok_hdr: Option<Decision> = None;
         let mut refused: Option<(Decision, &'static str, String)> = None;
-        'outer: for (scope, id) in &scopes {
-            let Some(limits) = snap.limits_by_scope.get(&(*scope, id.clone())) else {
+        'outer: for (scope, id) in scopes.clone() {
+            let Some(limits) = snap.limits_by_scope.get(scope, id) else {
                 continue;
             };
-            for l in limits {
+            for Limit { rule: l, key: lk } in limits {
                 if l.model.as_deref().is_some_and(|m| m != alias) {
                     continue;
                 }
-                let lk = format!(
-                    "{}:{}:{}",
-                    scope.as_str(),
-                    id,
-                    l.model.as_deref().unwrap_or("*")
-                );
                 if let Some(rpm) = l.rpm.and_then(|v| u64::try_from(v).ok()) {
-                    let d = self.limiters.take_request(&lk, rpm, now);
+                    let d = self.limiters.take_request(lk, rpm, now);
                     if !d.allowed {
                         refused = Some((d, "requests", format!("{} {id}", scope.as_str())));
                         break 'outer;
                     }
-                    taken.push((lk.clone(), rpm));
+                    taken.push((lk, rpm));
                     if req_hdr.is_none_or(|h| d.remaining < h.remaining) {
                         req_hdr = Some(d);
                     }
                 }
                 if let Some(tpm) = l.tpm.and_then(|v| u64::try_from(v).ok()) {
-                    let d = self.limiters.reserve_tokens(&lk, tpm, tokens, now);
+                    let d = self.limiters.reserve_tokens(lk, tpm, tokens, now);
                     if !d.allowed {
                         refused = Some((d, "tokens", format!("{} {id}", scope.as_str())));
                         break 'outer;
                     }
-                    adm.tpm_holds.push((lk, tpm, tokens));
+                    adm.tpm_holds.push((lk.clone(), tpm, tokens));
                     if tok_hdr.is_none_or(|h| d.remaining < h.remaining) {
                         tok_hdr = Some(d);
                     }
@@ -458,8 +457,8 @@ impl Governance {
             return Err(e);
         }
         let mut budget_ids: Vec<String> = Vec::new();
-        for s in &scopes {
-            if let Some(ids) = snap.budgets_by_scope.get(s) {
+        for (scope, id) in scopes {
+            if let Some(ids) = snap.budgets_by_scope.get(scope, id) {
                 budget_ids.extend(ids.iter().cloned());
             }
         }
@@ -506,7 +505,7 @@ impl Governance {
         Ok(adm)
     }
 
-    fn undo(&self, taken: &[(String, u64)], adm: &Admission) {
+    fn undo(&self, taken: &[(&str, u64)], adm: &Admission) {
         for (k, rpm) in taken {
             self.limiters.refund_request(k, *rpm);
         }
@@ -593,18 +592,14 @@ fn weaker(a: Role, b: Role) -> Role {
     }
 }
 
-fn scopes_of(p: &Principal) -> Vec<(Scope, String)> {
-    let mut s = Vec::with_capacity(3);
-    if let Some(t) = &p.tenant_id {
-        s.push((Scope::Tenant, t.clone()));
-    }
-    if let Some(u) = &p.user_id {
-        s.push((Scope::User, u.clone()));
-    }
-    if let Some(k) = &p.key_id {
-        s.push((Scope::Key, k.clone()));
-    }
-    s
+fn scopes_of(p: &Principal) -> impl Iterator<Item = (Scope, &str)> + Clone {
+    [
+        (Scope::Tenant, p.tenant_id.as_deref()),
+        (Scope::User, p.user_id.as_deref()),
+        (Scope::Key, p.key_id.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(s, id)| Some((s, id?)))
 }
 
 /// OpenAI-style `x-ratelimit-*` headers.
@@ -613,25 +608,71 @@ fn push_headers(
     req: Option<Decision>,
     tok: Option<Decision>,
 ) {
-    for (d, kind) in [(req, "requests"), (tok, "tokens")] {
+    for (d, [limit, remaining, reset]) in [req, tok].into_iter().zip(RATE_HEADERS) {
         let Some(d) = d else { continue };
-        for (name, value) in [
-            (format!("x-ratelimit-limit-{kind}"), d.limit.to_string()),
-            (
-                format!("x-ratelimit-remaining-{kind}"),
-                d.remaining.to_string(),
-            ),
-            (
-                format!("x-ratelimit-reset-{kind}"),
-                format!("{:.3}s", d.reset.as_secs_f64()),
-            ),
-        ] {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                h.push((n, v));
-            }
+        h.push((limit, HeaderValue::from(d.limit)));
+        h.push((remaining, HeaderValue::from(d.remaining)));
+        if let Ok(v) = HeaderValue::from_str(&reset_text(d.reset)) {
+            h.push((reset, v));
         }
+    }
+}
+
+/// The `x-ratelimit-*` names, made at compile time (a name made per
+/// request is validated byte by byte each time).
+const RATE_HEADERS: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+
+/// Seconds with millisecond precision (`1.500s`), in integer arithmetic:
+/// float formatting cost more than the rest of the limit check.
+fn reset_text(d: Duration) -> String {
+    let ms = (d.as_nanos() + 500_000) / 1_000_000;
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_headers_are_seconds_to_the_millisecond() {
+        for (d, text) in [
+            (Duration::from_millis(1500), "1.500s"),
+            (Duration::from_micros(1_234_500), "1.235s"),
+            (Duration::from_micros(2), "0.000s"),
+            (Duration::from_secs(61), "61.000s"),
+        ] {
+            assert_eq!(reset_text(d), text, "{d:?}");
+        }
+        let d = Decision {
+            allowed: true,
+            limit: 60,
+            remaining: 59,
+            reset: Duration::from_secs(1),
+        };
+        let mut h = Vec::new();
+        push_headers(&mut h, Some(d), None);
+        let h: Vec<(&str, &str)> = h
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            h,
+            [
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "59"),
+                ("x-ratelimit-reset-requests", "1.000s"),
+            ]
+        );
     }
 }

@@ -53,7 +53,11 @@ impl Limiters {
             .requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let g = map.entry(key.to_owned()).or_insert(Gcra { tat: now });
+        // `entry` alone would allocate the key on every request.
+        let g = match map.get_mut(key) {
+            Some(g) => g,
+            None => map.entry(key.to_owned()).or_insert(Gcra { tat: now }),
+        };
         let tat = g.tat.max(now);
         let new_tat = tat + interval;
         let allow_at = new_tat.checked_sub(burst).unwrap_or(now);
@@ -88,10 +92,13 @@ impl Limiters {
             .tokens
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let b = map.entry(key.to_owned()).or_insert(Bucket {
-            level: cap,
-            at: now,
-        });
+        let b = match map.get_mut(key) {
+            Some(b) => b,
+            None => map.entry(key.to_owned()).or_insert(Bucket {
+                level: cap,
+                at: now,
+            }),
+        };
         b.level = (b.level + rate * now.saturating_duration_since(b.at).as_secs_f64()).min(cap);
         b.at = now;
         let want = tokens as f64;
