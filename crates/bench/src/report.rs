@@ -626,9 +626,15 @@ impl Report {
                     p.gateway.p99_us,
                     cpu.gateway_us_per_req,
                 )?;
+                let own = self
+                    .saturation
+                    .iter()
+                    .find(|(c, _, _)| *c == 32)
+                    .map_or(0.0, |(_, p, _)| p.direct.rps);
                 writeln!(
                     m,
-                    "\nThe rows above use the bench's own upstream (hyper, pre-serialised replies), which is faster than nginx here, so their ratio is the stricter one. The nginx row repeats c=32 against nginx serving the same reply (`return 200`, `worker_processes auto`), with governance on as the targets define it (a CLI-made virtual key on a rate-limited plan, usage rows written): issue 5's peer figures (LiteLLM-Rust 0.22–0.27×, …) are ratios to nginx."
+                    "\nThe numbered rows use the bench's own upstream (hyper, pre-serialised replies; {own:.0} req/s direct at c=32) and the main config's static gateway key. The nginx row repeats c=32 against nginx serving the same reply (`return 200`, `worker_processes auto`; {:.0} req/s direct), with governance on as the targets define it (a CLI-made virtual key on a rate-limited plan, usage rows written): issue 5's peer figures (LiteLLM-Rust 0.22–0.27×, …) are ratios to nginx.",
+                    p.direct.rps
                 )?;
             }
             writeln!(m)?;
