@@ -9,6 +9,8 @@
 //! - [`dialect`]: one module per wire format (OpenAI chat, Anthropic
 //!   messages, Gemini), pure translation functions and stream state machines.
 //! - [`sse`]: incremental Server-Sent Events decoding/encoding.
+//! - [`json_scan`]: one top-level member of a JSON object without parsing
+//!   the rest (the pass-through path's usage lookup).
 //! - [`provider`]: the provider catalog (presets as data) and how to build
 //!   an upstream HTTP request for a provider.
 //! - [`resilience`]: reliability primitives (backoff, retry budget, circuit
@@ -25,6 +27,7 @@
 
 pub mod dialect;
 pub mod ir;
+pub mod json_scan;
 pub mod pii;
 pub mod pricing;
 pub mod provider;

@@ -150,6 +150,13 @@ impl DbKind {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// The usage writer's own connection (a pool of one): its prepared
+    /// INSERTs and its page cache stay warm from one batch to the next,
+    /// instead of each batch landing on whichever connection of `pool` is
+    /// next in line (each then re-preparing the statements and re-reading
+    /// the index pages the others changed). The same pool as `pool` for an
+    /// in-memory SQLite database, which exists only on its one connection.
+    usage: AnyPool,
     kind: DbKind,
 }
 
@@ -168,19 +175,22 @@ impl Store {
                 redact(url)
             ))
         })?;
-        let pool = match kind {
+        let (pool, usage) = match kind {
             DbKind::Sqlite => connect_sqlite(url).await?,
-            DbKind::Postgres => AnyPoolOptions::new()
-                .max_connections(12)
-                .min_connections(0)
-                .acquire_timeout(Duration::from_secs(5))
-                .idle_timeout(Duration::from_secs(300))
-                .connect(url)
-                .await
-                .op("connect")?,
+            DbKind::Postgres => {
+                let pg = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .min_connections(0)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .idle_timeout(Duration::from_secs(300))
+                };
+                let pool = pg(12).connect(url).await.op("connect")?;
+                (pool, pg(1).connect_lazy(url).op("connect")?)
+            }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, kind })
+        Ok(Store { pool, usage, kind })
     }
 
     pub fn kind(&self) -> DbKind {
@@ -201,13 +211,15 @@ impl Store {
         Ok(())
     }
 
-    /// Close the pool (waits for checked-out connections). Later calls fail.
+    /// Close the pools (waits for checked-out connections). Later calls fail.
     pub async fn close(&self) {
+        self.usage.close().await;
         self.pool.close().await;
     }
 }
 
-async fn connect_sqlite(url: &str) -> Result<AnyPool, StoreError> {
+/// The shared pool and the usage writer's pool of one (see [`Store`]).
+async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -248,44 +260,59 @@ async fn connect_sqlite(url: &str) -> Result<AnyPool, StoreError> {
             .op("connect")?;
         sqlx::Connection::close(conn).await.op("connect")?;
     }
-    let opts = AnyPoolOptions::new()
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA foreign_keys = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA synchronous = NORMAL")
-                    .execute(&mut *conn)
-                    .await?;
-                // 256 KiB of page cache per connection (SQLite's default
-                // is 2 MiB): inserts touch only the right edge of each
-                // index, reads of older pages come from the OS page cache,
-                // and the gateway's idle memory is part of its budget.
-                sqlx::query("PRAGMA cache_size = -256")
-                    .execute(&mut *conn)
-                    .await?;
-                // Statement journals (a multi-row INSERT that may need to
-                // undo part of itself) in memory: on disk each was a temp
-                // file created and unlinked per usage batch.
-                sqlx::query("PRAGMA temp_store = MEMORY")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+    let opts = || {
+        AnyPoolOptions::new()
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    // 256 KiB of page cache per connection (SQLite's default
+                    // is 2 MiB): inserts touch only the right edge of each
+                    // index, reads of older pages come from the OS page cache,
+                    // and the gateway's idle memory is part of its budget.
+                    sqlx::query("PRAGMA cache_size = -256")
+                        .execute(&mut *conn)
+                        .await?;
+                    // Statement journals (a multi-row INSERT that may need to
+                    // undo part of itself) in memory: on disk each was a temp
+                    // file created and unlinked per usage batch.
+                    sqlx::query("PRAGMA temp_store = MEMORY")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
             })
-        })
-        .acquire_timeout(Duration::from_secs(10));
-    let opts = if memory {
-        opts.max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+    };
+    if memory {
+        let pool = opts()
+            .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-    } else {
-        opts.max_connections(4)
-    };
-    opts.connect(&full).await.op("connect")
+            .connect(&full)
+            .await
+            .op("connect")?;
+        return Ok((pool.clone(), pool));
+    }
+    let pool = opts()
+        .max_connections(4)
+        .connect(&full)
+        .await
+        .op("connect")?;
+    let usage = opts()
+        .max_connections(1)
+        .min_connections(0)
+        .connect_lazy(&full)
+        .op("connect")?;
+    Ok((pool, usage))
 }
 
 /// The URL without its password, for messages.

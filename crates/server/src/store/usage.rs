@@ -276,7 +276,7 @@ impl Store {
     /// failure here means "database down", not "bad rows".)
     pub(crate) async fn usage_table_ok(&self) -> bool {
         sqlx::query("SELECT request_id FROM usage_log WHERE 1 = 0")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.usage)
             .await
             .is_ok()
     }
@@ -290,7 +290,7 @@ impl Store {
             return Ok(());
         }
         let op = "insert_usage";
-        let mut tx = self.pool.begin().await.op(op)?;
+        let mut tx = self.usage.begin().await.op(op)?;
         let mut rest = rows;
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(next_chunk(rest.len()));

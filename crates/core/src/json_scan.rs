@@ -1,0 +1,355 @@
+//! Byte-level lookup of one top-level member of a JSON object, for the
+//! pass-through fast path: the gateway reads a response's `usage` without
+//! parsing the rest of the body.
+//!
+//! [`top_level`] walks the object's members and skips each value it does
+//! not want by its brackets and strings alone (strings are crossed with a
+//! SIMD search for the next quote or backslash), so a long completion text
+//! costs a few instructions per 16 bytes instead of a full parse. It only
+//! answers what it is sure of: a key written with escapes, or bytes that
+//! are not a JSON object where it looks, give [`Member::Unsure`], and the
+//! caller then parses the whole body as before. It does not validate what
+//! it skips: a malformed document may still yield the member, or be said
+//! to lack it, where a full parse would refuse the whole body.
+
+/// What [`top_level`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member<'a> {
+    /// The member's value, and everything after it (hand it to a
+    /// streaming deserializer, which stops at the value's end).
+    Value(&'a [u8]),
+    /// The object has no such member.
+    Absent,
+    /// Cannot tell without a full parse.
+    Unsure,
+}
+
+/// `usage`, the member the pass-through path reads from every response.
+pub static USAGE: std::sync::LazyLock<Key> = std::sync::LazyLock::new(|| Key::new("usage"));
+
+/// A member name to look up, with its search prepared once (keep it in a
+/// `static`: see [`Key::new`]).
+pub struct Key {
+    name: &'static [u8],
+    /// `"name"`, searched forward with SIMD.
+    quoted: memchr::memmem::Finder<'static>,
+}
+
+impl Key {
+    /// `name` as written in JSON without escapes (`usage`).
+    pub fn new(name: &'static str) -> Key {
+        let quoted = format!("\"{name}\"").into_bytes();
+        Key {
+            name: name.as_bytes(),
+            quoted: memchr::memmem::Finder::new(&quoted).into_owned(),
+        }
+    }
+}
+
+/// The value of the top-level member `key` of the JSON object in `json`.
+pub fn top_level<'a>(json: &'a [u8], key: &Key) -> Member<'a> {
+    if let Some(m) = from_the_end(json, key) {
+        return m;
+    }
+    scan(json, key.name).unwrap_or(Member::Unsure)
+}
+
+/// The quick way, for members near the end of the object (a response's
+/// `usage` comes after its `choices`): find the last `"key"` (SIMD search)
+/// and prove it is a top-level key by walking the rest of the document,
+/// which must close the object and end. `None` when that proof fails (the
+/// walk from the start decides).
+///
+/// Why the proof holds: in a JSON text a quote right after `key`'s last
+/// letter ends a string, so a match whose first quote is not escaped is a
+/// string that is exactly `key`; followed by `:` it is a member name; and
+/// if the members after its value close an object with the document's
+/// last byte, that object is the top-level one.
+fn from_the_end<'a>(json: &'a [u8], key: &Key) -> Option<Member<'a>> {
+    let Some(at) = key.quoted.find_iter(json).last() else {
+        // No `"key"` anywhere: only a name written with escapes could
+        // still be it, and there is no backslash to write one with.
+        let object = json.get(ws(json, 0)) == Some(&b'{');
+        return (object && memchr::memchr(b'\\', json).is_none()).then_some(Member::Absent);
+    };
+    let backslashes = json[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+    if backslashes % 2 == 1 {
+        return None;
+    }
+    let mut i = ws(json, at + key.name.len() + 2);
+    if *json.get(i)? != b':' {
+        return None;
+    }
+    let value = ws(json, i + 1);
+    i = ws(json, value_end(json, value)?);
+    loop {
+        match *json.get(i)? {
+            b'}' => {
+                return (ws(json, i + 1) == json.len()).then_some(Member::Value(&json[value..]));
+            }
+            b',' => {
+                i = ws(json, i + 1);
+                if *json.get(i)? != b'"' {
+                    return None;
+                }
+                i = ws(json, string_end(json, i)?);
+                if *json.get(i)? != b':' {
+                    return None;
+                }
+                i = ws(json, value_end(json, ws(json, i + 1))?);
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn scan<'a>(json: &'a [u8], key: &[u8]) -> Option<Member<'a>> {
+    let mut i = ws(json, 0);
+    if *json.get(i)? != b'{' {
+        return None;
+    }
+    i = ws(json, i + 1);
+    if *json.get(i)? == b'}' {
+        return Some(Member::Absent);
+    }
+    loop {
+        if *json.get(i)? != b'"' {
+            return None;
+        }
+        let end = string_end(json, i)?;
+        // `end` is one past the closing quote; a key with a backslash may
+        // spell `key` with escapes: leave that to the full parse.
+        let name = &json[i + 1..end - 1];
+        if memchr::memchr(b'\\', name).is_some() {
+            return None;
+        }
+        i = ws(json, end);
+        if *json.get(i)? != b':' {
+            return None;
+        }
+        i = ws(json, i + 1);
+        if name == key {
+            return Some(Member::Value(&json[i..]));
+        }
+        i = ws(json, value_end(json, i)?);
+        match *json.get(i)? {
+            b',' => i = ws(json, i + 1),
+            b'}' => return Some(Member::Absent),
+            _ => return None,
+        }
+    }
+}
+
+/// The index after the JSON whitespace from `i`.
+fn ws(json: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// One past the closing quote of the string whose opening quote is at `i`.
+/// Short strings (keys, ids) are crossed byte by byte; past the first 16
+/// bytes a SIMD search for the next quote or backslash takes over, which
+/// pays off on completion texts but costs more than it saves on a key.
+fn string_end(json: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    let short = json.len().min(j + 16);
+    while j < short {
+        match json[j] {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', json.get(j..)?)?;
+        if json[k] == b'"' {
+            return Some(k + 1);
+        }
+        j = k + 2; // the backslash and the character it escapes
+    }
+}
+
+/// One past the end of the value that starts at `i`.
+fn value_end(json: &[u8], i: usize) -> Option<usize> {
+    match *json.get(i)? {
+        b'"' => string_end(json, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while let Some(&b) = json.get(j) {
+                match b {
+                    b'"' => {
+                        j = string_end(json, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        // A number, `true`, `false` or `null`: up to the next delimiter.
+        _ => {
+            let n = json[i..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(json.len() - i);
+            (n > 0).then_some(i + n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// What a full parse says the member is (`None`: absent or null, or
+    /// the document does not parse).
+    fn full(json: &str, key: &str) -> Option<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        v.as_object()?.get(key).cloned().filter(|v| !v.is_null())
+    }
+
+    fn fast(json: &str, key: &str) -> Member<'static> {
+        let leaked: &'static str = Box::leak(json.to_owned().into_boxed_str());
+        let name: &'static str = Box::leak(key.to_owned().into_boxed_str());
+        top_level(leaked.as_bytes(), &Key::new(name))
+    }
+
+    fn fast_value(json: &str, key: &str) -> Result<Option<serde_json::Value>, ()> {
+        match fast(json, key) {
+            Member::Value(v) => {
+                let mut de = serde_json::Deserializer::from_slice(v);
+                Ok(Option::<serde_json::Value>::deserialize(&mut de)
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.is_null()))
+            }
+            Member::Absent => Ok(None),
+            Member::Unsure => Err(()),
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_full_parse_on_valid_documents() {
+        let docs = [
+            r#"{"id":"x","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens":1},"id":"x"}"#,
+            r#" { "id" : "x" , "usage" : { "a" : [1, 2, {"usage": 3}] } } "#,
+            "{\n\t\"choices\": [{\"message\": {\"content\": \"say \\\"usage\\\": {}\"}}],\r\n \"usage\": null}",
+            r#"{"choices":[{"message":{"content":"a \\\" } ] { [ \\\\"}}],"usage":{"total_tokens":7}}"#,
+            r#"{"choices":[{"delta":{"content":"\\\\"}}],"x":"\\\\\\\\","usage":{"n":1}}"#,
+            r#"{"a":true,"b":false,"c":null,"d":-1.5e3,"e":[],"f":{},"usage":{"n":2}}"#,
+            r#"{"a":"usage","b":{"usage":{"n":1}}}"#,
+            r#"{"choices":[]}"#,
+            r#"{}"#,
+            r#"{ }"#,
+            r#"{"usage":[1,2]}"#,
+            r#"{"usage":"text"}"#,
+            r#"{"usage":12}"#,
+            r#"{"usagex":1,"xusage":2,"usag":3}"#,
+            r#"{"content":"€ ünïcödé ✓ 🚀","usage":{"n":"🚀"}}"#,
+            // the last `"usage"` is not the top-level one
+            r#"{"usage":{"n":1},"choices":[{"usage":{"n":2}}]}"#,
+            r#"{"usage":{"n":1},"x":{"usage":{"n":2}},"y":1}"#,
+            r#"{"choices":[{"usage":{"n":2}}],"usage":{"n":1},"tail":{"usage":3}}"#,
+            r#"{"a":"x\"usage\":1","usage":{"n":1},"b":"\"usage\": 2"}"#,
+            r#"{"a":"\\","usage" : {"n":5} , "b" : [ "usage" ] }"#,
+            r#"{"usage":{"n":1},"x\"usage":{"n":9}}"#,
+            r#"{"usage":{"n":1},"x\\\"usage":{"n":9}}"#,
+            r#"{"choices":[{"text":"no key here"}],"id":"u"}"#,
+            r#"{"choices":[{"text":"an escape \n but no key"}]}"#,
+            // escapes past the first 16 bytes of a string (the SIMD part)
+            r#"{"content":"0123456789abcdefghij \" } ] \\","usage":{"n":3}}"#,
+            r#"{"content":"0123456789abcdefghij\\\"usage\":{","usage":{"n":4}}"#,
+        ];
+        for doc in docs {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(doc).is_ok(),
+                "{doc}"
+            );
+            assert_eq!(fast_value(doc, "usage"), Ok(full(doc, "usage")), "{doc}");
+        }
+    }
+
+    #[test]
+    fn agrees_on_the_provider_fixtures() {
+        let fixtures = [
+            include_str!("dialect/openai/testdata/response_text.json"),
+            include_str!("dialect/openai/testdata/response_tool_calls.json"),
+            include_str!("dialect/openai/testdata/embeddings_float.json"),
+            include_str!("dialect/openai/testdata/error_invalid_api_key.json"),
+            include_str!("dialect/anthropic/testdata/response_tool_use.json"),
+            include_str!("dialect/gemini/testdata/generate_text.json"),
+        ];
+        let streams = [
+            include_str!("dialect/openai/testdata/stream_text_usage.sse"),
+            include_str!("dialect/openai/testdata/stream_tool_calls.sse"),
+            include_str!("dialect/openai/testdata/stream_deepseek_reasoning.sse"),
+            include_str!("dialect/anthropic/testdata/stream_text.sse"),
+        ];
+        let events = streams
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|d| d.starts_with('{'));
+        let mut n = 0;
+        for doc in fixtures.into_iter().chain(events) {
+            for key in ["usage", "id", "choices", "type", "message", "usageMetadata"] {
+                assert_eq!(fast_value(doc, key), Ok(full(doc, key)), "{key} in {doc}");
+            }
+            n += 1;
+        }
+        assert!(n > 20, "only {n} documents");
+    }
+
+    #[test]
+    fn leaves_what_it_cannot_be_sure_of_to_a_full_parse() {
+        for doc in [
+            r#"{"us\u0061ge":{"n":1}}"#, // an escaped key may be the one asked for
+            r#"["usage"]"#,
+            r#""usage""#,
+            r#"{"a":"\u0041","us\u0061ge":{"n":1}}"#,
+            r#"["usage"]"#,
+            r#""usage""#,
+            "",
+            r#"{"a":"\"usage\":1"#,
+        ] {
+            assert_eq!(fast(doc, "usage"), Member::Unsure, "{doc:?}");
+        }
+        // Not validated: a malformed document may still yield the member
+        // or be said to lack it (a full parse refuses it; either way the
+        // caller has no usage to trust more).
+        for doc in [
+            r#"{"a" 1}"#,
+            r#"{"a":{"b":1"#,
+            r#"{"a":}"#,
+            "{",
+            r#"{"a":1,"#,
+        ] {
+            assert_eq!(fast(doc, "usage"), Member::Absent, "{doc:?}");
+        }
+        assert_eq!(fast(r#"{"a":1 "usage":2}"#, "usage"), Member::Value(b"2}"));
+    }
+
+    #[test]
+    fn never_panics_on_truncated_input() {
+        let doc = r#" {"id":"x","choices":[{"message":{"content":"a\"b\\"}}],"n":-1.5,"t":true,"usage":{"prompt_tokens":1}} "#;
+        for cut in 0..=doc.len() {
+            let key = Key::new("usage");
+            let _ = top_level(&doc.as_bytes()[..cut], &key);
+            let _ = top_level(&doc.as_bytes()[cut..], &key);
+        }
+    }
+}
