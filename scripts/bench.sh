@@ -67,12 +67,18 @@ build() {
 }
 
 load_check() {
-  local l
-  l=$(cut -d' ' -f1 /proc/loadavg)
-  echo "== load average $l"
-  if awk -v l="$l" 'BEGIN{exit !(l > 1.5)}'; then
-    echo "   warning: the machine is busy (load $l on 2 cores): figures will be noisy"
-    notes+=("load average was $l when the run started (2 cores): other work was running; figures are noisier than usual")
+  # How busy the machine is right now: CPU time not idle over 2 s, from
+  # /proc/stat. (The 1-minute load average would still count the gate's
+  # own valgrind runs a minute after they ended.)
+  local a b busy
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+  sleep 2
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+  busy=$(echo "$a $b" | awk '{u=$3-$1; i=$4-$2; t=u+i; if (t <= 0) t=1; printf "%.0f", 100*u/t}')
+  echo "== CPU busy before the run: ${busy}%"
+  if [ "$busy" -gt 20 ]; then
+    echo "   warning: the machine is busy (${busy}% of its CPU time in the last 2 s): figures will be noisy"
+    notes+=("the machine's CPUs were ${busy}% busy in the 2 s before the $1 started: other work was running; figures are noisier than usual")
   fi
 }
 
@@ -171,19 +177,19 @@ case "$cmd" in
   all)
     need_load_tools
     build
-    load_check
+    load_check "instruction-count gate"
     gate_rc=0
     gate || gate_rc=$?
     cp "$WORK/gate.json" bench/gate.json 2>/dev/null || true
     cp "$WORK/callgrind-top.txt" bench/callgrind-top.txt 2>/dev/null || true
     [ "$gate_rc" = 0 ] || notes+=("the instruction-count gate FAILED in this run")
-    load_check
+    load_check "load runs"
     run_groups all bench
     ;;
   main|stream|ladder|failover|peers|soak)
     need_load_tools
     build
-    load_check
+    load_check "load runs"
     [ "$cmd" = peers ] && peers=1
     run_groups "$cmd" "target/bench/$cmd"
     ;;

@@ -270,6 +270,8 @@ pub struct Report {
     pub wall_s: f64,
     pub sequential: Option<Pair>,
     pub fixed_rate: Vec<(u32, Pair)>,
+    /// 50 req/s with the client, gateway and upstream on one CPU.
+    pub fixed_rate_one_cpu: Option<Pair>,
     pub saturation: Vec<(usize, Pair, Cpu)>,
     /// c=32 with nginx as the upstream and a virtual key (governance on).
     pub saturation_nginx: Option<(Pair, Cpu)>,
@@ -381,6 +383,17 @@ impl Report {
                     ),
                     met: Some(p.added_p50_us <= p50 && p.added_p99_us <= p99),
                 });
+                if let (50, Some(one)) = (rate, &self.fixed_rate_one_cpu) {
+                    t.push(Target {
+                        target: "… the same with client, gateway and upstream on one CPU (no idle-CPU wake-ups)"
+                            .into(),
+                        measured: format!(
+                            "p50 {:+.0} µs, p99 {:+.0} µs",
+                            one.added_p50_us, one.added_p99_us
+                        ),
+                        met: Some(one.added_p50_us <= p50 && one.added_p99_us <= p99),
+                    });
+                }
             }
         }
         if let Some(p) = &self.sequential {
@@ -575,7 +588,8 @@ impl Report {
         }
         if !self.fixed_rate.is_empty() {
             writeln!(m, "## (b) Fixed rate (oha -q, latency corrected)\n")?;
-            let ps: Vec<&Pair> = self.fixed_rate.iter().map(|(_, p)| p).collect();
+            let mut ps: Vec<&Pair> = self.fixed_rate.iter().map(|(_, p)| p).collect();
+            ps.extend(&self.fixed_rate_one_cpu);
             lat_table(m, &ps)?;
             for (rate, p) in &self.fixed_rate {
                 if p.gateway.rps < 0.95 * f64::from(*rate) || p.direct.rps < 0.95 * f64::from(*rate)

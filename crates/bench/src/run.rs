@@ -228,6 +228,8 @@ struct Runner {
     /// their load so the report can read the gateway's RSS again once its
     /// pooled upstream connections have expired; with when the load ended.
     lingering: Option<(Proc, Proc, Instant)>,
+    /// Run oha under `taskset -c <cpus>` (the pinned fixed-rate row).
+    pin_client: Option<String>,
 }
 
 impl Runner {
@@ -395,7 +397,14 @@ impl Runner {
         rate: Option<u32>,
         n: Option<usize>,
     ) -> anyhow::Result<Lat> {
-        let mut c = Command::new(&self.args.oha);
+        let mut c = match &self.pin_client {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(&self.args.oha);
+                c
+            }
+            None => Command::new(&self.args.oha),
+        };
         c.arg("--no-tui")
             .arg("--output-format")
             .arg("json")
@@ -538,6 +547,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         gw_bin,
         wrk_seq: 0,
         lingering: None,
+        pin_client: None,
     };
     let started = Instant::now();
     if want(&r.args, "main") {
@@ -591,6 +601,39 @@ fn up_target(port: u16, path: &str, body: String) -> Target {
     }
 }
 
+/// 50 req/s with every thread of `pids` and the load generator on CPU 0;
+/// the processes get all CPUs back afterwards, whatever happened.
+fn pinned_low_rate(
+    r: &mut Runner,
+    pids: &[u32],
+    direct: &Target,
+    via: &Target,
+) -> anyhow::Result<crate::report::Pair> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all = format!("0-{}", cpus.saturating_sub(1));
+    let set = |cpus: &str| -> anyhow::Result<()> {
+        for pid in pids {
+            let st = Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .context("taskset")?;
+            anyhow::ensure!(st.success(), "taskset -a -p -c {cpus} {pid}: {st}");
+        }
+        Ok(())
+    };
+    let res = set("0").and_then(|()| {
+        r.pin_client = Some("0".into());
+        let d = r.oha(direct, 4, Some(50), None);
+        let g = d.and_then(|d| Ok((d, r.oha(via, 4, Some(50), None)?)));
+        r.pin_client = None;
+        let (d, g) = g?;
+        Ok(crate::report::Pair::new("50 req/s, all on CPU 0", d, g))
+    });
+    set(&all)?;
+    res
+}
+
 /// (a)–(c), (e): sequential, fixed rate, saturation, CPU and RSS.
 fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
     println!("== main scenarios");
@@ -629,6 +672,18 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
             rate,
             crate::report::Pair::new(&format!("{rate} req/s"), d, g),
         ));
+    }
+
+    // (b') 50 req/s again with the client, the gateway and the upstream on
+    // one CPU: every wake-up is then local, so the difference to the row
+    // above is what waking an idle CPU costs on this machine.
+    println!("   fixed rate 50/s, all on CPU 0");
+    match pinned_low_rate(r, &[up.pid(), gw.pid()], &direct, &via) {
+        Ok(p) => r.rep.fixed_rate_one_cpu = Some(p),
+        Err(e) => r
+            .rep
+            .notes
+            .push(format!("50 req/s on one CPU: not measured ({e:#})")),
     }
 
     // (c) + (e): saturation with CPU and RSS of the gateway process.
@@ -1282,6 +1337,23 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
          requests wrk completed; the tick is 10 ms, negligible over a run of several CPU-seconds."
             .into(),
     );
+    if let (Some((_, p)), Some(one)) = (
+        rep.fixed_rate.iter().find(|(r, _)| *r == 50),
+        &rep.fixed_rate_one_cpu,
+    ) {
+        n.push(format!(
+            "Fixed rate (b), one CPU: with the load generator, the gateway and the upstream all on CPU 0 the gateway \
+             adds p50 {:+.0} µs at 50 req/s, against {:+.0} µs when the scheduler spreads them over both CPUs. Through \
+             the gateway a request crosses four sockets instead of two, and at 50 req/s each crossing finds the \
+             receiver asleep: spread over two CPUs that is a wake-up of an idle virtual CPU (an inter-processor \
+             interrupt through the hypervisor), which costs far more here than the gateway's own work (sequential \
+             row: {}). Against a real provider the upstream hop is a network round trip of milliseconds; the \
+             gateway does not spin to hide this (that would burn a core per worker to win a loopback benchmark).",
+            one.added_p50_us,
+            p.added_p50_us,
+            rep.sequential.as_ref().map_or("not run".into(), |s| format!("p50 {:+.0} µs", s.added_p50_us)),
+        ));
+    }
     if let Some((_, p)) = rep.fixed_rate.iter().find(|(r, _)| *r == 50) {
         n.push(format!(
             "Fixed rate (b): at low rates each request wakes idle threads on both hops (client → gateway → upstream), \
