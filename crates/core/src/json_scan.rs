@@ -46,6 +46,13 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Whether `"name"` occurs anywhere in `json` (a cheap prefilter).
+    pub fn occurs_in(&self, json: &[u8]) -> bool {
+        self.quoted.find(json).is_some()
+    }
+}
+
 /// The value of the top-level member `key` of the JSON object in `json`.
 pub fn top_level<'a>(json: &'a [u8], key: &Key) -> Member<'a> {
     if let Some(m) = from_the_end(json, key) {
@@ -208,6 +215,163 @@ fn value_end(json: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// True when `json` is one well-formed JSON text (any value, with
+/// surrounding whitespace), decided at memchr speed over strings. `false`
+/// means "not sure": the caller asks a full parser. It never says true
+/// for a text `serde_json` refuses; it gives up (false) on nesting
+/// deeper than 64 levels, which serde would still accept.
+pub fn is_valid(json: &[u8]) -> bool {
+    validate(json).is_some()
+}
+
+const MAX_DEPTH: usize = 64;
+
+fn validate(j: &[u8]) -> Option<()> {
+    let mut stack = [0u8; MAX_DEPTH];
+    let mut depth = 0usize;
+    let mut i = ws(j, 0);
+    loop {
+        // A value starts at `i`.
+        match *j.get(i)? {
+            b'{' => {
+                *stack.get_mut(depth)? = b'{';
+                depth += 1;
+                i = ws(j, i + 1);
+                if *j.get(i)? == b'}' {
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    i = member_name(j, i)?;
+                    continue;
+                }
+            }
+            b'[' => {
+                *stack.get_mut(depth)? = b'[';
+                depth += 1;
+                i = ws(j, i + 1);
+                if *j.get(i)? == b']' {
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    continue;
+                }
+            }
+            b'"' => i = valid_string_end(j, i)?,
+            b't' => i = literal(j, i, b"true")?,
+            b'f' => i = literal(j, i, b"false")?,
+            b'n' => i = literal(j, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = number_end(j, i)?,
+            _ => return None,
+        }
+        // After a value: close containers, or on to the next value.
+        loop {
+            i = ws(j, i);
+            if depth == 0 {
+                return (i == j.len()).then_some(());
+            }
+            match (stack[depth - 1], *j.get(i)?) {
+                (b'{', b',') => {
+                    i = member_name(j, ws(j, i + 1))?;
+                    break;
+                }
+                (b'[', b',') => {
+                    i = ws(j, i + 1);
+                    break;
+                }
+                (b'{', b'}') | (b'[', b']') => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// `"name" :` at `i`; the index of the value after it.
+fn member_name(j: &[u8], i: usize) -> Option<usize> {
+    if *j.get(i)? != b'"' {
+        return None;
+    }
+    let i = ws(j, valid_string_end(j, i)?);
+    if *j.get(i)? != b':' {
+        return None;
+    }
+    Some(ws(j, i + 1))
+}
+
+/// Like [`string_end`], also checking what JSON forbids in a string: raw
+/// control characters and unknown escapes.
+fn valid_string_end(j: &[u8], i: usize) -> Option<usize> {
+    let mut p = i + 1;
+    // Names and short values end within a few bytes: a byte loop is
+    // cheaper there than setting up a vector search.
+    let short = j.len().min(p + 24);
+    while p < short {
+        match j[p] {
+            b'"' => return Some(p + 1),
+            b'\\' | 0..=0x1f => break,
+            _ => p += 1,
+        }
+    }
+    loop {
+        let k = p + memchr::memchr2(b'"', b'\\', j.get(p..)?)?;
+        // A plain loop the compiler turns into vector compares.
+        if j[p..k].iter().fold(false, |bad, &b| bad | (b < 0x20)) {
+            return None;
+        }
+        if j[k] == b'"' {
+            return Some(k + 1);
+        }
+        p = match *j.get(k + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => k + 2,
+            b'u' if j.get(k + 2..k + 6)?.iter().all(u8::is_ascii_hexdigit) => k + 6,
+            _ => return None,
+        };
+    }
+}
+
+fn literal(j: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (j.get(i..i + word.len())? == word).then_some(i + word.len())
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+fn number_end(j: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |i: usize| {
+        j[i.min(j.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    if j.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match *j.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i += digits(i),
+        _ => return None,
+    }
+    if j.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    if let Some(b'e' | b'E') = j.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = j.get(i) {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+    }
+    Some(i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +505,133 @@ mod tests {
             assert_eq!(fast(doc, "usage"), Member::Absent, "{doc:?}");
         }
         assert_eq!(fast(r#"{"a":1 "usage":2}"#, "usage"), Member::Value(b"2}"));
+    }
+
+    /// serde_json's verdict, as the relay asks it.
+    fn serde_ok(b: &[u8]) -> bool {
+        serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+    }
+
+    #[test]
+    fn validity_agrees_with_serde_on_hand_picked_texts() {
+        let valid = [
+            "{}",
+            "[]",
+            " { } ",
+            "0",
+            "-0",
+            "1.5e-3",
+            "-12.0E+4",
+            "1E9",
+            "\"\"",
+            "true",
+            "false",
+            "null",
+            r#"{"a":[1,2,{"b":null}],"c":"x\"y\\z\/\b\f\n\r\t\u00e9\uD83D\uDE80"}"#,
+            r#"{"choices":[{"delta":{"content":"€ ✓ 🚀"},"index":0,"finish_reason":null}]}"#,
+            "[[[[[[[[[[]]]]]]]]]]",
+            "{\"a\" : 1 ,\n\t\"b\" :\r\n[ ] }",
+            r#""\ud800""#, // a lone surrogate escape: serde's skipping accepts it
+        ];
+        for t in valid {
+            assert!(serde_ok(t.as_bytes()), "serde refuses {t:?}");
+            assert!(is_valid(t.as_bytes()), "{t:?}");
+        }
+        let invalid = [
+            "",
+            " ",
+            "{",
+            "}",
+            "[",
+            "[1,]",
+            "{,}",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+            r#"{1:2}"#,
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "1e+",
+            "+1",
+            "tru",
+            "nul",
+            "True",
+            "NaN",
+            "[1 2]",
+            "{}{}",
+            "{} x",
+            "\"\\x\"",
+            "\"\\u12G4\"",
+            "\"\\u12\"",
+            "\"a\nb\"",
+            "\"\t\"",
+            "\"unterminated",
+            "[\"a\",]",
+            r#"{"a":[}"#,
+            r#"{"a":{]}"#,
+            "]",
+            "[}",
+            "{]",
+            "not json",
+            "data: {}",
+        ];
+        for t in invalid {
+            assert!(!serde_ok(t.as_bytes()), "serde accepts {t:?}");
+            assert!(!is_valid(t.as_bytes()), "{t:?}");
+        }
+        // Deeper than it goes: unsure, not invalid.
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(serde_ok(deep.as_bytes()) && !is_valid(deep.as_bytes()));
+    }
+
+    #[test]
+    fn validity_never_says_yes_where_serde_says_no() {
+        // Deterministic xorshift; texts built from JSON's own characters,
+        // then cut and mutated.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let base: Vec<&str> = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"a\"b\\c\u00e9 \n"},"finish_reason":null}],"usage":null}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":-1.5e+3}}"#,
+            r#"[true,false,null,0,-0.0,1E5,"",{},[],{"":[{}]}]"#,
+        ]
+        .to_vec();
+        let alphabet = b"{}[]\",:\\ \n\t0123456789-+.eEtrufalsn\x01\x1fu/bx\xff\xc3";
+        let (mut agreed_valid, mut checked) = (0, 0);
+        for round in 0..40_000 {
+            let mut t = base[round % base.len()].as_bytes().to_vec();
+            for _ in 0..(next() % 3 + 1) {
+                let at = (next() as usize) % (t.len() + 1);
+                match next() % 4 {
+                    0 => t.truncate(at),
+                    1 if at < t.len() => t[at] = alphabet[(next() as usize) % alphabet.len()],
+                    2 => t.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                    _ if at < t.len() => {
+                        t.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let fast = is_valid(&t);
+            let full = serde_ok(&t);
+            assert!(
+                !fast || full,
+                "said valid, serde refuses: {:?}",
+                String::from_utf8_lossy(&t)
+            );
+            checked += 1;
+            agreed_valid += usize::from(fast && full);
+        }
+        // The mutations must leave enough valid texts to mean something.
+        assert!(agreed_valid > 1_000, "{agreed_valid} of {checked}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_core::dialect::{anthropic, openai, Dialect};
 use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
+use switchyard_core::json_scan;
 use switchyard_core::pii;
 use switchyard_core::pricing;
 use switchyard_core::resilience::parse_retry_after;
@@ -1239,15 +1240,17 @@ fn tap(d: Dialect, f: &SseFrame, usage: &mut Option<Usage>, terminal: &mut bool)
         *terminal = true;
         return Tap::Keep;
     }
-    if serde_json::from_str::<serde::de::IgnoredAny>(&f.data).is_err() {
+    // Every event must be JSON. The quick check says yes to nearly all of
+    // them; only what it doubts goes to the full parser for the verdict.
+    if !json_scan::is_valid(f.data.as_bytes())
+        && serde_json::from_str::<serde::de::IgnoredAny>(&f.data).is_err()
+    {
         return Tap::Invalid;
     }
     match d {
         Dialect::OpenAi => {
             let b = f.data.as_bytes();
-            if memchr::memmem::find(b, b"\"usage\":{").is_some()
-                || memchr::memmem::find(b, b"\"usage\": {").is_some()
-            {
+            if json_scan::USAGE.occurs_in(b) {
                 if let Some(u) = openai::extract_usage(b) {
                     *usage = Some(u);
                     if is_usage_only_chunk(&f.data) {

@@ -184,3 +184,30 @@ async fn an_event_is_never_held_for_the_next() {
         );
     }
 }
+
+/// An upstream event that is not JSON ends the stream with an error event
+/// after the good ones (relayed as they were, escapes and all); the bad
+/// bytes never reach the client.
+#[tokio::test]
+async fn an_event_that_is_not_json_ends_the_stream_with_an_error() {
+    let tricky = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a \\\"quote\\\", a \\\\ and \\u00e9 \\n\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    let broken =
+        "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"delta\":{\"content\":\"cut here\"}}]\n\n";
+    let mut parts = vec![(Duration::ZERO, chunk(&event(0)))];
+    parts.push((Duration::from_millis(20), chunk(tricky)));
+    parts.push((Duration::from_millis(20), chunk(broken)));
+    parts.push((Duration::from_millis(20), chunk(&last_events())));
+    let port = upstream(parts).await;
+    let gw = rig(&[], &config(port)).await;
+    let (head, chunks) = raw_stream(&gw.base).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body: String = chunks.concat();
+    assert!(body.starts_with(&(event(0) + tricky)), "{body}");
+    assert!(!body.contains("cut here"), "{body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    let last = body.trim_end().rsplit("\n\n").next().unwrap();
+    let err: serde_json::Value =
+        serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("not valid JSON"), "{err}");
+}
