@@ -155,29 +155,6 @@ fn ws(json: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// One past the closing quote of the string whose opening quote is at `i`.
-/// Short strings (keys, ids) are crossed byte by byte; past the first 16
-/// bytes a SIMD search for the next quote or backslash takes over, which
-/// pays off on completion texts but costs more than it saves on a key.
-fn string_end(json: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    let short = json.len().min(j + 16);
-    while j < short {
-        match json[j] {
-            b'"' => return Some(j + 1),
-            b'\\' => j += 2,
-            _ => j += 1,
-        }
-    }
-    loop {
-        let k = j + memchr::memchr2(b'"', b'\\', json.get(j..)?)?;
-        if json[k] == b'"' {
-            return Some(k + 1);
-        }
-        j = k + 2; // the backslash and the character it escapes
-    }
-}
-
 /// One past the end of the value that starts at `i`.
 fn value_end(json: &[u8], i: usize) -> Option<usize> {
     match *json.get(i)? {
@@ -233,30 +210,22 @@ fn validate(j: &[u8]) -> Option<()> {
     loop {
         // A value starts at `i`.
         match *j.get(i)? {
-            b'{' => {
-                *stack.get_mut(depth)? = b'{';
+            open @ (b'{' | b'[') => {
+                *stack.get_mut(depth)? = open;
                 depth += 1;
                 i = ws(j, i + 1);
-                if *j.get(i)? == b'}' {
+                // `}` and `]` are two past `{` and `[` in ASCII.
+                if *j.get(i)? == open + 2 {
                     depth -= 1;
                     i += 1;
                 } else {
-                    i = member_name(j, i)?;
+                    if open == b'{' {
+                        i = member_name(j, i)?;
+                    }
                     continue;
                 }
             }
-            b'[' => {
-                *stack.get_mut(depth)? = b'[';
-                depth += 1;
-                i = ws(j, i + 1);
-                if *j.get(i)? == b']' {
-                    depth -= 1;
-                    i += 1;
-                } else {
-                    continue;
-                }
-            }
-            b'"' => i = valid_string_end(j, i)?,
+            b'"' => i = string_end(j, i)?,
             b't' => i = literal(j, i, b"true")?,
             b'f' => i = literal(j, i, b"false")?,
             b'n' => i = literal(j, i, b"null")?,
@@ -293,16 +262,17 @@ fn member_name(j: &[u8], i: usize) -> Option<usize> {
     if *j.get(i)? != b'"' {
         return None;
     }
-    let i = ws(j, valid_string_end(j, i)?);
+    let i = ws(j, string_end(j, i)?);
     if *j.get(i)? != b':' {
         return None;
     }
     Some(ws(j, i + 1))
 }
 
-/// Like [`string_end`], also checking what JSON forbids in a string: raw
-/// control characters and unknown escapes.
-fn valid_string_end(j: &[u8], i: usize) -> Option<usize> {
+/// One past the closing quote of the string whose opening quote is at `i`;
+/// `None` for what JSON forbids in a string too (raw control characters,
+/// unknown escapes).
+fn string_end(j: &[u8], i: usize) -> Option<usize> {
     let mut p = i + 1;
     // Names and short values end within a few bytes: a byte loop is
     // cheaper there than setting up a vector search.

@@ -218,6 +218,21 @@ impl Store {
     }
 }
 
+/// Set on every SQLite connection (after `busy_timeout`).
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = NORMAL",
+    // 256 KiB of page cache per connection (SQLite's default is 2 MiB):
+    // inserts touch only the right edge of each index, reads of older pages
+    // come from the OS page cache, and the gateway's idle memory is part of
+    // its budget.
+    "PRAGMA cache_size = -256",
+    // Statement journals (a multi-row INSERT that may need to undo part of
+    // itself) in memory: on disk each was a temp file created and unlinked
+    // per usage batch.
+    "PRAGMA temp_store = MEMORY",
+];
+
 /// The shared pool and the usage writer's pool of one (see [`Store`]).
 async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
     let rest = url
@@ -267,25 +282,9 @@ async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
                     sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    // 256 KiB of page cache per connection (SQLite's default
-                    // is 2 MiB): inserts touch only the right edge of each
-                    // index, reads of older pages come from the OS page cache,
-                    // and the gateway's idle memory is part of its budget.
-                    sqlx::query("PRAGMA cache_size = -256")
-                        .execute(&mut *conn)
-                        .await?;
-                    // Statement journals (a multi-row INSERT that may need to
-                    // undo part of itself) in memory: on disk each was a temp
-                    // file created and unlinked per usage batch.
-                    sqlx::query("PRAGMA temp_store = MEMORY")
-                        .execute(&mut *conn)
-                        .await?;
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
                     Ok(())
                 })
             })
