@@ -44,32 +44,39 @@ impl SseDecoder {
     /// Feed bytes; complete frames are pushed to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseFrame>) -> Result<(), LineTooLong> {
         let mut chunk = chunk;
-        if self.skip_lf {
+        // A `\r` ended the last chunk: a `\n` starting this one belongs to
+        // it. (An empty chunk decides nothing.)
+        if self.skip_lf && !chunk.is_empty() {
             if let Some(rest) = chunk.strip_prefix(b"\n") {
                 chunk = rest;
             }
             self.skip_lf = false;
         }
         self.buf.extend_from_slice(chunk);
-        loop {
-            let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf) else {
-                if self.buf.len() > MAX_LINE {
-                    return Err(LineTooLong);
-                }
-                return Ok(());
-            };
-            let line = self.buf.split_to(pos);
-            let term = self.buf[0];
-            self.buf.advance(1);
-            if term == b'\r' {
-                if self.buf.is_empty() {
-                    self.skip_lf = true;
-                } else if self.buf[0] == b'\n' {
-                    self.buf.advance(1);
+        // Lines are read in place, as slices of the buffer; the consumed
+        // part is dropped once at the end (splitting each line off would
+        // make the buffer shared and cost an atomic per line).
+        let buf = std::mem::take(&mut self.buf);
+        let mut start = 0;
+        while let Some(rel) = memchr::memchr2(b'\n', b'\r', &buf[start..]) {
+            let end = start + rel;
+            let mut next = end + 1;
+            if buf[end] == b'\r' {
+                match buf.get(next) {
+                    None => self.skip_lf = true,
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
                 }
             }
-            self.line(&line, out);
+            self.line(&buf[start..end], out);
+            start = next;
         }
+        self.buf = buf;
+        self.buf.advance(start);
+        if self.buf.len() > MAX_LINE {
+            return Err(LineTooLong);
+        }
+        Ok(())
     }
 
     /// End of input: dispatch nothing further (an unterminated final event is
@@ -201,6 +208,22 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn any_split_of_the_input_gives_the_same_frames() {
+        let text: &[u8] = b"event: a\r\ndata: {\"x\":1}\r\n\r\n: ping\n\ndata:2\rdata: 3\r\r\
+            data: caf\xc3\xa9\n\nevent: b\ndata: x\ndata:\n\n\r\n\rdata: last\r\n\r\n";
+        let whole = frames(&[text]);
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                let f = frames(&[&text[..i], &text[i..j], &text[j..]]);
+                assert_eq!(f, whole, "split at {i} and {j}");
+            }
+        }
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(frames(&bytes), whole);
     }
 
     #[test]
