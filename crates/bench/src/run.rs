@@ -624,11 +624,12 @@ fn pinned_low_rate(
     };
     let res = set("0").and_then(|()| {
         r.pin_client = Some("0".into());
-        let d = r.oha(direct, 4, Some(50), None);
-        let g = d.and_then(|d| Ok((d, r.oha(via, 4, Some(50), None)?)));
+        let pair = r.oha(direct, 4, Some(50), None).and_then(|d| {
+            let g = r.oha(via, 4, Some(50), None)?;
+            Ok(crate::report::Pair::new("50 req/s, all on CPU 0", d, g))
+        });
         r.pin_client = None;
-        let (d, g) = g?;
-        Ok(crate::report::Pair::new("50 req/s, all on CPU 0", d, g))
+        pair
     });
     set(&all)?;
     res

@@ -1,16 +1,19 @@
-//! Byte-level lookup of one top-level member of a JSON object, for the
-//! pass-through fast path: the gateway reads a response's `usage` without
-//! parsing the rest of the body.
+//! Byte-level JSON helpers for the pass-through fast path, where the
+//! gateway forwards bytes and only needs one fact about them.
 //!
-//! [`top_level`] walks the object's members and skips each value it does
-//! not want by its brackets and strings alone (strings are crossed with a
-//! SIMD search for the next quote or backslash), so a long completion text
-//! costs a few instructions per 16 bytes instead of a full parse. It only
-//! answers what it is sure of: a key written with escapes, or bytes that
-//! are not a JSON object where it looks, give [`Member::Unsure`], and the
-//! caller then parses the whole body as before. It does not validate what
-//! it skips: a malformed document may still yield the member, or be said
-//! to lack it, where a full parse would refuse the whole body.
+//! - [`top_level`] / [`member`]: one top-level member of an object (a
+//!   response's `usage`) without parsing the rest. It skips the values it
+//!   does not want by their brackets and strings alone, and only answers
+//!   what it is sure of: a key written with escapes, or bytes that are not
+//!   an object where it looks, give [`Member::Unsure`], and the caller
+//!   parses the whole text instead. It does not validate what it skips: a
+//!   malformed document may still yield the member, or be said to lack
+//!   it, where a full parse would refuse the whole text.
+//! - [`is_valid`]: whether a text is JSON (each stream event must be),
+//!   never yes where `serde_json` says no.
+//!
+//! Strings, where the bytes are, are crossed with a SIMD search for the
+//! next quote or backslash.
 
 /// What [`top_level`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +47,28 @@ impl Key {
             quoted: memchr::memmem::Finder::new(&quoted).into_owned(),
         }
     }
-}
 
-impl Key {
     /// Whether `"name"` occurs anywhere in `json` (a cheap prefilter).
     pub fn occurs_in(&self, json: &[u8]) -> bool {
         self.quoted.find(json).is_some()
+    }
+}
+
+/// The top-level member `key` of the JSON object in `json` as a `T`;
+/// `None` when it is absent, `null` or not a `T`. `full` is the caller's
+/// whole-text parse, for when the scan cannot be sure.
+pub fn member<T: serde::de::DeserializeOwned>(
+    json: &[u8],
+    key: &Key,
+    full: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    match top_level(json, key) {
+        Member::Value(v) => {
+            let mut de = serde_json::Deserializer::from_slice(v);
+            serde::Deserialize::deserialize(&mut de).ok().flatten()
+        }
+        Member::Absent => None,
+        Member::Unsure => full(),
     }
 }
 
@@ -94,17 +113,7 @@ fn from_the_end<'a>(json: &'a [u8], key: &Key) -> Option<Member<'a>> {
             b'}' => {
                 return (ws(json, i + 1) == json.len()).then_some(Member::Value(&json[value..]));
             }
-            b',' => {
-                i = ws(json, i + 1);
-                if *json.get(i)? != b'"' {
-                    return None;
-                }
-                i = ws(json, string_end(json, i)?);
-                if *json.get(i)? != b':' {
-                    return None;
-                }
-                i = ws(json, value_end(json, ws(json, i + 1))?);
-            }
+            b',' => i = ws(json, value_end(json, member_name(json, ws(json, i + 1))?)?),
             _ => return None,
         }
     }
@@ -602,6 +611,24 @@ mod tests {
         }
         // The mutations must leave enough valid texts to mean something.
         assert!(agreed_valid > 1_000, "{agreed_valid} of {checked}");
+    }
+
+    #[test]
+    fn member_parses_the_value_or_asks_the_full_parse() {
+        let get = |doc: &str| {
+            let mut asked = false;
+            let n = member::<u32>(doc.as_bytes(), &USAGE, || {
+                asked = true;
+                Some(99)
+            });
+            (n, asked)
+        };
+        assert_eq!(get(r#"{"a":[1],"usage":7}"#), (Some(7), false));
+        assert_eq!(get(r#"{"usage":null}"#), (None, false));
+        assert_eq!(get(r#"{"usage":"seven"}"#), (None, false));
+        assert_eq!(get(r#"{"a":1}"#), (None, false));
+        // Only an escaped name needs the whole text parsed.
+        assert_eq!(get(r#"{"a":"\n","us\u0061ge":7}"#), (Some(99), true));
     }
 
     #[test]

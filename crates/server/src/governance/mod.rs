@@ -612,31 +612,32 @@ fn push_headers(
     // it: one allocation for the six headers instead of one (or two, with
     // a formatted `String`) per header.
     let mut buf = bytes::BytesMut::with_capacity(96);
-    let mut ends = [(0usize, 0usize, 0usize); 2];
-    for (d, e) in [req, tok].iter().zip(ends.iter_mut()) {
-        let Some(d) = d else { continue };
-        let mut n = itoa::Buffer::new();
-        buf.extend_from_slice(n.format(d.limit).as_bytes());
-        e.0 = buf.len();
-        buf.extend_from_slice(n.format(d.remaining).as_bytes());
-        e.1 = buf.len();
+    let mut ends = [0usize; 6];
+    let mut n = 0;
+    for d in [req, tok].iter().flatten() {
+        let mut num = itoa::Buffer::new();
+        buf.extend_from_slice(num.format(d.limit).as_bytes());
+        ends[n] = buf.len();
+        buf.extend_from_slice(num.format(d.remaining).as_bytes());
+        ends[n + 1] = buf.len();
         write_reset(&mut buf, d.reset);
-        e.2 = buf.len();
+        ends[n + 2] = buf.len();
+        n += 3;
     }
     let buf = buf.freeze();
-    h.reserve(6);
+    let names = [req, tok]
+        .into_iter()
+        .zip(RATE_HEADERS)
+        .filter(|(d, _)| d.is_some())
+        .flat_map(|(_, names)| names);
+    h.reserve(n);
     let mut start = 0;
-    for ((d, names), (limit, remaining, reset)) in [req, tok].iter().zip(RATE_HEADERS).zip(ends) {
-        if d.is_none() {
-            continue;
+    for (name, &end) in names.zip(&ends[..n]) {
+        // Digits, `.` and `s` only: always a valid header value.
+        if let Ok(v) = HeaderValue::from_maybe_shared(buf.slice(start..end)) {
+            h.push((name, v));
         }
-        for (name, end) in names.into_iter().zip([limit, remaining, reset]) {
-            // Digits, `.` and `s` only: always a valid header value.
-            if let Ok(v) = HeaderValue::from_maybe_shared(buf.slice(start..end)) {
-                h.push((name, v));
-            }
-            start = end;
-        }
+        start = end;
     }
 }
 

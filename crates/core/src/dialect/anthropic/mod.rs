@@ -136,16 +136,9 @@ pub fn extract_usage(body_json: &[u8]) -> Option<Usage> {
     struct OnlyUsage {
         usage: Option<WireUsage>,
     }
-    let u = match crate::json_scan::top_level(body_json, &crate::json_scan::USAGE) {
-        crate::json_scan::Member::Value(v) => {
-            let mut de = serde_json::Deserializer::from_slice(v);
-            <Option<WireUsage> as serde::Deserialize>::deserialize(&mut de).ok()??
-        }
-        crate::json_scan::Member::Absent => return None,
-        crate::json_scan::Member::Unsure => {
-            serde_json::from_slice::<OnlyUsage>(body_json).ok()?.usage?
-        }
-    };
+    let u: WireUsage = crate::json_scan::member(body_json, &crate::json_scan::USAGE, || {
+        serde_json::from_slice::<OnlyUsage>(body_json).ok()?.usage
+    })?;
     let mut raw = RawUsage::default();
     raw.apply(&u);
     Some(raw.to_ir())

@@ -40,7 +40,7 @@ pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};
 
 use crate::ir::Usage;
-use crate::json_scan::Member;
+use crate::json_scan::USAGE;
 
 /// Only the `usage` of a chunk or body; serde skips everything else.
 #[derive(Deserialize)]
@@ -53,17 +53,10 @@ struct UsageOnly {
 /// or stream chunk, without decoding the rest. `None` when absent, `null`
 /// or unparseable.
 pub fn extract_usage(chunk_or_body_json: &[u8]) -> Option<Usage> {
-    let usage = match crate::json_scan::top_level(chunk_or_body_json, &crate::json_scan::USAGE) {
-        Member::Value(v) => {
-            let mut de = serde_json::Deserializer::from_slice(v);
-            Option::<wire::UsageIn>::deserialize(&mut de).ok()?
-        }
-        Member::Absent => None,
-        Member::Unsure => {
-            serde_json::from_slice::<UsageOnly>(chunk_or_body_json)
-                .ok()?
-                .usage
-        }
-    };
-    usage.map(|u| u.to_ir())
+    let usage: wire::UsageIn = crate::json_scan::member(chunk_or_body_json, &USAGE, || {
+        serde_json::from_slice::<UsageOnly>(chunk_or_body_json)
+            .ok()?
+            .usage
+    })?;
+    Some(usage.to_ir())
 }
