@@ -707,7 +707,7 @@ fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
 /// a successful stream still to be relayed.
 pub(crate) enum Answer {
     Whole(http::response::Parts, Bytes),
-    Streaming(http::Response<hyper::body::Incoming>),
+    Streaming(http::Response<upstream::ResponseBody>),
 }
 
 /// Send the upstream request and, unless it is a successful stream, read
@@ -844,7 +844,7 @@ impl Drop for Guard {
 }
 
 struct Relay {
-    upstream: hyper::body::Incoming,
+    upstream: upstream::ResponseBody,
     /// Fires at the first-byte, idle or total limit; re-armed lazily (only
     /// when it fires early), not once per chunk.
     timer: Pin<Box<tokio::time::Sleep>>,

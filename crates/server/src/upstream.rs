@@ -1,5 +1,5 @@
-//! The upstream HTTP client: hyper's pooled client over rustls, nothing
-//! between it and the request path.
+//! The upstream HTTP client: hyper connections over rustls in a pool of our
+//! own, nothing between it and the request path.
 //!
 //! A general-purpose client (reqwest) parses and re-serialises the URL
 //! several times per request (into a `Url`, back into a `Uri`, and again in
@@ -11,6 +11,9 @@
 //!
 //! - HTTP/1.1 and HTTP/2 (ALPN), keep-alive pools (per provider, per I/O
 //!   worker: see `state::Clients`), `TCP_NODELAY`, connect timeout.
+//!   hyper-util's pool cost ~11k instructions per request (a SipHash of the
+//!   origin key three times, a checkout future, a task spawned per HTTP/1
+//!   request to wait for the connection to go idle); see [`Client`].
 //! - TLS: rustls (ring) with the Mozilla roots from `webpki-roots`.
 //! - Proxies: `HTTPS_PROXY` / `ALL_PROXY` (with `user:pass@` basic auth)
 //!   and `NO_PROXY` apply to `https://` providers through an HTTP `CONNECT`
@@ -19,15 +22,17 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper::Uri;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,10 +41,49 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = Full<Bytes>;
 
 /// A pooled client for one provider.
+///
+/// The pool is ours, not hyper-util's: a request looks its origin up by a
+/// byte comparison of scheme and authority among the provider's few
+/// origins, takes the most recently returned idle HTTP/1 connection (or
+/// the origin's shared HTTP/2 connection), and gives an HTTP/1 connection
+/// back when the caller has read its response body to the end (see
+/// [`ResponseBody`]): no hashing, no checkout future, no task spawned per
+/// request to wait for the connection to become idle.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<Direct>, Body>,
+    inner: Arc<Inner>,
 }
+
+#[derive(Debug)]
+struct Inner {
+    connector: hyper_rustls::HttpsConnector<Direct>,
+    idle_timeout: Duration,
+    origins: Mutex<Vec<Origin>>,
+}
+
+/// One (scheme, authority) the provider's URLs point at.
+#[derive(Debug)]
+struct Origin {
+    https: bool,
+    authority: http::uri::Authority,
+    /// The `Host` header an HTTP/1 request to it carries.
+    host: http::HeaderValue,
+    /// Idle HTTP/1 connections, oldest first (taken from the back).
+    idle: VecDeque<Idle>,
+    /// The shared HTTP/2 connection, when the origin negotiated one by ALPN.
+    h2: Option<(http2::SendRequest<Body>, Instant)>,
+    /// A reaper task is watching this origin's idle connections.
+    reaping: bool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// At most this many idle HTTP/1 connections are kept per origin.
+const MAX_IDLE_PER_ORIGIN: usize = 256;
 
 /// Why an upstream request failed before a response.
 #[derive(Debug)]
@@ -50,10 +94,24 @@ pub enum SendError {
     Failed(String),
 }
 
+enum Handshaken {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
 impl Client {
     /// A client for a provider at `base` (its base URL, to decide on a
     /// proxy), with this connect timeout.
     pub fn new(base: &str, connect_timeout: Duration) -> Result<Client, String> {
+        Client::with_tls(base, connect_timeout, tls_config()?, POOL_IDLE_TIMEOUT)
+    }
+
+    fn with_tls(
+        base: &str,
+        connect_timeout: Duration,
+        tls: rustls::ClientConfig,
+        idle_timeout: Duration,
+    ) -> Result<Client, String> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
@@ -69,39 +127,337 @@ impl Client {
             }
             None => Direct::Plain(http),
         };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(direct);
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(Client { inner })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                connector,
+                idle_timeout,
+                origins: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
-    /// Send a request; resolves at the response head.
+    /// Send a request (its URI absolute); resolves at the response head.
+    ///
+    /// A request that a pooled connection gave back unsent (it had closed
+    /// in the meantime) is sent again on another connection; one that a
+    /// fresh connection fails is not.
     pub async fn send(
         &self,
-        req: http::Request<Body>,
-    ) -> Result<http::Response<Incoming>, SendError> {
-        self.inner.request(req).await.map_err(|e| {
-            if is_connect_timeout(&e) {
+        mut req: http::Request<Body>,
+    ) -> Result<http::Response<ResponseBody>, SendError> {
+        let uri = req.uri().clone();
+        let at = self.inner.origin(&uri)?;
+        loop {
+            let (conn, reused) = match self.inner.checkout(at) {
+                Some(c) => (c, true),
+                // Boxed: a connect (TCP, proxy, TLS, handshake) is a large
+                // state machine, and inline it would be part of the future
+                // of every request, pooled or not (moved and copied whole).
+                None => (Box::pin(self.connect(&uri, at)).await?, false),
+            };
+            let sent = match conn {
+                Handshaken::H2(mut tx) => tx.try_send_request(req).await.map(|r| (r, None)),
+                Handshaken::H1(mut tx) => {
+                    self.inner.to_origin_form(at, &mut req);
+                    match tx.try_send_request(req).await {
+                        Ok(r) => Ok((r, Some(tx))),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match sent {
+                Ok((resp, back)) => {
+                    return Ok(resp.map(|inner| ResponseBody {
+                        inner,
+                        back: back.map(|tx| Checkin {
+                            pool: Arc::clone(&self.inner),
+                            at,
+                            tx,
+                        }),
+                    }))
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(mut unsent) if reused => {
+                        *unsent.uri_mut() = uri.clone();
+                        req = unsent;
+                    }
+                    _ => return Err(SendError::Failed(error_chain(&e.into_error()))),
+                },
+            }
+        }
+    }
+
+    /// Open a connection to origin `at` (TCP, proxy tunnel, TLS with ALPN)
+    /// and start its driver task on this runtime.
+    async fn connect(&self, uri: &Uri, at: usize) -> Result<Handshaken, SendError> {
+        use hyper_util::client::legacy::connect::Connection as _;
+        use tower::{Service as _, ServiceExt as _};
+        let mut c = self.inner.connector.clone();
+        let io = match c.ready().await {
+            Ok(c) => c.call(uri.clone()).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| {
+            if is_connect_timeout(&*e) {
                 SendError::ConnectTimeout
             } else {
-                SendError::Failed(error_chain(&e))
+                SendError::Failed(error_chain(&*e))
             }
-        })
+        })?;
+        let failed = |e: hyper::Error| SendError::Failed(error_chain(&e));
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                }
+            });
+            self.inner.share_h2(at, &tx);
+            Ok(Handshaken::H2(tx))
+        } else {
+            let (tx, conn) = http1::handshake(io).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            });
+            Ok(Handshaken::H1(tx))
+        }
+    }
+
+    /// Idle HTTP/1 connections and whether an HTTP/2 one is shared, for
+    /// origin `uri` (tests).
+    #[cfg(test)]
+    fn pooled(&self, uri: &str) -> (usize, bool) {
+        let uri: Uri = uri.parse().expect("test URI");
+        let Ok(at) = self.inner.origin(&uri) else {
+            return (0, false);
+        };
+        let origins = self.inner.lock();
+        (origins[at].idle.len(), origins[at].h2.is_some())
     }
 }
 
-/// How long an idle pooled upstream connection is kept for reuse. hyper's
-/// pool checks once per this interval, so a connection goes between one and
-/// two intervals after its last use.
+/// How long an idle pooled upstream connection is kept for reuse. The pool
+/// checks once per this interval, and never hands out one idle longer.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Origin>> {
+        // The pool's state is consistent at every step, so a panic
+        // elsewhere while it was held does not make it unusable.
+        self.origins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index of `uri`'s origin, added on first sight.
+    fn origin(&self, uri: &Uri) -> Result<usize, SendError> {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(SendError::Failed(format!("not an http(s) URL: {uri}"))),
+        };
+        let Some(authority) = uri.authority() else {
+            return Err(SendError::Failed(format!("URL has no host: {uri}")));
+        };
+        let mut origins = self.lock();
+        if let Some(i) = origins
+            .iter()
+            .position(|o| o.https == https && o.authority.as_str() == authority.as_str())
+        {
+            return Ok(i);
+        }
+        let default_port = if https { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(p) if p != default_port => format!("{}:{p}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = http::HeaderValue::from_str(&host)
+            .map_err(|_| SendError::Failed(format!("URL has an invalid host: {uri}")))?;
+        origins.push(Origin {
+            https,
+            authority: authority.clone(),
+            host,
+            idle: VecDeque::new(),
+            h2: None,
+            reaping: false,
+        });
+        Ok(origins.len() - 1)
+    }
+
+    /// A connection to origin `at` that is still open: the shared HTTP/2
+    /// one, else the most recently returned idle HTTP/1 one.
+    fn checkout(&self, at: usize) -> Option<Handshaken> {
+        let mut origins = self.lock();
+        let o = origins.get_mut(at)?;
+        if let Some((tx, used)) = &mut o.h2 {
+            if !tx.is_closed() {
+                *used = Instant::now();
+                return Some(Handshaken::H2(tx.clone()));
+            }
+            o.h2 = None;
+        }
+        let now = Instant::now();
+        while let Some(c) = o.idle.pop_back() {
+            // A connection comes back when its response body ended; its
+            // driver marks it ready in the same turn as it reads the
+            // body's last bytes. One that is not ready has closed, or is
+            // about to.
+            if c.tx.is_ready() && now.duration_since(c.since) < self.idle_timeout {
+                return Some(Handshaken::H1(c.tx));
+            }
+        }
+        None
+    }
+
+    /// Give back an HTTP/1 connection whose response was read to the end.
+    fn checkin(self: &Arc<Self>, at: usize, tx: http1::SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut origins = self.lock();
+        let Some(o) = origins.get_mut(at) else {
+            return;
+        };
+        if o.idle.len() >= MAX_IDLE_PER_ORIGIN {
+            o.idle.pop_front();
+        }
+        o.idle.push_back(Idle {
+            tx,
+            since: Instant::now(),
+        });
+        if !o.reaping {
+            o.reaping = self.reap_later(at);
+        }
+    }
+
+    /// Offer a new HTTP/2 connection as origin `at`'s shared one.
+    fn share_h2(self: &Arc<Self>, at: usize, tx: &http2::SendRequest<Body>) {
+        let mut origins = self.lock();
+        let Some(o) = origins.get_mut(at) else {
+            return;
+        };
+        if o.h2.as_ref().is_none_or(|(t, _)| t.is_closed()) {
+            o.h2 = Some((tx.clone(), Instant::now()));
+            if !o.reaping {
+                o.reaping = self.reap_later(at);
+            }
+        }
+    }
+
+    /// Make `req` what an HTTP/1 connection to origin `at` sends: the path
+    /// in origin form and a `Host` header.
+    fn to_origin_form(&self, at: usize, req: &mut http::Request<Body>) {
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Some(o) = self.lock().get(at) {
+                req.headers_mut().insert(http::header::HOST, o.host.clone());
+            }
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+
+    /// Close origin `at`'s connections once idle for the idle timeout,
+    /// checking once per timeout while it has any. False when there is no
+    /// runtime to run the check on.
+    fn reap_later(self: &Arc<Self>, at: usize) -> bool {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let pool = Arc::downgrade(self);
+        let every = self.idle_timeout;
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let mut origins = pool.lock();
+                let Some(o) = origins.get_mut(at) else {
+                    return;
+                };
+                let now = Instant::now();
+                o.idle
+                    .retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < every);
+                if o.h2
+                    .as_ref()
+                    .is_some_and(|(t, used)| t.is_closed() || now.duration_since(*used) >= every)
+                {
+                    o.h2 = None;
+                }
+                if o.idle.is_empty() && o.h2.is_none() {
+                    o.reaping = false;
+                    return;
+                }
+            }
+        });
+        true
+    }
+}
+
+/// An upstream response body. Reading an HTTP/1 body to its end gives the
+/// connection back to the pool; dropping it earlier closes the connection
+/// (HTTP/1 cannot reuse a connection with a response half read).
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Incoming,
+    back: Option<Checkin>,
+}
+
+#[derive(Debug)]
+struct Checkin {
+    pool: Arc<Inner>,
+    at: usize,
+    tx: http1::SendRequest<Body>,
+}
+
+impl ResponseBody {
+    fn ended(&mut self) {
+        if let Some(c) = self.back.take() {
+            c.pool.checkin(c.at, c.tx);
+        }
+    }
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => this.ended(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.ended(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A `POST` of `body` to `uri` with the provider's prepared headers.
 /// `Content-Type`, `Accept` and `User-Agent` are added unless the
@@ -142,7 +498,7 @@ pub fn get(uri: Uri, headers: &http::HeaderMap) -> http::Request<Body> {
 }
 
 /// Read a whole body, at most `cap` bytes (one chunk: no copy).
-pub async fn read_body(body: Incoming, cap: usize) -> Result<Bytes, String> {
+pub async fn read_body(body: ResponseBody, cap: usize) -> Result<Bytes, String> {
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, cap).collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -277,6 +633,240 @@ mod tests {
         assert!(is_connect_timeout(&e));
         let e = std::io::Error::other("refused");
         assert!(!is_connect_timeout(&e));
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A local upstream: counts connections, checks what an HTTP/1 request
+    /// carries (origin-form target, `Host` with the port) and answers
+    /// `body_len` bytes. Over TLS (ALPN h2, h1) when `tls` is set.
+    struct Upstream {
+        addr: std::net::SocketAddr,
+        conns: Arc<AtomicUsize>,
+        /// Connections the server has seen closed.
+        closed: Arc<AtomicUsize>,
+    }
+
+    async fn upstream(body_len: usize, tls: bool) -> Upstream {
+        use hyper::service::service_fn;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let acceptor = tls.then(|| {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let cert =
+                CertificateDer::from_pem_slice(include_bytes!("../tests/fixtures/localhost.crt"))
+                    .unwrap();
+            let key =
+                PrivateKeyDer::from_pem_slice(include_bytes!("../tests/fixtures/localhost.key"))
+                    .unwrap();
+            let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+        });
+        let (c, d) = (conns.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let d = d.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<Incoming>| async move {
+                        let ok = req.version() == http::Version::HTTP_2
+                            || (req.uri().scheme().is_none()
+                                && req.headers().get("host").map(|h| h.as_bytes())
+                                    == Some(format!("127.0.0.1:{}", addr.port()).as_bytes())
+                                && req.uri() == "/v1/x?q=1");
+                        let status = if ok { 200 } else { 400 };
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from(vec![b'x'; body_len])))
+                                .unwrap(),
+                        )
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match acceptor {
+                        Some(a) => match a.accept(tcp).await {
+                            Ok(t) => builder.serve_connection(TokioIo::new(t), svc).await,
+                            Err(_) => Ok(()),
+                        },
+                        None => builder.serve_connection(TokioIo::new(tcp), svc).await,
+                    };
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Upstream {
+            addr,
+            conns,
+            closed,
+        }
+    }
+
+    fn test_client(idle: Duration) -> Client {
+        use rustls::pki_types::pem::PemObject;
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(include_bytes!(
+            "../tests/fixtures/test-ca.crt"
+        ))
+        .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Client::with_tls("http://127.0.0.1", Duration::from_secs(2), tls, idle).unwrap()
+    }
+
+    async fn call(c: &Client, base: &str) -> (u16, usize) {
+        let uri: Uri = format!("{base}/v1/x?q=1").parse().unwrap();
+        let r = c
+            .send(post(
+                uri,
+                &http::HeaderMap::new(),
+                b"{}".to_vec(),
+                "application/json",
+            ))
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = read_body(r.into_body(), 8 << 20).await.unwrap();
+        (status, body.len())
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_reuse_one_connection_in_origin_form_with_host() {
+        let up = upstream(100, false).await;
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("http://127.0.0.1:{}", up.addr.port());
+        for _ in 0..5 {
+            assert_eq!(call(&c, &base).await, (200, 100));
+        }
+        assert_eq!(up.conns.load(Ordering::SeqCst), 1);
+        assert_eq!(c.pooled(&base), (1, false));
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_connections_that_all_come_back() {
+        let up = upstream(10, false).await;
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("http://127.0.0.1:{}", up.addr.port());
+        for round in 0..3 {
+            let all = (0..8).map(|_| call(&c, &base));
+            for r in futures::future::join_all(all).await {
+                assert_eq!(r, (200, 10), "round {round}");
+            }
+            assert_eq!(c.pooled(&base).0, up.conns.load(Ordering::SeqCst));
+        }
+        // The first round opened what the later rounds used.
+        assert!(up.conns.load(Ordering::SeqCst) <= 8);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_does_not_go_back_to_the_pool() {
+        let up = upstream(4 << 20, false).await;
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("http://127.0.0.1:{}", up.addr.port());
+        let uri: Uri = format!("{base}/v1/x?q=1").parse().unwrap();
+        let r = c
+            .send(post(
+                uri,
+                &http::HeaderMap::new(),
+                b"{}".to_vec(),
+                "application/json",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        drop(r);
+        assert_eq!(c.pooled(&base), (0, false));
+        // The next request gets a connection of its own and a whole body.
+        assert_eq!(call(&c, &base).await, (200, 4 << 20));
+        assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+        assert_eq!(c.pooled(&base), (1, false));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_upstream_closed_is_not_used() {
+        // A server that answers one request per connection and hangs up
+        // without saying so (no `Connection: close`).
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let n = conns.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut tcp, _)) = l.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                drop(tcp);
+            }
+        });
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("http://127.0.0.1:{port}");
+        for i in 1..=3 {
+            assert_eq!(call(&c, &base).await, (200, 2));
+            // Let the connection's driver see the hang-up.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(conns.load(Ordering::SeqCst), i);
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_after_the_idle_timeout() {
+        let up = upstream(10, false).await;
+        let c = test_client(Duration::from_millis(200));
+        let base = format!("http://127.0.0.1:{}", up.addr.port());
+        assert_eq!(call(&c, &base).await, (200, 10));
+        assert_eq!(c.pooled(&base), (1, false));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(c.pooled(&base), (0, false));
+        assert_eq!(
+            up.closed.load(Ordering::SeqCst),
+            1,
+            "the upstream saw it close"
+        );
+        // And the pool still works afterwards.
+        assert_eq!(call(&c, &base).await, (200, 10));
+        assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_that_offer_http2_share_one_connection() {
+        let up = upstream(100, true).await;
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("https://localhost:{}", up.addr.port());
+        assert_eq!(call(&c, &base).await, (200, 100));
+        let all = (0..10).map(|_| call(&c, &base));
+        for r in futures::future::join_all(all).await {
+            assert_eq!(r, (200, 100));
+        }
+        assert_eq!(up.conns.load(Ordering::SeqCst), 1);
+        assert_eq!(c.pooled(&base), (0, true));
     }
 
     #[tokio::test]
