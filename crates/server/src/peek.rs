@@ -26,12 +26,21 @@ struct Head<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     stream_options: Option<&'a RawValue>,
     #[serde(default)]
     max_tokens: Option<serde_json::Value>,
     #[serde(default)]
     max_completion_tokens: Option<serde_json::Value>,
+}
+
+/// A present member as its raw text, `null` included: `Option` alone reads
+/// `null` as absent, and forcing usage on would then add a second
+/// `stream_options` member (which the upstream may read last, as `null`).
+fn raw_even_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, Default)]
@@ -175,6 +184,18 @@ mod tests {
         assert_eq!(v["model"], "gpt-4o\"x");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["messages"][0]["content"], "model");
+    }
+
+    #[test]
+    fn a_null_stream_options_is_replaced_not_doubled() {
+        let body = br#"{"model":"a","stream":true,"stream_options":null}"#;
+        let p = peek(body).unwrap();
+        assert!(!p.include_usage);
+        let out = p.rewrite(body, "b", true);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"b","stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]
