@@ -838,9 +838,9 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
 }
 
 /// Seconds after the load when the main gateway's RSS is read a second
-/// time: twice the upstream pool's idle timeout (hyper's pool drops an
-/// idle connection at its first check, once per timeout, after the timeout
-/// has passed), the allocator trim's quiet interval and a 4 s margin
+/// time: twice the upstream pool's idle timeout (the pool's reaper drops
+/// an idle connection at its first check, once per timeout, after the
+/// timeout has passed), the allocator trim's quiet interval and a 4 s margin
 /// (185 s with the 90 s timeout).
 pub const AFTER_POOL_S: u64 = 2 * switchyard_server::upstream::POOL_IDLE_TIMEOUT.as_secs()
     + switchyard_server::trim::QUIET.as_secs()
@@ -1366,8 +1366,8 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
     }
     if let Some(r) = &rep.rss {
         n.push(format!(
-            "RSS (e): 5 s after the load the gateway still keeps the upstream connections the load opened (hyper's \
-             pool, one per I/O worker, 90 s idle timeout: a burst's connections are reused by the next burst \
+            "RSS (e): 5 s after the load the gateway still keeps the upstream connections the load opened (the \
+             upstream pool, one per I/O worker, 90 s idle timeout: a burst's connections are reused by the next burst \
              instead of reconnecting, which for a real provider means a new TLS handshake); with their buffers and \
              allocator pages they hold {:.1} MiB above idle. The later reading is taken once they have expired. \
              Each I/O worker hands its freed pages back to the OS after 1 s without requests (`trim.rs`, \

@@ -283,14 +283,23 @@ fn member_name(j: &[u8], i: usize) -> Option<usize> {
 /// unknown escapes).
 fn string_end(j: &[u8], i: usize) -> Option<usize> {
     let mut p = i + 1;
-    // Names and short values end within a few bytes: a byte loop is
-    // cheaper there than setting up a vector search.
-    let short = j.len().min(p + 24);
-    while p < short {
+    // Names and short values end within a few words: eight bytes at a time
+    // in a register first (a vector search costs more to set up).
+    let mut words = 0;
+    while words < 4 {
+        let Some(w) = j.get(p..p + 8) else { break };
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(w).ok()?);
+        let stop = special(w);
+        if stop == 0 {
+            p += 8;
+            words += 1;
+            continue;
+        }
+        p += (stop.trailing_zeros() / 8) as usize;
         match j[p] {
             b'"' => return Some(p + 1),
-            b'\\' | 0..=0x1f => break,
-            _ => p += 1,
+            b'\\' => p = escape_end(j, p)?,
+            _ => return None,
         }
     }
     loop {
@@ -302,12 +311,31 @@ fn string_end(j: &[u8], i: usize) -> Option<usize> {
         if j[k] == b'"' {
             return Some(k + 1);
         }
-        p = match *j.get(k + 1)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => k + 2,
-            b'u' if j.get(k + 2..k + 6)?.iter().all(u8::is_ascii_hexdigit) => k + 6,
-            _ => return None,
-        };
+        p = escape_end(j, k)?;
     }
+}
+
+/// The index after the escape whose backslash is at `k`.
+fn escape_end(j: &[u8], k: usize) -> Option<usize> {
+    match *j.get(k + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(k + 2),
+        b'u' if j.get(k + 2..k + 6)?.iter().all(u8::is_ascii_hexdigit) => Some(k + 6),
+        _ => None,
+    }
+}
+
+/// The bytes of `w` (little-endian: the first byte lowest) that end a run
+/// of plain string content (`"`, `\\`, below 0x20), as their high bits.
+/// Only the lowest one is exact (a borrow can flag a byte above a match),
+/// which is the one [`string_end`] takes.
+#[inline(always)]
+fn special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * b'"' as u64);
+    let backslash = w ^ (ONES * b'\\' as u64);
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    (zero(quote) | zero(backslash) | (w.wrapping_sub(ONES * 0x20) & !w)) & HIGH
 }
 
 fn literal(j: &[u8], i: usize, word: &[u8]) -> Option<usize> {
@@ -611,6 +639,48 @@ mod tests {
         }
         // The mutations must leave enough valid texts to mean something.
         assert!(agreed_valid > 1_000, "{agreed_valid} of {checked}");
+    }
+
+    /// `string_end` by the definition, one byte at a time.
+    fn string_end_by_bytes(j: &[u8], i: usize) -> Option<usize> {
+        let mut p = i + 1;
+        loop {
+            match *j.get(p)? {
+                b'"' => return Some(p + 1),
+                b'\\' => p = escape_end(j, p)?,
+                0..=0x1f => return None,
+                _ => p += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn string_end_stops_at_every_kind_of_byte_at_every_offset() {
+        let stops: &[&[u8]] = &[
+            b"\"", b"\\\"", b"\\n", b"\\u00e9", b"\\x", b"\\u00g9", b"\x00", b"\x01", b"\x1f",
+        ];
+        let plain: &[u8] = &[
+            b' ', b'a', 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b']', b'\x21',
+        ];
+        for len in 0..80 {
+            for stop in stops {
+                for fill in plain {
+                    let mut t = vec![b'"'];
+                    t.extend(std::iter::repeat_n(*fill, len));
+                    t.extend_from_slice(stop);
+                    t.extend_from_slice(b"tail\" , 1]");
+                    for cut in [t.len(), len + 1, len + 3] {
+                        let t = &t[..cut.min(t.len())];
+                        assert_eq!(
+                            string_end(t, 0),
+                            string_end_by_bytes(t, 0),
+                            "{:?}",
+                            String::from_utf8_lossy(t)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
