@@ -376,12 +376,15 @@ impl Inner {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        let pool = Arc::downgrade(self);
+        let guard = Reaping {
+            pool: Arc::downgrade(self),
+            at,
+        };
         let every = self.idle_timeout;
         rt.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(pool) = pool.upgrade() else {
+                let Some(pool) = guard.pool.upgrade() else {
                     return;
                 };
                 let mut origins = pool.lock();
@@ -398,12 +401,29 @@ impl Inner {
                     o.h2 = None;
                 }
                 if o.idle.is_empty() && o.h2.is_none() {
-                    o.reaping = false;
                     return;
                 }
             }
         });
         true
+    }
+}
+
+/// Held by a reaper task: however the task ends (its origin empty, or its
+/// runtime shut down under it), the origin is marked unwatched, so the next
+/// connection given back starts a new one.
+struct Reaping {
+    pool: std::sync::Weak<Inner>,
+    at: usize,
+}
+
+impl Drop for Reaping {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            if let Some(o) = pool.lock().get_mut(self.at) {
+                o.reaping = false;
+            }
+        }
     }
 }
 
@@ -853,6 +873,43 @@ mod tests {
         // And the pool still works afterwards.
         assert_eq!(call(&c, &base).await, (200, 10));
         assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_reaper_lost_with_its_runtime_is_replaced() {
+        // An upstream on a thread of its own, outliving the runtimes below.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let up = upstream(10, false).await;
+                tx.send(up.addr).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        let base = format!("http://127.0.0.1:{}", rx.recv().unwrap().port());
+        let c = test_client(Duration::from_millis(200));
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        // The origin's reaper starts on a runtime that then ends (an
+        // embedding caller's, a test's), and its connection with it.
+        let rt = runtime();
+        assert_eq!(rt.block_on(call(&c, &base)), (200, 10));
+        drop(rt);
+        let rt = runtime();
+        rt.block_on(async {
+            assert_eq!(call(&c, &base).await, (200, 10));
+            assert_eq!(c.pooled(&base), (1, false));
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            assert_eq!(c.pooled(&base), (0, false), "reaped by a new reaper");
+        });
     }
 
     #[tokio::test]
