@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::upstream;
 use crate::usage::{UsageRecord, UsageSink};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -681,12 +681,11 @@ async fn attempt_chat(
     relay.guard.armed = true;
     relay.guard.ttft = job.ctx.started.elapsed();
     dep.stats.observe_latency(attempt_started.elapsed());
-    let builder = stream_headers(&relay.guard.meta);
+    let mut resp = stream_response(&relay.guard.meta, Body::empty());
     let body = futures::stream::iter(first.map(Ok::<_, std::convert::Infallible>))
         .chain(relay.into_stream());
-    Ok(builder
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| Response::new(Body::empty())))
+    *resp.body_mut() = Body::from_stream(body);
+    Ok(resp)
 }
 
 /// A small count as a header value, without formatting (and allocating)
@@ -754,51 +753,50 @@ pub(crate) async fn exchange(
     }
 }
 
-fn route_headers(b: axum::http::response::Builder, meta: &Meta) -> axum::http::response::Builder {
-    let mut b = b;
-    if let (Some(d), Some(h)) = (&meta.deployment, b.headers_mut()) {
+/// The deployment's prepared `x-switchyard-*` headers and the path taken.
+fn route_headers(h: &mut HeaderMap, meta: &Meta) {
+    if let Some(d) = &meta.deployment {
         for (name, value) in d.route_headers() {
             h.insert(name.clone(), value.clone());
         }
-        h.insert(
-            X_PATH,
-            HeaderValue::from_static(if meta.passthrough {
-                "passthrough"
-            } else {
-                "translated"
-            }),
-        );
-        return b;
     }
-    b.header(
-        "x-switchyard-path",
-        if meta.passthrough {
+    h.insert(
+        X_PATH,
+        HeaderValue::from_static(if meta.passthrough {
             "passthrough"
         } else {
             "translated"
-        },
-    )
+        }),
+    );
+}
+
+/// A 200 with `ctype` and the route headers, built in place (the response
+/// builder wraps every step in a `Result`).
+fn ok_with(meta: &Meta, body: Body, fixed: &[(HeaderName, &'static str)]) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.reserve(fixed.len() + 5);
+    for (name, value) in fixed {
+        h.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    route_headers(h, meta);
+    r
 }
 
 fn ok_response(meta: &Meta, body: Bytes, ctype: &'static str) -> Response {
-    route_headers(
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, ctype),
-        meta,
-    )
-    .body(Body::from(body))
-    .unwrap_or_else(|_| Response::new(Body::empty()))
+    ok_with(meta, Body::from(body), &[(header::CONTENT_TYPE, ctype)])
 }
 
-fn stream_headers(meta: &Meta) -> axum::http::response::Builder {
-    route_headers(
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .header("x-accel-buffering", "no"),
+fn stream_response(meta: &Meta, body: Body) -> Response {
+    const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+    ok_with(
         meta,
+        body,
+        &[
+            (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (X_ACCEL_BUFFERING, "no"),
+        ],
     )
 }
 
