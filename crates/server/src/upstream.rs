@@ -752,17 +752,21 @@ mod tests {
         Client::with_tls("http://127.0.0.1", Duration::from_secs(2), tls, idle).unwrap()
     }
 
-    async fn call(c: &Client, base: &str) -> (u16, usize) {
+    /// `POST {base}/v1/x?q=1`, to the response head.
+    async fn head(c: &Client, base: &str) -> http::Response<ResponseBody> {
         let uri: Uri = format!("{base}/v1/x?q=1").parse().unwrap();
-        let r = c
-            .send(post(
-                uri,
-                &http::HeaderMap::new(),
-                b"{}".to_vec(),
-                "application/json",
-            ))
-            .await
-            .unwrap();
+        let req = post(
+            uri,
+            &http::HeaderMap::new(),
+            b"{}".to_vec(),
+            "application/json",
+        );
+        c.send(req).await.unwrap()
+    }
+
+    /// The status and body length of one request, its body read to the end.
+    async fn call(c: &Client, base: &str) -> (u16, usize) {
+        let r = head(c, base).await;
         let status = r.status().as_u16();
         let body = read_body(r.into_body(), 8 << 20).await.unwrap();
         (status, body.len())
@@ -801,16 +805,7 @@ mod tests {
         let up = upstream(4 << 20, false).await;
         let c = test_client(POOL_IDLE_TIMEOUT);
         let base = format!("http://127.0.0.1:{}", up.addr.port());
-        let uri: Uri = format!("{base}/v1/x?q=1").parse().unwrap();
-        let r = c
-            .send(post(
-                uri,
-                &http::HeaderMap::new(),
-                b"{}".to_vec(),
-                "application/json",
-            ))
-            .await
-            .unwrap();
+        let r = head(&c, &base).await;
         assert_eq!(r.status(), 200);
         drop(r);
         assert_eq!(c.pooled(&base), (0, false));
