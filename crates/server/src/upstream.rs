@@ -143,15 +143,18 @@ impl Client {
 
     /// Send a request (its URI absolute); resolves at the response head.
     ///
-    /// A request that a pooled connection gave back unsent (it had closed
-    /// in the meantime) is sent again on another connection; one that a
-    /// fresh connection fails is not.
+    /// A request that a pooled connection hands back unsent (hyper saw it
+    /// close before writing) goes out again on another connection. One
+    /// that was written and then met a hang-up is not sent again: the
+    /// upstream may have read it, and a second model call costs money (the
+    /// attempt loop's retry policy decides); nor is one that a fresh
+    /// connection fails.
     pub async fn send(
         &self,
         mut req: http::Request<Body>,
     ) -> Result<http::Response<ResponseBody>, SendError> {
         let uri = req.uri().clone();
-        let at = self.inner.origin(&uri)?;
+        let (at, host) = self.inner.origin(&uri)?;
         loop {
             let (conn, reused) = match self.inner.checkout(at) {
                 Some(c) => (c, true),
@@ -163,11 +166,8 @@ impl Client {
             let sent = match conn {
                 Handshaken::H2(mut tx) => tx.try_send_request(req).await.map(|r| (r, None)),
                 Handshaken::H1(mut tx) => {
-                    self.inner.to_origin_form(at, &mut req);
-                    match tx.try_send_request(req).await {
-                        Ok(r) => Ok((r, Some(tx))),
-                        Err(e) => Err(e),
-                    }
+                    to_origin_form(&mut req, &host);
+                    tx.try_send_request(req).await.map(|r| (r, Some(tx)))
                 }
             };
             match sent {
@@ -239,7 +239,7 @@ impl Client {
     #[cfg(test)]
     fn pooled(&self, uri: &str) -> (usize, bool) {
         let uri: Uri = uri.parse().expect("test URI");
-        let Ok(at) = self.inner.origin(&uri) else {
+        let Ok((at, _)) = self.inner.origin(&uri) else {
             return (0, false);
         };
         let origins = self.inner.lock();
@@ -258,8 +258,9 @@ impl Inner {
         self.origins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The index of `uri`'s origin, added on first sight.
-    fn origin(&self, uri: &Uri) -> Result<usize, SendError> {
+    /// The index of `uri`'s origin (added on first sight) and its `Host`
+    /// header.
+    fn origin(&self, uri: &Uri) -> Result<(usize, http::HeaderValue), SendError> {
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -273,7 +274,7 @@ impl Inner {
             .iter()
             .position(|o| o.https == https && o.authority.as_str() == authority.as_str())
         {
-            return Ok(i);
+            return Ok((i, origins[i].host.clone()));
         }
         let default_port = if https { 443 } else { 80 };
         let host = match authority.port_u16() {
@@ -285,12 +286,12 @@ impl Inner {
         origins.push(Origin {
             https,
             authority: authority.clone(),
-            host,
+            host: host.clone(),
             idle: VecDeque::new(),
             h2: None,
             reaping: false,
         });
-        Ok(origins.len() - 1)
+        Ok((origins.len() - 1, host))
     }
 
     /// A connection to origin `at` that is still open: the shared HTTP/2
@@ -353,22 +354,6 @@ impl Inner {
         }
     }
 
-    /// Make `req` what an HTTP/1 connection to origin `at` sends: the path
-    /// in origin form and a `Host` header.
-    fn to_origin_form(&self, at: usize, req: &mut http::Request<Body>) {
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Some(o) = self.lock().get(at) {
-                req.headers_mut().insert(http::header::HOST, o.host.clone());
-            }
-        }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(pq);
-    }
-
     /// Close origin `at`'s connections once idle for the idle timeout,
     /// checking once per timeout while it has any. False when there is no
     /// runtime to run the check on.
@@ -376,9 +361,10 @@ impl Inner {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        let guard = Reaping {
+        let mut guard = Reaping {
             pool: Arc::downgrade(self),
             at,
+            armed: true,
         };
         let every = self.idle_timeout;
         rt.spawn(async move {
@@ -401,6 +387,11 @@ impl Inner {
                     o.h2 = None;
                 }
                 if o.idle.is_empty() && o.h2.is_none() {
+                    // Under the lock: a connection given back after this
+                    // starts a new reaper, and this one's guard must not
+                    // clear that one's flag.
+                    o.reaping = false;
+                    guard.disarm();
                     return;
                 }
             }
@@ -409,16 +400,41 @@ impl Inner {
     }
 }
 
-/// Held by a reaper task: however the task ends (its origin empty, or its
+/// Make `req` what an HTTP/1 connection sends: the path in origin form and
+/// the origin's `Host` header (unless the request sets one).
+fn to_origin_form(req: &mut http::Request<Body>, host: &http::HeaderValue) {
+    req.headers_mut()
+        .entry(http::header::HOST)
+        .or_insert_with(|| host.clone());
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(pq);
+}
+
+/// Held by a reaper task: if the task is dropped while it sleeps (its
 /// runtime shut down under it), the origin is marked unwatched, so the next
-/// connection given back starts a new one.
+/// connection given back starts a new reaper. (A reaper that finds its
+/// origin empty clears the mark itself, under the lock, and disarms this.)
 struct Reaping {
     pool: std::sync::Weak<Inner>,
     at: usize,
+    armed: bool,
+}
+
+impl Reaping {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for Reaping {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         if let Some(pool) = self.pool.upgrade() {
             if let Some(o) = pool.lock().get_mut(self.at) {
                 o.reaping = false;
@@ -849,6 +865,69 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert_eq!(conns.load(Ordering::SeqCst), i);
         }
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_that_closed_unseen_fails_one_request_clearly() {
+        // The upstream answers on its first connection, then hangs up while
+        // this runtime is blocked, so the pooled connection still looks
+        // ready when the next request takes it. hyper writes the request
+        // before it reads the hang-up, so the request may have reached the
+        // upstream: it is not sent again here (a POST to a model costs
+        // money; the attempt loop's retry policy decides), the caller gets
+        // a plain error, and the dead connection is not used again.
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (hang_up, hang_up_rx) = std::sync::mpsc::channel::<()>();
+        let (hung_up, hung_up_rx) = std::sync::mpsc::channel::<()>();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let n = conns.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for tcp in l.incoming() {
+                let Ok(mut tcp) = tcp else { return };
+                let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                if first {
+                    let _ = hang_up_rx.recv();
+                    drop(tcp);
+                    let _ = hung_up.send(());
+                } else {
+                    open.push(tcp);
+                }
+            }
+        });
+        let c = test_client(POOL_IDLE_TIMEOUT);
+        let base = format!("http://127.0.0.1:{port}");
+        assert_eq!(call(&c, &base).await, (200, 2));
+        // Blocking this thread keeps the connection's driver from running.
+        hang_up.send(()).unwrap();
+        hung_up_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.pooled(&base), (1, false), "the hang-up is not seen yet");
+        let uri: Uri = format!("{base}/v1/x").parse().unwrap();
+        let req = post(
+            uri,
+            &http::HeaderMap::new(),
+            b"{}".to_vec(),
+            "application/json",
+        );
+        match c.send(req).await {
+            Err(SendError::Failed(m)) => assert!(m.contains("connection closed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.pooled(&base), (0, false));
+        assert_eq!(call(&c, &base).await, (200, 2));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
