@@ -61,7 +61,9 @@
 //! # Usage rows at scale
 //! `usage_log` is append-only, keyed by `request_id` (inserts are idempotent)
 //! and indexed on `ts`, `(tenant_id, ts)`, `(user_id, ts)` and
-//! `(key_id, ts)`. [`Store::spend_since`] is one indexed range scan; reports
+//! `(key_id, ts)`; the last three are partial (`WHERE <column> IS NOT
+//! NULL`, migration 0002), so a row without a tenant, user or key costs the
+//! writer no entry there. [`Store::spend_since`] is one indexed range scan; reports
 //! always carry a time range in practice and use the same indexes. Nothing
 //! on the request path queries this table (budgets are counted in memory and
 //! reseeded from `spend_since` at start).
