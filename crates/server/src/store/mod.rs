@@ -71,6 +71,7 @@
 mod audit;
 mod governance;
 pub mod model;
+mod sqlite_usage;
 mod usage;
 mod writer;
 
@@ -84,8 +85,9 @@ use rand::Rng;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What went wrong in the store.
@@ -97,6 +99,14 @@ pub enum StoreError {
         op: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    /// An error of the SQLite usage writer's own connection (see
+    /// `sqlite_usage`); `op` names the store operation, as for `Db`.
+    #[error("database error in {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -152,13 +162,17 @@ impl DbKind {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// The usage writer's own connection (a pool of one): its prepared
-    /// INSERTs and its page cache stay warm from one batch to the next,
-    /// instead of each batch landing on whichever connection of `pool` is
-    /// next in line (each then re-preparing the statements and re-reading
-    /// the index pages the others changed). The same pool as `pool` for an
-    /// in-memory SQLite database, which exists only on its one connection.
+    /// PostgreSQL: the usage writer's own connection (a pool of one): its
+    /// prepared INSERTs stay warm from one batch to the next, instead of
+    /// each batch landing on whichever connection of `pool` is next in line
+    /// and preparing them again. SQLite: the same pool as `pool` (a file's
+    /// usage inserts go through `sqlite_usage`, which likewise keeps one
+    /// connection with its statement and page cache warm; an in-memory
+    /// database exists only on its one connection).
     usage: AnyPool,
+    /// Usage inserts into an SQLite file bypass sqlx (see `sqlite_usage`);
+    /// none for PostgreSQL and in-memory SQLite.
+    sqlite_usage: Option<Arc<sqlite_usage::SqliteUsage>>,
     kind: DbKind,
 }
 
@@ -177,7 +191,7 @@ impl Store {
                 redact(url)
             ))
         })?;
-        let (pool, usage) = match kind {
+        let (pool, usage, file) = match kind {
             DbKind::Sqlite => connect_sqlite(url).await?,
             DbKind::Postgres => {
                 let pg = |max: u32| {
@@ -188,11 +202,23 @@ impl Store {
                         .idle_timeout(Duration::from_secs(300))
                 };
                 let pool = pg(12).connect(url).await.op("connect")?;
-                (pool, pg(1).connect_lazy(url).op("connect")?)
+                (pool, pg(1).connect_lazy(url).op("connect")?, None)
             }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, usage, kind })
+        let sqlite_usage = file.map(|path| {
+            Arc::new(sqlite_usage::SqliteUsage::new(
+                path,
+                Duration::from_millis(SQLITE_BUSY_MS),
+                &SQLITE_PRAGMAS,
+            ))
+        });
+        Ok(Store {
+            pool,
+            usage,
+            sqlite_usage,
+            kind,
+        })
     }
 
     pub fn kind(&self) -> DbKind {
@@ -215,6 +241,9 @@ impl Store {
 
     /// Close the pools (waits for checked-out connections). Later calls fail.
     pub async fn close(&self) {
+        if let Some(u) = &self.sqlite_usage {
+            u.close().await;
+        }
         self.usage.close().await;
         self.pool.close().await;
     }
@@ -235,8 +264,10 @@ const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA temp_store = MEMORY",
 ];
 
-/// The shared pool and the usage writer's pool of one (see [`Store`]).
-async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
+/// The shared pool, the pool usage goes through (the shared one), and the
+/// file the usage writer opens itself (none for an in-memory database,
+/// where usage goes through the one connection like everything else).
+async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool, Option<PathBuf>), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -249,7 +280,10 @@ async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
         path == ":memory:" || path.is_empty() || query.is_some_and(|q| q.contains("mode=memory"));
     let mut full = url.to_string();
     if !memory {
-        if let Some(parent) = Path::new(path).parent() {
+        // sqlx percent-decodes the path (`%20`, `%23` for `#`, `%3F` for
+        // `?`): create the directory it will open.
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        if let Some(parent) = Path::new(decoded.as_ref()).parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
                     StoreError::Invalid(format!(
@@ -301,19 +335,25 @@ async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool), StoreError> {
             .connect(&full)
             .await
             .op("connect")?;
-        return Ok((pool.clone(), pool));
+        return Ok((pool.clone(), pool, None));
     }
     let pool = opts()
         .max_connections(4)
         .connect(&full)
         .await
         .op("connect")?;
-    let usage = opts()
-        .max_connections(1)
-        .min_connections(0)
-        .connect_lazy(&full)
-        .op("connect")?;
-    Ok((pool, usage))
+    // The file as SQLite resolved it (sqlx's URL rules: percent-decoding,
+    // relative paths), so the usage connection opens the same one.
+    let file: String = sqlx::query("PRAGMA database_list")
+        .fetch_all(&pool)
+        .await
+        .op("connect")?
+        .iter()
+        .find(|r| sqlx::Row::try_get::<String, _>(*r, 1).is_ok_and(|n| n == "main"))
+        .and_then(|r| sqlx::Row::try_get::<String, _>(r, 2).ok())
+        .unwrap_or_default();
+    let file = (!file.is_empty()).then(|| PathBuf::from(file));
+    Ok((pool.clone(), pool, file))
 }
 
 /// The URL without its password, for messages.

@@ -71,7 +71,7 @@ fn usage_insert_sql(kind: DbKind, n: usize) -> String {
 const CHUNK_SIZES: [usize; 8] = [USAGE_CHUNK, 64, 32, 16, 8, 4, 2, 1];
 
 /// The next chunk of `rows` to insert: the largest statement size that fits.
-fn next_chunk(rows: usize) -> usize {
+pub(super) fn next_chunk(rows: usize) -> usize {
     CHUNK_SIZES
         .iter()
         .copied()
@@ -81,7 +81,7 @@ fn next_chunk(rows: usize) -> usize {
 
 /// The INSERT text for `n` rows (one of [`CHUNK_SIZES`]), built once per
 /// database kind; any other `n` is built for its one use.
-fn chunk_sql(kind: DbKind, n: usize) -> std::borrow::Cow<'static, str> {
+pub(super) fn chunk_sql(kind: DbKind, n: usize) -> std::borrow::Cow<'static, str> {
     type Cells = [std::sync::OnceLock<String>; CHUNK_SIZES.len()];
     static SQLITE: Cells = [const { std::sync::OnceLock::new() }; CHUNK_SIZES.len()];
     static POSTGRES: Cells = [const { std::sync::OnceLock::new() }; CHUNK_SIZES.len()];
@@ -148,7 +148,7 @@ fn bind_usage_row<'q>(q: AnyQuery<'q>, r: &'q UsageRow) -> AnyQuery<'q> {
 
 /// NaN / infinities would be stored differently (or refused) by the two
 /// databases; they never make sense here.
-fn finite(v: f64) -> f64 {
+pub(super) fn finite(v: f64) -> f64 {
     if v.is_finite() {
         v
     } else {
@@ -281,11 +281,33 @@ impl Store {
             .is_ok()
     }
 
-    /// Insert usage rows in one transaction of multi-row INSERTs. Idempotent
+    /// Insert usage rows in one transaction (multi-row INSERTs through sqlx;
+    /// into an SQLite file, a cached single-row INSERT through
+    /// `sqlite_usage`). Idempotent
     /// by `request_id`: a row already stored is left as it is. Text NULs are
     /// replaced (PostgreSQL refuses them); non-finite floats are stored as 0
     /// and a negative or non-finite `ttft_ms` as none.
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        match &self.sqlite_usage {
+            Some(u) if !rows.is_empty() => u.insert(rows.into()).await,
+            _ => self.insert_usage_sqlx(rows).await,
+        }
+    }
+
+    /// [`Store::insert_usage`] for rows the caller shares rather than lends
+    /// (the SQLite file path inserts on a blocking thread without copying
+    /// them).
+    pub async fn insert_usage_shared(
+        &self,
+        rows: std::sync::Arc<[UsageRow]>,
+    ) -> Result<(), StoreError> {
+        match &self.sqlite_usage {
+            Some(u) => u.insert(rows).await,
+            None => self.insert_usage_sqlx(&rows).await,
+        }
+    }
+
+    async fn insert_usage_sqlx(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }

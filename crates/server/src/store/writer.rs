@@ -23,6 +23,7 @@ use super::model::UsageRow;
 use super::Store;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -136,14 +137,16 @@ impl Writer {
         if buf.is_empty() {
             return;
         }
-        let rows = std::mem::take(buf);
+        // Shared, not lent: the SQLite insert runs on a blocking thread.
+        // `buf` keeps its capacity for the next batch.
+        let rows: Arc<[UsageRow]> = buf.drain(..).collect();
         if self.spool_pending {
             // The database was down at the last try: keep up with the
             // channel by spooling straight away; the replay tick probes it.
             self.spool(rows).await;
             return;
         }
-        match self.store.insert_usage(&rows).await {
+        match self.store.insert_usage_shared(rows.clone()).await {
             Ok(()) => self.stats.written += rows.len() as u64,
             Err(e) => {
                 tracing::warn!(error = %e, rows = rows.len(), "usage insert failed; spooling");
@@ -152,13 +155,12 @@ impl Writer {
         }
     }
 
-    async fn spool(&mut self, rows: Vec<UsageRow>) {
+    async fn spool(&mut self, rows: Arc<[UsageRow]>) {
         let n = rows.len() as u64;
         let path = self.cfg.spool_path.clone();
         // Retry the local write (and the database) with backoff: rows are
         // only dropped when neither takes them for about a minute.
         let mut delay = Duration::from_millis(50);
-        let rows = std::sync::Arc::new(rows);
         let mut tries = 0;
         loop {
             tries += 1;
@@ -172,7 +174,7 @@ impl Writer {
                 Err(e) => tracing::error!(error = %e, "usage spool task failed; retrying"),
             }
             // Maybe the database is back meanwhile.
-            if self.store.insert_usage(&rows).await.is_ok() {
+            if self.store.insert_usage_shared(rows.clone()).await.is_ok() {
                 self.stats.written += n;
                 return;
             }
