@@ -7,7 +7,7 @@
 //! prefix routes are created once and cached, so their breakers and
 //! statistics persist like those of configured aliases.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -259,14 +259,14 @@ impl Alias {
 /// added on first use.
 #[derive(Debug, Default)]
 pub struct Router {
-    aliases: HashMap<String, Arc<Alias>>,
+    aliases: FastMap<String, Arc<Alias>>,
     /// Aliases in config order, for `/v1/models`.
     ordered: Vec<Arc<Alias>>,
-    providers: HashMap<String, Arc<Provider>>,
+    providers: FastMap<String, Arc<Provider>>,
     direct: bool,
     infer_by_prefix: bool,
     /// `provider/model` and prefix routes created on demand.
-    dynamic: RwLock<HashMap<String, Arc<Alias>>>,
+    dynamic: RwLock<FastMap<String, Arc<Alias>>>,
 }
 
 /// Upper bound on cached dynamic routes (a client cannot grow memory forever).
@@ -289,7 +289,7 @@ impl Router {
             providers: providers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             direct,
             infer_by_prefix,
-            dynamic: RwLock::new(HashMap::new()),
+            dynamic: RwLock::new(FastMap::default()),
         }
     }
 

@@ -5,8 +5,9 @@ use crate::config::{Config, HealthCheck, Reliability, Source};
 use crate::governance::Governance;
 use crate::routing::Router;
 use crate::usage::UsageSink;
+use crate::FastMap;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use switchyard_core::provider::{Provider, Secret};
 use switchyard_core::resilience::RetryBudget;
@@ -71,7 +72,7 @@ pub fn set_worker(i: usize) {
 pub struct Clients {
     /// `slots[worker][provider index]`.
     slots: Vec<Vec<crate::upstream::Client>>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
 }
 
 impl Clients {

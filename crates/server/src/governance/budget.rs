@@ -10,7 +10,7 @@
 //! a shared store (documented limitation).
 
 use crate::store::{Budget, BudgetAction, Millis};
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::{Arc, Mutex};
 
 /// One budget's running totals for its current period.
@@ -58,7 +58,7 @@ pub struct Crossing {
 /// All accounts.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    accounts: Mutex<HashMap<String, Account>>,
+    accounts: Mutex<FastMap<String, Account>>,
 }
 
 impl Ledger {
@@ -94,7 +94,7 @@ impl Ledger {
         self.lock().contains_key(budget_id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Account>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<String, Account>> {
         self.accounts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -5,17 +5,18 @@
 
 use super::keys;
 use crate::store::{ApiKey, Budget, Changes, RateLimit, Scope, Tenant, User};
+use crate::FastMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub keys_by_hash: HashMap<[u8; 32], Arc<ApiKey>>,
-    pub keys: HashMap<String, Arc<ApiKey>>,
-    pub tenants: HashMap<String, Arc<Tenant>>,
-    pub users: HashMap<String, Arc<User>>,
-    pub budgets: HashMap<String, Arc<Budget>>,
-    pub rate_limits: HashMap<String, Arc<RateLimit>>,
+    pub keys_by_hash: FastMap<[u8; 32], Arc<ApiKey>>,
+    pub keys: FastMap<String, Arc<ApiKey>>,
+    pub tenants: FastMap<String, Arc<Tenant>>,
+    pub users: FastMap<String, Arc<User>>,
+    pub budgets: FastMap<String, Arc<Budget>>,
+    pub rate_limits: FastMap<String, Arc<RateLimit>>,
     /// Budget ids per scope.
     pub budgets_by_scope: ByScope<Vec<String>>,
     /// Rate limits per scope, each with its limiter's key.
@@ -33,7 +34,7 @@ pub struct Limit {
 
 /// Values per (scope, scope id), looked up with a borrowed id.
 #[derive(Debug, Clone)]
-pub struct ByScope<V>([HashMap<String, V>; 3]);
+pub struct ByScope<V>([FastMap<String, V>; 3]);
 
 impl<V> Default for ByScope<V> {
     fn default() -> Self {

@@ -6,7 +6,7 @@
 //! State is per replica; shared limits across replicas belong in Redis
 //! (future work, see ARCHITECTURE.md).
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -39,8 +39,8 @@ struct Bucket {
 /// All limiters of one replica, keyed by (scope string, model).
 #[derive(Debug, Default)]
 pub struct Limiters {
-    requests: Mutex<HashMap<String, Gcra>>,
-    tokens: Mutex<HashMap<String, Bucket>>,
+    requests: Mutex<FastMap<String, Gcra>>,
+    tokens: Mutex<FastMap<String, Bucket>>,
 }
 
 impl Limiters {
