@@ -900,9 +900,10 @@ fn profile(r: &mut Runner, pid: u32, via: &Target) -> anyhow::Result<String> {
     lines.truncate(45);
     let mut dso = perf_report(r, &data, "dso", &[])?;
     dso.truncate(8);
-    // Which thread: the I/O workers (`switchyard-io-N`), SQLite's own
-    // thread (`sqlx-sqlite-wor…`: the usage rows), the control runtime
-    // (`tokio-rt-worker`: usage drain, metrics, governance refresh).
+    // Which thread: the I/O workers (`switchyard-io-N`), the SQLite usage
+    // writer (`usage-writer`), the control runtime (`tokio-rt-worker`:
+    // usage drain, metrics, governance refresh; `sqlx-sqlite-wor…` is
+    // sqlx's thread for the other governance queries).
     let mut comm = perf_report(r, &data, "comm", &[])?;
     comm.truncate(8);
     Ok(format!(
@@ -1436,8 +1437,9 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
              `_raw_spin_unlock_irqrestore` / `finish_task_switch` samples are where the scheduler re-enables \
              interrupts after switching threads): each request is two reads and two writes, and a loopback write \
              runs the receiver's TCP stack in the writer's context. By thread: `switchyard-io-N` are the I/O \
-             workers (the request path), `sqlx-sqlite-wor` is SQLite inserting the usage rows, `tokio-rt-worker` \
-             the control runtime (usage drain, metrics, governance refresh)."
+             workers (the request path), `usage-writer` is SQLite inserting the usage rows, `tokio-rt-worker` \
+             the control runtime (usage drain, metrics, governance refresh), `sqlx-sqlite-wor` sqlx's thread for \
+             the other governance queries."
                 .into(),
         );
     }

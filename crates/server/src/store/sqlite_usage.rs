@@ -11,7 +11,8 @@
 //! thread, sent there over a channel, bound with a copy, and unbound with
 //! `sqlite3_clear_bindings` on reset. Here a batch is one `BEGIN
 //! IMMEDIATE`, the same cached multi-row INSERTs with the values bound
-//! straight from the rows, and one COMMIT, on a blocking thread.
+//! straight from the rows, and one COMMIT, on a thread of its own
+//! (`usage-writer`, so profiles name it) that owns the connection.
 //!
 //! The statements, their idempotence (`ON CONFLICT (request_id) DO NOTHING`)
 //! and the value rules (NULs replaced, non-finite floats stored as 0, a
@@ -23,24 +24,38 @@ use super::usage::{chunk_sql, finite, next_chunk};
 use super::{clean_cow, DbKind, StoreError};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
-/// The usage connection of one SQLite file; opened on first use.
+/// The usage writer of one SQLite file: a thread (`usage-writer`)
+/// owning the connection, started on the first insert.
 #[derive(Debug)]
 pub(super) struct SqliteUsage {
+    opener: Opener,
+    lane: Mutex<Lane>,
+}
+
+#[derive(Debug, Clone)]
+struct Opener {
     path: PathBuf,
     busy_timeout: Duration,
     pragmas: &'static [&'static str],
-    conn: Mutex<Conn>,
 }
 
 #[derive(Debug)]
-enum Conn {
-    Unopened,
-    Open(Connection),
+enum Lane {
+    Unstarted,
+    Running(mpsc::Sender<Job>),
     Closed,
 }
+
+enum Job {
+    Insert(Arc<[UsageRow]>, oneshot::Sender<Result<(), StoreError>>),
+    Close(oneshot::Sender<()>),
+}
+
+const OP: &str = "insert_usage";
 
 impl SqliteUsage {
     /// `path` is the file sqlx opened (`PRAGMA database_list`), after the
@@ -51,60 +66,117 @@ impl SqliteUsage {
         pragmas: &'static [&'static str],
     ) -> SqliteUsage {
         SqliteUsage {
-            path,
-            busy_timeout,
-            pragmas,
-            conn: Mutex::new(Conn::Unopened),
+            opener: Opener {
+                path,
+                busy_timeout,
+                pragmas,
+            },
+            lane: Mutex::new(Lane::Unstarted),
         }
     }
 
     /// Insert `rows` in one transaction (see the module doc).
-    pub(super) async fn insert(self: &Arc<Self>, rows: Arc<[UsageRow]>) -> Result<(), StoreError> {
+    pub(super) async fn insert(&self, rows: Arc<[UsageRow]>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.insert_blocking(&rows))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Invalid(format!(
-                    "the usage insert task failed: {e}"
-                )))
-            })
-    }
-
-    /// Close the connection; later inserts fail as a closed pool's do.
-    pub(super) async fn close(self: &Arc<Self>) {
-        let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut g = me.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            *g = Conn::Closed;
-        })
-        .await;
-    }
-
-    fn insert_blocking(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
-        let op = "insert_usage";
-        let mut g = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*g, Conn::Unopened) {
-            *g = Conn::Open(
-                self.open()
-                    .map_err(|source| StoreError::Sqlite { op, source })?,
-            );
+        let (reply, answer) = oneshot::channel();
+        let sent = self.lane().and_then(|tx| {
+            tx.send(Job::Insert(rows, reply))
+                .map_err(|_| thread_gone("the usage writer thread has stopped"))
+        });
+        if let Err(e) = sent {
+            // A thread that died is started again by the next insert.
+            self.restart_if_gone();
+            return Err(e);
         }
-        let Conn::Open(conn) = &mut *g else {
-            return Err(StoreError::Db {
-                op,
-                source: sqlx::Error::PoolClosed,
-            });
-        };
-        write(conn, rows).map_err(|source| StoreError::Sqlite { op, source })
+        match answer.await {
+            Ok(r) => r,
+            Err(_) => {
+                self.restart_if_gone();
+                Err(thread_gone("the usage writer thread stopped mid-batch"))
+            }
+        }
     }
 
+    /// Close the connection (after any batch in progress); later inserts
+    /// fail as a closed pool's do.
+    pub(super) async fn close(&self) {
+        let lane = {
+            let mut g = self.lane.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *g, Lane::Closed)
+        };
+        if let Lane::Running(tx) = lane {
+            let (reply, done) = oneshot::channel();
+            if tx.send(Job::Close(reply)).is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// The running thread's queue, starting the thread if need be.
+    fn lane(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        let mut g = self.lane.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*g {
+            Lane::Running(tx) => Ok(tx.clone()),
+            Lane::Closed => Err(StoreError::Db {
+                op: OP,
+                source: sqlx::Error::PoolClosed,
+            }),
+            Lane::Unstarted => {
+                let (tx, rx) = mpsc::channel();
+                let opener = self.opener.clone();
+                std::thread::Builder::new()
+                    .name("usage-writer".into())
+                    .spawn(move || serve(&opener, &rx))
+                    .map_err(|e| {
+                        StoreError::Invalid(format!("cannot start the usage writer thread: {e}"))
+                    })?;
+                *g = Lane::Running(tx.clone());
+                Ok(tx)
+            }
+        }
+    }
+
+    fn restart_if_gone(&self) {
+        let mut g = self.lane.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*g, Lane::Running(_)) {
+            *g = Lane::Unstarted;
+        }
+    }
+}
+
+fn thread_gone(what: &str) -> StoreError {
+    StoreError::Invalid(format!("{OP}: {what}"))
+}
+
+/// The thread: one batch at a time, until closed or every sender is gone.
+/// The connection is opened by the first batch, and kept (a failed batch
+/// is rolled back; the connection stays usable).
+fn serve(opener: &Opener, rx: &mpsc::Receiver<Job>) {
+    let mut conn: Option<Connection> = None;
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Insert(rows, reply) => {
+                let r = match conn.as_mut() {
+                    Some(c) => write(c, &rows),
+                    None => opener.open().and_then(|c| write(conn.insert(c), &rows)),
+                };
+                let _ = reply.send(r.map_err(|source| StoreError::Sqlite { op: OP, source }));
+            }
+            Job::Close(reply) => {
+                drop(conn.take());
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+impl Opener {
     fn open(&self) -> rusqlite::Result<Connection> {
         // Read-write, never create: the file exists (sqlx made it and ran
-        // the migrations). No SQLite mutex: the connection is only used
-        // under `self.conn`'s lock, by one thread at a time.
+        // the migrations). No SQLite mutex: only this thread uses it.
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
