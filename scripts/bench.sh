@@ -83,13 +83,15 @@ load_check() {
 }
 
 GATE_N=2000
+# The driver kind of the governed gate (crates/bench/src/driver.rs).
+GATE_GOVERNED=7
 gate() {
-  local t0 t1 base
+  local t0 t1
   t0=$(date +%s)
   need_valgrind
   echo "== cargo build --release -p switchyard-bench"
   cargo build --release -q -p switchyard-bench
-  rm -f "$WORK"/cg.run*
+  rm -f "$WORK"/cg.run* "$WORK"/cg.gov*
   for r in 1 2; do
     echo "== valgrind --tool=callgrind switchyard-bench driver --requests $GATE_N (run $r)"
     valgrind --tool=callgrind --dump-before='*phase_mark*' \
@@ -97,21 +99,44 @@ gate() {
       target/release/switchyard-bench driver --requests "$GATE_N" --warmup 40 \
       >"$WORK/driver$r.json" 2>"$WORK/valgrind$r.log"
   done
+  # The governed path (virtual key, plan limits, usage rows into SQLite):
+  # its own baseline, since it is one kind rather than the mix. Its usage
+  # writer flushes by time, so its runs differ by about 1% (the tolerance
+  # is 10%).
+  for r in 1 2; do
+    echo "== valgrind --tool=callgrind switchyard-bench driver --requests $GATE_N --kind $GATE_GOVERNED (run $r)"
+    valgrind --tool=callgrind --dump-before='*phase_mark*' \
+      --callgrind-out-file="$WORK/cg.gov$r" \
+      target/release/switchyard-bench driver --requests "$GATE_N" --warmup 40 --kind "$GATE_GOVERNED" \
+      >"$WORK/driver-gov$r.json" 2>"$WORK/valgrind-gov$r.log"
+  done
   t1=$(date +%s)
-  base="bench/callgrind-baseline.json"
-  if [ "$update" = 1 ]; then
-    target/release/switchyard-bench gate --out "$WORK/cg.run1" --out "$WORK/cg.run2" \
-      --requests "$GATE_N" --baseline "$base" --update
-  fi
-  local rc=0
-  target/release/switchyard-bench gate --out "$WORK/cg.run1" --out "$WORK/cg.run2" \
-    --requests "$GATE_N" --baseline "$base" --json "$WORK/gate.json" || rc=$?
-  python3 - "$WORK/gate.json" "$((t1 - t0))" <<'EOF' || true
+  local rc=0 which base json runs kind
+  for which in mix governed; do
+    base="bench/callgrind-baseline.json"
+    runs=(--out "$WORK/cg.run1" --out "$WORK/cg.run2")
+    json="$WORK/gate.json"
+    kind=()
+    if [ "$which" = governed ]; then
+      base="bench/callgrind-baseline-governed.json"
+      runs=(--out "$WORK/cg.gov1" --out "$WORK/cg.gov2")
+      json="$WORK/gate-governed.json"
+      kind=(--kind "$GATE_GOVERNED")
+    fi
+    echo "== gate: $which"
+    if [ "$update" = 1 ]; then
+      target/release/switchyard-bench gate "${runs[@]}" "${kind[@]+"${kind[@]}"}" \
+        --requests "$GATE_N" --baseline "$base" --update
+    fi
+    target/release/switchyard-bench gate "${runs[@]}" "${kind[@]+"${kind[@]}"}" \
+      --requests "$GATE_N" --baseline "$base" --json "$json" || rc=1
+    python3 - "$json" "$((t1 - t0))" <<'EOF' || true
 import json, sys
 p, s = sys.argv[1], float(sys.argv[2])
 d = json.load(open(p)); d["gate_seconds"] = s
 json.dump(d, open(p, "w"), indent=2)
 EOF
+  done
   # Hot spots of the gateway phase (own instructions), for the report.
   if command -v callgrind_annotate >/dev/null; then
     callgrind_annotate --threshold=100 --auto=no "$WORK/cg.run1.3" 2>/dev/null |
@@ -119,7 +144,7 @@ EOF
       sed -E 's|/root/.cargo/registry/src/index.crates.io-[0-9a-f]+/||; s|/rustc/[0-9a-f]+/||; s| \[/[^]]*\]||g' |
       sed -n '3,32p' | cut -c1-170 >"$WORK/callgrind-top.txt" || true
   fi
-  echo "== gate took $((t1 - t0)) s (build + two valgrind runs)"
+  echo "== gate took $((t1 - t0)) s (build + four valgrind runs)"
   return $rc
 }
 
@@ -181,6 +206,7 @@ case "$cmd" in
     gate_rc=0
     gate || gate_rc=$?
     cp "$WORK/gate.json" bench/gate.json 2>/dev/null || true
+    cp "$WORK/gate-governed.json" bench/gate-governed.json 2>/dev/null || true
     cp "$WORK/callgrind-top.txt" bench/callgrind-top.txt 2>/dev/null || true
     [ "$gate_rc" = 0 ] || notes+=("the instruction-count gate FAILED in this run")
     load_check "load runs"

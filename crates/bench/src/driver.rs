@@ -35,9 +35,9 @@ pub const EXTRA: [&str; 4] = [
 
 /// The `--kind` of the governed extra (the gateway as the binary runs it:
 /// `switchyard_server::build` and its I/O worker threads).
-const GOVERNED: usize = 7;
+pub const GOVERNED: usize = 7;
 
-fn kind_name(k: usize) -> &'static str {
+pub fn kind_name(k: usize) -> &'static str {
     MIX.get(k)
         .or_else(|| EXTRA.get(k - MIX.len()))
         .copied()

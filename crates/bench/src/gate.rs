@@ -79,12 +79,21 @@ struct GateResult {
     runs: Vec<RunCounts>,
 }
 
+/// What the runs sent: one `--kind`, or the whole mix.
+fn mix_of(kind: Option<usize>) -> Vec<String> {
+    match kind {
+        Some(k) => vec![crate::driver::kind_name(k).to_string()],
+        None => crate::driver::MIX.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 pub fn main(
     outs: &[PathBuf],
     baseline_path: &Path,
     requests: usize,
     update: bool,
     tolerance: f64,
+    kind: Option<usize>,
     json: Option<&Path>,
 ) -> anyhow::Result<()> {
     let runs: Vec<RunCounts> = outs
@@ -116,7 +125,7 @@ pub fn main(
         let b = Baseline {
             gateway_instructions_per_request: mean,
             requests_per_phase: requests,
-            mix: crate::driver::MIX.iter().map(|s| s.to_string()).collect(),
+            mix: mix_of(kind),
             tolerance,
             runs: runs.clone(),
             note: "Instructions the gateway adds per request (callgrind Ir, gateway phase minus direct phase, release build, in-process driver). Update with `scripts/bench.sh gate --update` after an intended change.".into(),
@@ -133,6 +142,15 @@ pub fn main(
             .with_context(|| format!("read {}", baseline_path.display()))?,
     )
     .with_context(|| format!("parse {}", baseline_path.display()))?;
+    let mix = mix_of(kind);
+    if base.mix != mix {
+        bail!(
+            "{} is the baseline of {:?}, but these runs sent {:?}",
+            baseline_path.display(),
+            base.mix,
+            mix
+        );
+    }
     let change = mean / base.gateway_instructions_per_request - 1.0;
     let pass = change <= tolerance;
     let result = GateResult {

@@ -104,6 +104,10 @@ enum Cmd {
         /// Write the result JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The runs sent only this driver `--kind` (the governed gate,
+        /// kind 7); without it, the mix.
+        #[arg(long)]
+        kind: Option<usize>,
     },
     /// Run the benchmark scenarios and write the report.
     Run(run::Args),
@@ -177,12 +181,14 @@ fn main() -> anyhow::Result<()> {
             update,
             tolerance,
             json,
+            kind,
         } => gate::main(
             &out,
             &baseline,
             requests,
             update,
             tolerance,
+            kind,
             json.as_deref(),
         ),
         Cmd::Run(a) => run::main(a),

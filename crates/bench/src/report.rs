@@ -285,6 +285,8 @@ pub struct Report {
     pub peers: Vec<Peer>,
     pub targets: Vec<Target>,
     pub gate: Option<Value>,
+    /// The governed path's gate (driver kind 7, its own baseline).
+    pub gate_governed: Option<Value>,
     pub profile: Option<String>,
     pub callgrind_top: Option<String>,
     pub notes: Vec<String>,
@@ -519,6 +521,9 @@ impl Report {
     pub fn write(&mut self, dir: &Path) -> anyhow::Result<()> {
         if let Ok(text) = std::fs::read_to_string(dir.join("gate.json")) {
             self.gate = serde_json::from_str(&text).ok();
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("gate-governed.json")) {
+            self.gate_governed = serde_json::from_str(&text).ok();
         }
         if let Ok(text) = std::fs::read_to_string(dir.join("callgrind-top.txt")) {
             self.callgrind_top = Some(text);
@@ -828,8 +833,20 @@ impl Report {
                     f(&g["run_spread"]) * 100.0,
                     if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
                 )?;
+                if let Some(g) = &self.gate_governed {
+                    writeln!(
+                        m,
+                        "Governed path (driver `--kind 7`: virtual key, plan limits, usage rows into SQLite; baseline `bench/callgrind-baseline-governed.json`): gateway adds **{:.0} instructions/request** (baseline {:.0}, change {:+.2}%, tolerance {:.0}%, spread between two runs {:.3}%): {}.\n",
+                        f(&g["measured_gateway_instructions_per_request"]),
+                        f(&g["baseline_gateway_instructions_per_request"]),
+                        f(&g["change"]) * 100.0,
+                        f(&g["tolerance"]) * 100.0,
+                        f(&g["run_spread"]) * 100.0,
+                        if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
+                    )?;
+                }
                 if let Some(s) = g["gate_seconds"].as_f64() {
-                    writeln!(m, "The whole gate (release build of the bench crate + two valgrind runs) took {s:.0} s.\n")?;
+                    writeln!(m, "The whole gate (release build of the bench crate + four valgrind runs) took {s:.0} s.\n")?;
                 }
             }
             None => writeln!(m, "Not run in this report (`scripts/bench.sh gate`).\n")?,
