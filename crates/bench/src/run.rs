@@ -1350,10 +1350,11 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
              receiver asleep: spread over two CPUs that is a wake-up of an idle virtual CPU (an inter-processor \
              interrupt through the hypervisor), which costs far more here than the gateway's own work (sequential \
              row: {}). Against a real provider the upstream hop is a network round trip of milliseconds; the \
-             gateway does not spin to hide this (that would burn a core per worker to win a loopback benchmark).",
+             gateway does not spin to hide this (that would burn a core per worker to win a loopback benchmark).{}",
             one.added_p50_us,
             p.added_p50_us,
             rep.sequential.as_ref().map_or("not run".into(), |s| format!("p50 {:+.0} µs", s.added_p50_us)),
+            halt_polling_note(),
         ));
     }
     if let Some((_, p)) = rep.fixed_rate.iter().find(|(r, _)| *r == 50) {
@@ -1449,6 +1450,27 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             .into(),
     );
     rep.notes.extend(n);
+}
+
+/// What the guest kernel does with an idle vCPU, when it says: with
+/// halt-polling off, an idle vCPU halts at once and every wake-up is a round
+/// trip through the host (`cpuidle-haltpoll`'s `guest_halt_poll_ns`).
+fn halt_polling_note() -> String {
+    let driver = std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
+        .unwrap_or_default();
+    let poll_ns = std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match (driver.trim(), poll_ns) {
+        ("haltpoll", Some(0)) => " On this machine the guest's idle driver is `haltpoll` with \
+             `guest_halt_poll_ns` = 0 (set on the kernel command line): an idle vCPU halts at once, without polling \
+             first, so each of those wake-ups is a round trip through the host."
+            .into(),
+        ("haltpoll", Some(ns)) => format!(
+            " On this machine the guest's idle driver is `haltpoll`, polling up to {ns} ns before it halts."
+        ),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
