@@ -1252,9 +1252,9 @@ async fn scope_lookups_use_the_partial_indexes(db: &TestDb) {
             .unwrap();
     }
     for column in ["tenant_id", "user_id", "key_id"] {
-        let index = format!("usage_log_{}_ts", column.trim_end_matches("_id"));
+        let index = format!("usage_log_by_{}", column.trim_end_matches("_id"));
         let def_sql = if pg {
-            "SELECT indexdef AS d FROM pg_indexes WHERE indexname = $1"
+            "SELECT indexdef AS d FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
         } else {
             "SELECT sql AS d FROM sqlite_master WHERE type = 'index' AND name = $1"
         };
@@ -1297,6 +1297,19 @@ async fn scope_lookups_use_the_partial_indexes(db: &TestDb) {
             "{column} = ? does not use {index}: {plan:?}"
         );
     }
+    // The full indexes it replaces are gone (each row cost an entry in them).
+    let old_sql = if pg {
+        "SELECT COUNT(*) AS n FROM pg_indexes WHERE schemaname = current_schema() \
+         AND indexname LIKE 'usage_log%_ts' AND indexname <> 'usage_log_ts'"
+    } else {
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name LIKE 'usage_log%_ts' AND name <> 'usage_log_ts'"
+    };
+    let n: i64 = sqlx::Row::try_get(
+        &sqlx::query(old_sql).fetch_one(&mut *conn).await.unwrap(),
+        "n",
+    )
+    .unwrap();
+    assert_eq!(n, 0, "the full per-scope indexes are still there");
     drop(conn);
     side.close().await;
 }
