@@ -1333,6 +1333,17 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             p.direct.rps,
             p.gateway.rps / 88_000.0
         ));
+        if cpu.upstream_us_per_req_direct > 0.0 {
+            n.push(format!(
+                "Machine speed: this shared VM's speed moves from run to run by a quarter or more (host contention), \
+                 and every CPU figure with it. The yardstick is the bench upstream, the same code in every run: it used \
+                 {:.1} µs/request serving wrk directly here (6.0 in the fastest run recorded, at 28607ce). The gateway \
+                 used {:.2}× that per request ({:.1} µs); compare that ratio, not the microseconds, across reports.",
+                cpu.upstream_us_per_req_direct,
+                cpu.gateway_us_per_req / cpu.upstream_us_per_req_direct,
+                cpu.gateway_us_per_req,
+            ));
+        }
     }
     n.push(
         "CPU µs/request (e) is utime+stime of the gateway process from /proc/PID/stat over one wrk run, divided by the \
