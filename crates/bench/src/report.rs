@@ -823,26 +823,12 @@ impl Report {
         writeln!(m, "## Instruction-count gate (callgrind)\n")?;
         match &self.gate {
             Some(g) => {
-                writeln!(
-                    m,
-                    "Last `scripts/bench.sh gate`: gateway adds **{:.0} instructions/request** (baseline {:.0}, change {:+.2}%, tolerance {:.0}%, spread between two runs {:.3}%): {}.\n",
-                    f(&g["measured_gateway_instructions_per_request"]),
-                    f(&g["baseline_gateway_instructions_per_request"]),
-                    f(&g["change"]) * 100.0,
-                    f(&g["tolerance"]) * 100.0,
-                    f(&g["run_spread"]) * 100.0,
-                    if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
-                )?;
+                writeln!(m, "Last `scripts/bench.sh gate`: {}\n", gate_line(g))?;
                 if let Some(g) = &self.gate_governed {
                     writeln!(
                         m,
-                        "Governed path (driver `--kind 7`: virtual key, plan limits, usage rows into SQLite; baseline `bench/callgrind-baseline-governed.json`): gateway adds **{:.0} instructions/request** (baseline {:.0}, change {:+.2}%, tolerance {:.0}%, spread between two runs {:.3}%): {}.\n",
-                        f(&g["measured_gateway_instructions_per_request"]),
-                        f(&g["baseline_gateway_instructions_per_request"]),
-                        f(&g["change"]) * 100.0,
-                        f(&g["tolerance"]) * 100.0,
-                        f(&g["run_spread"]) * 100.0,
-                        if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
+                        "Governed path (driver `--kind 7`: virtual key, plan limits, usage rows into SQLite; baseline `bench/callgrind-baseline-governed.json`): {}\n",
+                        gate_line(g)
                     )?;
                 }
                 if let Some(s) = g["gate_seconds"].as_f64() {
@@ -936,5 +922,18 @@ fn stream_table(m: &mut String, label: &str, d: &Outcome, g: &Outcome) -> std::f
         g.ttfb_us.p99 - d.ttfb_us.p99,
         g.total_us.p50 - d.total_us.p50,
         g.total_us.p99 - d.total_us.p99
+    )
+}
+
+/// One gate result: what the gateway adds, against its baseline.
+fn gate_line(g: &Value) -> String {
+    format!(
+        "gateway adds **{:.0} instructions/request** (baseline {:.0}, change {:+.2}%, tolerance {:.0}%, spread between two runs {:.3}%): {}.",
+        f(&g["measured_gateway_instructions_per_request"]),
+        f(&g["baseline_gateway_instructions_per_request"]),
+        f(&g["change"]) * 100.0,
+        f(&g["tolerance"]) * 100.0,
+        f(&g["run_spread"]) * 100.0,
+        if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
     )
 }

@@ -768,16 +768,20 @@ mod tests {
         Client::with_tls("http://127.0.0.1", Duration::from_secs(2), tls, idle).unwrap()
     }
 
-    /// `POST {base}/v1/x?q=1`, to the response head.
-    async fn head(c: &Client, base: &str) -> http::Response<ResponseBody> {
-        let uri: Uri = format!("{base}/v1/x?q=1").parse().unwrap();
-        let req = post(
+    /// `POST {base}{path}` with a small JSON body.
+    fn request(base: &str, path: &str) -> http::Request<Body> {
+        let uri: Uri = format!("{base}{path}").parse().unwrap();
+        post(
             uri,
             &http::HeaderMap::new(),
             b"{}".to_vec(),
             "application/json",
-        );
-        c.send(req).await.unwrap()
+        )
+    }
+
+    /// `POST {base}/v1/x?q=1`, to the response head.
+    async fn head(c: &Client, base: &str) -> http::Response<ResponseBody> {
+        c.send(request(base, "/v1/x?q=1")).await.unwrap()
     }
 
     /// The status and body length of one request, its body read to the end.
@@ -914,14 +918,7 @@ mod tests {
         hung_up_rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(c.pooled(&base), (1, false), "the hang-up is not seen yet");
-        let uri: Uri = format!("{base}/v1/x").parse().unwrap();
-        let req = post(
-            uri,
-            &http::HeaderMap::new(),
-            b"{}".to_vec(),
-            "application/json",
-        );
-        match c.send(req).await {
+        match c.send(request(&base, "/v1/x")).await {
             Err(SendError::Failed(m)) => assert!(m.contains("connection closed"), "{m}"),
             other => panic!("{other:?}"),
         }

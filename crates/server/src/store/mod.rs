@@ -192,7 +192,10 @@ impl Store {
             ))
         })?;
         let (pool, usage, file) = match kind {
-            DbKind::Sqlite => connect_sqlite(url).await?,
+            DbKind::Sqlite => {
+                let (pool, file) = connect_sqlite(url).await?;
+                (pool.clone(), pool, file)
+            }
             DbKind::Postgres => {
                 let pg = |max: u32| {
                     AnyPoolOptions::new()
@@ -264,10 +267,10 @@ const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA temp_store = MEMORY",
 ];
 
-/// The shared pool, the pool usage goes through (the shared one), and the
-/// file the usage writer opens itself (none for an in-memory database,
-/// where usage goes through the one connection like everything else).
-async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool, Option<PathBuf>), StoreError> {
+/// The pool, and the file the usage writer opens itself (none for an
+/// in-memory database, where usage goes through the one connection like
+/// everything else).
+async fn connect_sqlite(url: &str) -> Result<(AnyPool, Option<PathBuf>), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -335,7 +338,7 @@ async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool, Option<PathBuf>)
             .connect(&full)
             .await
             .op("connect")?;
-        return Ok((pool.clone(), pool, None));
+        return Ok((pool, None));
     }
     let pool = opts()
         .max_connections(4)
@@ -353,7 +356,7 @@ async fn connect_sqlite(url: &str) -> Result<(AnyPool, AnyPool, Option<PathBuf>)
         .and_then(|r| sqlx::Row::try_get::<String, _>(r, 2).ok())
         .unwrap_or_default();
     let file = (!file.is_empty()).then(|| PathBuf::from(file));
-    Ok((pool.clone(), pool, file))
+    Ok((pool, file))
 }
 
 /// The URL without its password, for messages.

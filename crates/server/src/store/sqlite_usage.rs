@@ -83,10 +83,9 @@ impl SqliteUsage {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
-        let sent = self.lane().and_then(|tx| {
-            tx.send(Job::Insert(rows, reply))
-                .map_err(|_| thread_gone("the usage writer thread has stopped"))
-        });
+        let sent = self
+            .lane()
+            .and_then(|tx| tx.send(Job::Insert(rows, reply)).map_err(|_| thread_gone()));
         if let Err(e) = sent {
             // A thread that died is started again by the next insert.
             self.restart_if_gone();
@@ -96,7 +95,7 @@ impl SqliteUsage {
             Ok(r) => r,
             Err(_) => {
                 self.restart_if_gone();
-                Err(thread_gone("the usage writer thread stopped mid-batch"))
+                Err(thread_gone())
             }
         }
     }
@@ -131,8 +130,9 @@ impl SqliteUsage {
                 std::thread::Builder::new()
                     .name("usage-writer".into())
                     .spawn(move || serve(&opener, &rx))
-                    .map_err(|e| {
-                        StoreError::Invalid(format!("cannot start the usage writer thread: {e}"))
+                    .map_err(|e| StoreError::Db {
+                        op: OP,
+                        source: sqlx::Error::Io(e),
                     })?;
                 *g = Lane::Running(tx.clone());
                 Ok(tx)
@@ -148,8 +148,13 @@ impl SqliteUsage {
     }
 }
 
-fn thread_gone(what: &str) -> StoreError {
-    StoreError::Invalid(format!("{OP}: {what}"))
+/// The writer thread ended without answering (it panicked): a database
+/// failure, not the caller's (the batch is spooled and replayed).
+fn thread_gone() -> StoreError {
+    StoreError::Db {
+        op: OP,
+        source: sqlx::Error::WorkerCrashed,
+    }
 }
 
 /// The thread: one batch at a time, until closed or every sender is gone.

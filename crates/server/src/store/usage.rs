@@ -281,22 +281,22 @@ impl Store {
             .is_ok()
     }
 
-    /// Insert usage rows in one transaction (multi-row INSERTs through sqlx;
-    /// into an SQLite file, a cached single-row INSERT through
-    /// `sqlite_usage`). Idempotent
+    /// Insert usage rows in one transaction of multi-row INSERTs (through
+    /// sqlx; into an SQLite file, through `sqlite_usage`'s own connection).
+    /// Idempotent
     /// by `request_id`: a row already stored is left as it is. Text NULs are
     /// replaced (PostgreSQL refuses them); non-finite floats are stored as 0
     /// and a negative or non-finite `ttft_ms` as none.
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         match &self.sqlite_usage {
-            Some(u) if !rows.is_empty() => u.insert(rows.into()).await,
-            _ => self.insert_usage_sqlx(rows).await,
+            Some(u) => u.insert(rows.into()).await,
+            None => self.insert_usage_sqlx(rows).await,
         }
     }
 
     /// [`Store::insert_usage`] for rows the caller shares rather than lends
-    /// (the SQLite file path inserts on a blocking thread without copying
-    /// them).
+    /// (the SQLite file path hands them to its writer thread without
+    /// copying them).
     pub async fn insert_usage_shared(
         &self,
         rows: std::sync::Arc<[UsageRow]>,

@@ -137,7 +137,7 @@ impl Writer {
         if buf.is_empty() {
             return;
         }
-        // Shared, not lent: the SQLite insert runs on a blocking thread.
+        // Shared, not lent: the SQLite insert runs on a thread of its own.
         // `buf` keeps its capacity for the next batch.
         let rows: Arc<[UsageRow]> = buf.drain(..).collect();
         if self.spool_pending {
