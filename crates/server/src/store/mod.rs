@@ -59,7 +59,10 @@
 //! clock, so key use never floods the feed.
 //!
 //! # Usage rows at scale
-//! `usage_log` is append-only, keyed by `request_id` (inserts are idempotent)
+//! `usage_log` is append-only, keyed by `request_id` (inserts are idempotent;
+//! on PostgreSQL a batch is first sent without `ON CONFLICT`, which costs the
+//! server a speculative insertion per row, and rewritten with it only when a
+//! stored id comes back)
 //! and indexed on `ts`, `(tenant_id, ts)`, `(user_id, ts)` and
 //! `(key_id, ts)`; the last three are partial (`WHERE <column> IS NOT
 //! NULL`, migration 0002), so a row without a tenant, user or key costs the
