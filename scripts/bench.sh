@@ -3,14 +3,16 @@
 #
 #   scripts/bench.sh all [--peers] [--duration N]   every scenario + gate + profile → bench/report.{md,json}
 #   scripts/bench.sh gate [--update]                 callgrind instruction-count gate (CI)
-#   scripts/bench.sh main|stream|ladder|failover|peers [--duration N]
+#   scripts/bench.sh main|postgres|stream|ladder|failover|peers [--duration N]
 #                                                    one group → target/bench/<group>/report.{md,json}
 #   scripts/bench.sh soak [--soak-secs 600]          RSS curve at 500 req/s → target/bench/soak/
 #
 # Installs what it needs when missing: wrk and nginx (apt), oha (cargo install), valgrind
 # and perf (apt), and with --peers LiteLLM proxy (pip, in a venv) and the
 # Portkey gateway (npm), all under target/bench-tools/. Only loopback traffic;
-# every load run is bounded in time.
+# every load run is bounded in time. A PostgreSQL server at $BENCH_PG (default
+# postgres://postgres@127.0.0.1:5432; empty: skip) gets a scratch database for
+# the run with the usage rows there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -58,6 +60,13 @@ need_load_tools() {
   NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
   if ! command -v perf >/dev/null; then
     apt_install linux-perf || notes+=("perf not installable: no profile")
+  fi
+  # PostgreSQL for the saturation run with the usage rows there: the
+  # server at BENCH_PG (default: the local one, user postgres), used only
+  # when psql reaches it. Not installed or started here.
+  PG="${BENCH_PG-postgres://postgres@127.0.0.1:5432}"
+  if [ -n "$PG" ] && ! { command -v psql >/dev/null && psql "$PG/postgres" -X -q -t -c 'SELECT 1' >/dev/null 2>&1; }; then
+    PG=""
   fi
 }
 
@@ -183,7 +192,7 @@ peer_setup() {
 run_groups() {
   local groups="$1" out="$2"
   shift 2
-  local args=(run --only "$groups" --oha "$OHA" --wrk wrk --nginx "${NGINX:-}" --out-dir "$out" --work-dir "$WORK")
+  local args=(run --only "$groups" --oha "$OHA" --wrk wrk --nginx "${NGINX:-}" --postgres "${PG:-}" --out-dir "$out" --work-dir "$WORK")
   if [ "$peers" = 1 ]; then
     peer_setup
     args+=(--peers --litellm "$LITELLM" --portkey "$PORTKEY")
@@ -212,7 +221,7 @@ case "$cmd" in
     load_check "load runs"
     run_groups all bench
     ;;
-  main|stream|ladder|failover|peers|soak)
+  main|postgres|stream|ladder|failover|peers|soak)
     need_load_tools
     build
     load_check "load runs"
@@ -220,7 +229,7 @@ case "$cmd" in
     run_groups "$cmd" "target/bench/$cmd"
     ;;
   *)
-    echo "usage: scripts/bench.sh all|gate|main|stream|ladder|failover|peers|soak [--peers] [--update] [--duration N]" >&2
+    echo "usage: scripts/bench.sh all|gate|main|postgres|stream|ladder|failover|peers|soak [--peers] [--update] [--duration N]" >&2
     exit 2
     ;;
 esac

@@ -258,6 +258,20 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
+/// The saturation run with the usage rows in PostgreSQL.
+#[derive(Debug, Serialize)]
+pub struct PgRun {
+    pub pair: Pair,
+    pub cpu: Cpu,
+    /// CPU of every `postgres` process over the gateway's load run and its
+    /// drain, per request of the load run.
+    pub postgres_us_per_req: f64,
+    /// 2xx answers through the gateway (warm-up and load run).
+    pub answered: u64,
+    /// `usage_log` rows once the gateway had drained.
+    pub rows: u64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub generated: String,
@@ -275,6 +289,8 @@ pub struct Report {
     pub saturation: Vec<(usize, Pair, Cpu)>,
     /// c=32 with nginx as the upstream and a virtual key (governance on).
     pub saturation_nginx: Option<(Pair, Cpu)>,
+    /// c=32, governance on, the usage rows in PostgreSQL.
+    pub saturation_pg: Option<PgRun>,
     pub rss: Option<Rss>,
     pub stream: Option<(Outcome, Outcome)>,
     pub stream_translated: Option<(Outcome, Outcome)>,
@@ -353,6 +369,21 @@ impl Report {
                 target: "CPU per request at saturation ≤ 20 µs (gateway process)".into(),
                 measured: format!("{:.1} µs", cpu.gateway_us_per_req),
                 met: Some(cpu.gateway_us_per_req <= 20.0),
+            });
+        }
+        if let Some(pg) = &self.saturation_pg {
+            t.push(Target {
+                target: "… the same with the usage rows in PostgreSQL (production's store): every answered request leaves its row".into(),
+                measured: format!(
+                    "{:.2}× of direct, {} errors; gateway {:.1} µs/req + PostgreSQL {:.1} µs/req; {} rows for {} answered",
+                    pg.pair.throughput_ratio,
+                    pg.pair.gateway.errors,
+                    pg.cpu.gateway_us_per_req,
+                    pg.postgres_us_per_req,
+                    pg.rows,
+                    pg.answered
+                ),
+                met: Some(pg.rows >= pg.answered && pg.pair.gateway.errors == 0),
             });
         }
         if let Some((p, cpu)) = &self.saturation_nginx {
@@ -608,7 +639,10 @@ impl Report {
             }
             writeln!(m)?;
         }
-        if !self.saturation.is_empty() {
+        if !self.saturation.is_empty()
+            || self.saturation_nginx.is_some()
+            || self.saturation_pg.is_some()
+        {
             writeln!(m, "## (c) Saturation, closed loop (wrk -t2) and (e) CPU\n")?;
             writeln!(
                 m,
@@ -645,6 +679,25 @@ impl Report {
                     p.gateway.p99_us,
                     cpu.gateway_us_per_req,
                 )?;
+            }
+            if let Some(pg) = &self.saturation_pg {
+                let (p, cpu) = (&pg.pair, &pg.cpu);
+                writeln!(
+                    m,
+                    "| 32, usage rows in **PostgreSQL**, virtual key | {:.0} | {:.0} | **{:.2}×** | {} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.1}** (+ PostgreSQL {:.1}) | (not read) |",
+                    p.direct.rps,
+                    p.gateway.rps,
+                    p.throughput_ratio,
+                    p.gateway.errors,
+                    p.direct.p50_us,
+                    p.direct.p99_us,
+                    p.gateway.p50_us,
+                    p.gateway.p99_us,
+                    cpu.gateway_us_per_req,
+                    pg.postgres_us_per_req,
+                )?;
+            }
+            if let Some((p, _)) = &self.saturation_nginx {
                 let own = self
                     .saturation
                     .iter()
@@ -654,6 +707,16 @@ impl Report {
                     m,
                     "\nThe numbered rows use the bench's own upstream (hyper, pre-serialised replies; {own:.0} req/s direct at c=32) and the main config's static gateway key. The nginx row repeats c=32 against nginx serving the same reply (`return 200`, `worker_processes auto`; {:.0} req/s direct), with governance on as the targets define it (a CLI-made virtual key on a rate-limited plan, usage rows written): issue 5's peer figures (LiteLLM-Rust 0.22–0.27×, …) are ratios to nginx.",
                     p.direct.rps
+                )?;
+            }
+            if let Some(pg) = &self.saturation_pg {
+                writeln!(
+                    m,
+                    "\nThe PostgreSQL row is the nginx row's governance (virtual key, rate-limited plan) on the bench's own upstream, with the usage rows in PostgreSQL (a scratch database on the local server, `governance.database_url`), as replicas keep them in production. The server runs on this machine and takes its share of the two cores: its CPU (every `postgres` process, over the load run and the gateway's drain) is {:.1} µs per request. After the gateway drained (SIGTERM): {} usage rows for {} answered requests{}.",
+                    pg.postgres_us_per_req,
+                    pg.rows,
+                    pg.answered,
+                    if pg.rows >= pg.answered { "" } else { " — **rows missing**" }
                 )?;
             }
             writeln!(m)?;
@@ -936,4 +999,68 @@ fn gate_line(g: &Value) -> String {
         f(&g["run_spread"]) * 100.0,
         if g["pass"].as_bool().unwrap_or(false) { "pass" } else { "FAIL" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lat(requests: u64, rps: f64) -> Lat {
+        Lat {
+            requests,
+            ok: requests,
+            rps,
+            ..Lat::default()
+        }
+    }
+
+    fn with_pg(rows: u64, answered: u64) -> Report {
+        let mut r = Report {
+            saturation_pg: Some(PgRun {
+                pair: Pair::new(
+                    "c=32, usage rows in PostgreSQL",
+                    lat(900, 90.0),
+                    lat(300, 30.0),
+                ),
+                cpu: Cpu {
+                    gateway_us_per_req: 25.0,
+                    gateway_cpu_s: 0.0075,
+                    gateway_requests: 300,
+                    upstream_us_per_req_direct: 0.0,
+                    upstream_us_per_req_via: 0.0,
+                },
+                postgres_us_per_req: 9.5,
+                answered,
+                rows,
+            }),
+            ..Report::default()
+        };
+        r.compute_targets();
+        r
+    }
+
+    /// The PostgreSQL run shows in the saturation table on its own (no
+    /// main rows), and a row short of the answered requests fails its line.
+    #[test]
+    fn postgres_run_is_reported_and_missing_rows_fail_it() {
+        let ok = with_pg(301, 300);
+        let md = ok.markdown();
+        assert!(md.contains("## (c) Saturation"), "{md}");
+        assert!(
+            md.contains("| 32, usage rows in **PostgreSQL**, virtual key | 90 | 30 | **0.33×**"),
+            "{md}"
+        );
+        assert!(md.contains("+ PostgreSQL 9.5"), "{md}");
+        assert!(!md.contains("rows missing"), "{md}");
+        let line = |r: &Report| {
+            r.targets
+                .iter()
+                .find(|t| t.target.contains("usage rows in PostgreSQL"))
+                .and_then(|t| t.met)
+        };
+        assert_eq!(line(&ok), Some(true));
+        let short = with_pg(299, 300);
+        assert_eq!(line(&short), Some(false));
+        assert!(short.markdown().contains("rows missing"));
+    }
 }

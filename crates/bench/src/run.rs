@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Scenario groups: all, main (a–e), stream, ladder, failover, peers.
+    /// Scenario groups: all, main (a–e, with the nginx and PostgreSQL
+    /// runs), postgres (that run alone), stream, ladder, failover, peers.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Also measure LiteLLM proxy and Portkey gateway (installed at bench time).
@@ -44,6 +45,11 @@ pub struct Args {
     /// nginx binary for the neutral-upstream saturation run (empty: skip).
     #[arg(long, default_value = "")]
     pub nginx: String,
+    /// A PostgreSQL server (`postgres://user@host:port`, no database) for
+    /// the saturation run with the usage rows in PostgreSQL; the runner
+    /// creates and drops a scratch database there with `psql` (empty: skip).
+    #[arg(long, default_value = "")]
+    pub postgres: String,
     #[arg(long, default_value = "")]
     pub litellm: String,
     #[arg(long, default_value = "")]
@@ -138,13 +144,24 @@ fn descendants(root: u32) -> Vec<u32> {
 
 /// CPU time (utime + stime) of one process, seconds.
 fn cpu_one(pid: u32) -> anyhow::Result<f64> {
+    cpu_fields(pid, false)
+}
+
+/// utime + stime of `pid`, and with `reaped` also cutime + cstime (its
+/// children that exited and were waited for), seconds.
+fn cpu_fields(pid: u32, reaped: bool) -> anyhow::Result<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15,
+    // cutime 16, cstime 17.
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11).context("utime")?.parse()?;
-    let st: f64 = f.get(12).context("stime")?.parse()?;
-    Ok((ut + st) / clk_tck())
+    let n = if reaped { 4 } else { 2 };
+    let mut ticks = 0.0;
+    for i in 11..11 + n {
+        let v: f64 = f.get(i).context("/proc/PID/stat time field")?.parse()?;
+        ticks += v;
+    }
+    Ok(ticks / clk_tck())
 }
 
 fn clk_tck() -> f64 {
@@ -554,6 +571,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         main_scenarios(&mut r)?;
         nginx_saturation(&mut r)?;
     }
+    if want(&r.args, "main") || r.args.only.iter().any(|g| g == "postgres") {
+        postgres_saturation(&mut r)?;
+    }
     if want(&r.args, "stream") {
         stream_scenarios(&mut r)?;
     }
@@ -835,6 +855,123 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     drop(nginx);
     Ok(())
+}
+
+/// CPU time of every process named `postgres` (the server's backends and
+/// its background processes), seconds, including backends that have exited
+/// since (the postmaster reaps them: their time moves to its cutime and
+/// cstime).
+fn postgres_cpu_s() -> f64 {
+    let mut total = 0.0;
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim_end() == "postgres" {
+                total += cpu_fields(pid, true).unwrap_or(0.0);
+            }
+        }
+    }
+    total
+}
+
+/// c=32 once more with governance on (virtual key, plan limits) and the
+/// usage rows in PostgreSQL, as replicas in production keep them: the
+/// gateway's CPU and the database server's CPU per request (the server runs
+/// on this machine, so it takes its share of the two cores), and whether
+/// every answered request left its row once the gateway drained.
+fn postgres_saturation(r: &mut Runner) -> anyhow::Result<()> {
+    if r.args.postgres.is_empty() {
+        r.rep.notes.push(
+            "PostgreSQL not reachable (scripts/bench.sh looks for 127.0.0.1:5432): no saturation run with the usage rows in PostgreSQL".into(),
+        );
+        return Ok(());
+    }
+    println!("== saturation with the usage rows in PostgreSQL (c=32)");
+    let server = r.args.postgres.trim_end_matches('/').to_owned();
+    let db = format!("switchyard_bench_{}", std::process::id());
+    let psql = |r: &mut Runner, database: &str, sql: &str| -> anyhow::Result<String> {
+        let mut c = Command::new("psql");
+        c.arg(format!("{server}/{database}"))
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(sql);
+        r.run_output(c, "psql")
+    };
+    psql(r, "postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
+    psql(r, "postgres", &format!("CREATE DATABASE {db}"))?;
+    let res = postgres_run(r, &format!("{server}/{db}"), |r| {
+        psql(r, &db, "SELECT count(*) FROM usage_log")
+    });
+    let dropped = psql(r, "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    let run = res?;
+    dropped?;
+    r.rep.saturation_pg = Some(run);
+    Ok(())
+}
+
+fn postgres_run(
+    r: &mut Runner,
+    url: &str,
+    count_rows: impl Fn(&mut Runner) -> anyhow::Result<String>,
+) -> anyhow::Result<crate::report::PgRun> {
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let _up = r.upstream(up_port, &[])?;
+    let config = format!(
+        "{}  database_url: {url}\n",
+        configs::governed_config(gw_port, up_port)
+    );
+    let (mut gw, key) = r.gateway_setup("postgres", &config, gw_port, &[], true)?;
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let mut via = gw_target(gw_port, configs::chat_body("bench"));
+    via.key = key;
+    r.oha(&direct, 8, None, Some(2000))?;
+    let warm_g = r.oha(&via, 8, None, Some(2000))?;
+    let d = r.wrk(&direct, 32)?;
+    let gw_cpu0 = cpu_s(gw.pid())?;
+    let pg_cpu0 = postgres_cpu_s();
+    let g = r.wrk(&via, 32)?;
+    let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
+    // Rows still in the gateway's batch are written while it drains; the
+    // server's CPU for them is counted by reading it after the drain.
+    let answered = warm_g.ok + g.ok;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(gw.pid().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if gw.child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pg_cpu = postgres_cpu_s() - pg_cpu0;
+    let rows: u64 = count_rows(r)?
+        .trim()
+        .parse()
+        .context("usage_log row count")?;
+    let cpu = crate::report::Cpu {
+        gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
+        gateway_cpu_s: gw_cpu,
+        gateway_requests: g.requests,
+        upstream_us_per_req_direct: 0.0,
+        upstream_us_per_req_via: 0.0,
+    };
+    let postgres_us_per_req = pg_cpu * 1e6 / g.requests.max(1) as f64;
+    Ok(crate::report::PgRun {
+        pair: crate::report::Pair::new("c=32, usage rows in PostgreSQL", d, g),
+        cpu,
+        postgres_us_per_req,
+        answered,
+        rows,
+    })
 }
 
 /// Seconds after the load when the main gateway's RSS is read a second
