@@ -139,6 +139,19 @@ pub struct Cpu {
     pub upstream_us_per_req_via: f64,
 }
 
+impl Cpu {
+    /// The gateway's CPU over `requests`; the upstream's not read.
+    pub fn gateway_only(gateway_cpu_s: f64, requests: u64) -> Cpu {
+        Cpu {
+            gateway_us_per_req: gateway_cpu_s * 1e6 / requests.max(1) as f64,
+            gateway_cpu_s,
+            gateway_requests: requests,
+            upstream_us_per_req_direct: 0.0,
+            upstream_us_per_req_via: 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rss {
     pub start_mib: f64,
@@ -649,52 +662,36 @@ impl Report {
                 "| connections | direct req/s | gateway req/s | ratio | gateway errors | direct p50/p99 µs | gateway p50/p99 µs | gateway CPU µs/req | upstream CPU µs/req (direct / via) |\n|---|---|---|---|---|---|---|---|---|"
             )?;
             for (c, p, cpu) in &self.saturation {
-                writeln!(
+                saturation_row(
                     m,
-                    "| {c} | {:.0} | {:.0} | **{:.2}×** | {} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.1}** | {:.1} / {:.1} |",
-                    p.direct.rps,
-                    p.gateway.rps,
-                    p.throughput_ratio,
-                    p.gateway.errors,
-                    p.direct.p50_us,
-                    p.direct.p99_us,
-                    p.gateway.p50_us,
-                    p.gateway.p99_us,
-                    cpu.gateway_us_per_req,
-                    cpu.upstream_us_per_req_direct,
-                    cpu.upstream_us_per_req_via
+                    &c.to_string(),
+                    p,
+                    &format!("**{:.1}**", cpu.gateway_us_per_req),
+                    &format!(
+                        "{:.1} / {:.1}",
+                        cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
+                    ),
                 )?;
             }
             if let Some((p, cpu)) = &self.saturation_nginx {
-                writeln!(
+                saturation_row(
                     m,
-                    "| 32, **nginx** upstream, virtual key | {:.0} | {:.0} | **{:.2}×** | {} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.1}** | (nginx workers not read) |",
-                    p.direct.rps,
-                    p.gateway.rps,
-                    p.throughput_ratio,
-                    p.gateway.errors,
-                    p.direct.p50_us,
-                    p.direct.p99_us,
-                    p.gateway.p50_us,
-                    p.gateway.p99_us,
-                    cpu.gateway_us_per_req,
+                    "32, **nginx** upstream, virtual key",
+                    p,
+                    &format!("**{:.1}**", cpu.gateway_us_per_req),
+                    "(nginx workers not read)",
                 )?;
             }
             if let Some(pg) = &self.saturation_pg {
-                let (p, cpu) = (&pg.pair, &pg.cpu);
-                writeln!(
+                saturation_row(
                     m,
-                    "| 32, usage rows in **PostgreSQL**, virtual key | {:.0} | {:.0} | **{:.2}×** | {} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.1}** (+ PostgreSQL {:.1}) | (not read) |",
-                    p.direct.rps,
-                    p.gateway.rps,
-                    p.throughput_ratio,
-                    p.gateway.errors,
-                    p.direct.p50_us,
-                    p.direct.p99_us,
-                    p.gateway.p50_us,
-                    p.gateway.p99_us,
-                    cpu.gateway_us_per_req,
-                    pg.postgres_us_per_req,
+                    "32, usage rows in **PostgreSQL**, virtual key",
+                    &pg.pair,
+                    &format!(
+                        "**{:.1}** (+ PostgreSQL {:.1})",
+                        pg.cpu.gateway_us_per_req, pg.postgres_us_per_req
+                    ),
+                    "(not read)",
                 )?;
             }
             if let Some((p, _)) = &self.saturation_nginx {
@@ -985,6 +982,29 @@ fn stream_table(m: &mut String, label: &str, d: &Outcome, g: &Outcome) -> std::f
         g.ttfb_us.p99 - d.ttfb_us.p99,
         g.total_us.p50 - d.total_us.p50,
         g.total_us.p99 - d.total_us.p99
+    )
+}
+
+/// One row of the saturation table: `label`, the pair's throughput and
+/// latencies, then the two CPU cells as given.
+fn saturation_row(
+    m: &mut String,
+    label: &str,
+    p: &Pair,
+    gateway_cpu: &str,
+    upstream_cpu: &str,
+) -> std::fmt::Result {
+    writeln!(
+        m,
+        "| {label} | {:.0} | {:.0} | **{:.2}×** | {} | {:.0} / {:.0} | {:.0} / {:.0} | {gateway_cpu} | {upstream_cpu} |",
+        p.direct.rps,
+        p.gateway.rps,
+        p.throughput_ratio,
+        p.gateway.errors,
+        p.direct.p50_us,
+        p.direct.p99_us,
+        p.gateway.p50_us,
+        p.gateway.p99_us,
     )
 }
 

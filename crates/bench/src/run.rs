@@ -621,6 +621,21 @@ fn up_target(port: u16, path: &str, body: String) -> Target {
     }
 }
 
+/// The chat request direct to the upstream, and through the gateway with
+/// `key` (a virtual key; none: the static gateway key).
+fn keyed_targets(up_port: u16, gw_port: u16, key: Option<String>) -> (Target, Target) {
+    let direct = up_target(
+        up_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    let mut via = gw_target(gw_port, configs::chat_body("bench"));
+    if key.is_some() {
+        via.key = key;
+    }
+    (direct, via)
+}
+
 /// 50 req/s with every thread of `pids` and the load generator on CPU 0;
 /// the processes get all CPUs back afterwards, whatever happened.
 fn pinned_low_rate(
@@ -823,27 +838,15 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
         &[],
         true,
     )?;
-    let direct = up_target(
-        up_port,
-        "/v1/chat/completions",
-        configs::chat_body("bench-model"),
-    );
-    let mut via = gw_target(gw_port, configs::chat_body("bench"));
-    via.key = key;
+    let (direct, via) = keyed_targets(up_port, gw_port, key);
     r.oha(&direct, 8, None, Some(2000))?;
     r.oha(&via, 8, None, Some(2000))?;
     let d = r.wrk(&direct, 32)?;
     let gw_cpu0 = cpu_s(gw.pid())?;
     let g = r.wrk(&via, 32)?;
     let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
-    let cpu = crate::report::Cpu {
-        gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
-        gateway_cpu_s: gw_cpu,
-        gateway_requests: g.requests,
-        // nginx's workers are separate processes: not read.
-        upstream_us_per_req_direct: 0.0,
-        upstream_us_per_req_via: 0.0,
-    };
+    // nginx's workers are separate processes: not read.
+    let cpu = crate::report::Cpu::gateway_only(gw_cpu, g.requests);
     r.rep.saturation_nginx = Some((crate::report::Pair::new("c=32, nginx", d, g), cpu));
     drop(gw);
     // SIGTERM, not the SIGKILL `Proc` ends with: nginx's master stops its
@@ -924,13 +927,7 @@ fn postgres_run(
         configs::governed_config(gw_port, up_port)
     );
     let (mut gw, key) = r.gateway_setup("postgres", &config, gw_port, &[], true)?;
-    let direct = up_target(
-        up_port,
-        "/v1/chat/completions",
-        configs::chat_body("bench-model"),
-    );
-    let mut via = gw_target(gw_port, configs::chat_body("bench"));
-    via.key = key;
+    let (direct, via) = keyed_targets(up_port, gw_port, key);
     r.oha(&direct, 8, None, Some(2000))?;
     let warm_g = r.oha(&via, 8, None, Some(2000))?;
     let d = r.wrk(&direct, 32)?;
@@ -957,13 +954,7 @@ fn postgres_run(
         .trim()
         .parse()
         .context("usage_log row count")?;
-    let cpu = crate::report::Cpu {
-        gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
-        gateway_cpu_s: gw_cpu,
-        gateway_requests: g.requests,
-        upstream_us_per_req_direct: 0.0,
-        upstream_us_per_req_via: 0.0,
-    };
+    let cpu = crate::report::Cpu::gateway_only(gw_cpu, g.requests);
     let postgres_us_per_req = pg_cpu * 1e6 / g.requests.max(1) as f64;
     Ok(crate::report::PgRun {
         pair: crate::report::Pair::new("c=32, usage rows in PostgreSQL", d, g),
