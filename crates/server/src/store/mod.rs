@@ -60,9 +60,9 @@
 //!
 //! # Usage rows at scale
 //! `usage_log` is append-only, keyed by `request_id` (inserts are idempotent;
-//! on PostgreSQL a batch is first sent without `ON CONFLICT`, which costs the
-//! server a speculative insertion per row, and rewritten with it only when a
-//! stored id comes back)
+//! on PostgreSQL a batch is one `UNNEST` statement, first sent without `ON
+//! CONFLICT`, which costs the server a speculative insertion per row, and
+//! rewritten with it only when a stored id comes back)
 //! and indexed on `ts`, `(tenant_id, ts)`, `(user_id, ts)` and
 //! `(key_id, ts)`; the last three are partial (`WHERE <column> IS NOT
 //! NULL`, migration 0002), so a row without a tenant, user or key costs the
@@ -71,9 +71,19 @@
 //! on the request path queries this table (budgets are counted in memory and
 //! reseeded from `spend_since` at start).
 
+/// The usage table's columns, in the order every usage INSERT binds them.
+macro_rules! usage_cols {
+    () => {
+        "request_id, ts, tenant_id, user_id, key_id, alias, provider, deployment, \
+         upstream_model, ingress, input_tokens, output_tokens, cached_input_tokens, cost, \
+         estimated, latency_ms, ttft_ms, status, error_class, cache_hit, attempts, stream"
+    };
+}
+
 mod audit;
 mod governance;
 pub mod model;
+mod pg_usage;
 mod sqlite_usage;
 mod usage;
 mod writer;
@@ -165,18 +175,27 @@ impl DbKind {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// PostgreSQL: the usage writer's own connection (a pool of one): its
-    /// prepared INSERTs stay warm from one batch to the next, instead of
-    /// each batch landing on whichever connection of `pool` is next in line
-    /// and preparing them again. SQLite: the same pool as `pool` (a file's
+    /// PostgreSQL: the usage writer's own connection (a native pool of
+    /// one, for `pg_usage`'s array-bound INSERT): its prepared statements
+    /// stay warm from one batch to the next, instead of each batch landing
+    /// on whichever connection of `pool` is next in line and preparing them
+    /// again. SQLite: the same pool as `pool` (a file's
     /// usage inserts go through `sqlite_usage`, which likewise keeps one
     /// connection with its statement and page cache warm; an in-memory
     /// database exists only on its one connection).
-    usage: AnyPool,
+    usage: UsagePool,
     /// Usage inserts into an SQLite file bypass sqlx (see `sqlite_usage`);
     /// none for PostgreSQL and in-memory SQLite.
     sqlite_usage: Option<Arc<sqlite_usage::SqliteUsage>>,
     kind: DbKind,
+}
+
+/// The usage writer's pool: PostgreSQL's is native (its INSERT binds
+/// arrays, which sqlx's Any driver cannot; see `pg_usage`).
+#[derive(Clone, Debug)]
+enum UsagePool {
+    Any(AnyPool),
+    Pg(sqlx::PgPool),
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -197,7 +216,7 @@ impl Store {
         let (pool, usage, file) = match kind {
             DbKind::Sqlite => {
                 let (pool, file) = connect_sqlite(url).await?;
-                (pool.clone(), pool, file)
+                (pool.clone(), UsagePool::Any(pool), file)
             }
             DbKind::Postgres => {
                 let pg = |max: u32| {
@@ -208,7 +227,14 @@ impl Store {
                         .idle_timeout(Duration::from_secs(300))
                 };
                 let pool = pg(12).connect(url).await.op("connect")?;
-                (pool, pg(1).connect_lazy(url).op("connect")?, None)
+                let usage = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .idle_timeout(Duration::from_secs(300))
+                    .connect_lazy(url)
+                    .op("connect")?;
+                (pool, UsagePool::Pg(usage), None)
             }
         };
         MIGRATOR.run(&pool).await?;
@@ -250,7 +276,10 @@ impl Store {
         if let Some(u) = &self.sqlite_usage {
             u.close().await;
         }
-        self.usage.close().await;
+        match &self.usage {
+            UsagePool::Any(p) => p.close().await,
+            UsagePool::Pg(p) => p.close().await,
+        }
         self.pool.close().await;
     }
 }

@@ -1,0 +1,131 @@
+//! Usage inserts into PostgreSQL: a whole batch in one statement,
+//! `INSERT … SELECT … FROM UNNEST($1, …, $22)`, one array per column.
+//!
+//! sqlx's Any driver (the rest of the store) binds no arrays, so this path
+//! has its own native pool of one connection (see `Store::usage`). Against
+//! the multi-row `VALUES` statements the SQLite side uses, PostgreSQL no
+//! longer sets up an expression per bound value on every execution (2,200
+//! of them per 100-row statement), a batch is one round trip in its own
+//! implicit transaction instead of `BEGIN`, one statement per chunk and
+//! `COMMIT`, and the statement is the same whatever the batch's size.
+
+use super::clean_cow;
+use super::model::UsageRow;
+use super::usage::{finite, OnDuplicate};
+use std::borrow::Cow;
+
+/// `usage_cols!()` in table order; the casts name each array's type so the
+/// one prepared statement fits every batch.
+macro_rules! unnest_insert {
+    () => {
+        concat!(
+            "INSERT INTO usage_log (",
+            usage_cols!(),
+            ") SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+             $11::int8[], $12::int8[], $13::int8[], $14::float8[], $15::int2[], $16::float8[], \
+             $17::float8[], $18::int4[], $19::text[], $20::int2[], $21::int4[], $22::int2[])"
+        )
+    };
+}
+const INSERT: &str = unnest_insert!();
+const INSERT_SKIP: &str = concat!(unnest_insert!(), " ON CONFLICT (request_id) DO NOTHING");
+
+pub(super) fn sql(dup: OnDuplicate) -> &'static str {
+    match dup {
+        OnDuplicate::Fail => INSERT,
+        OnDuplicate::Skip => INSERT_SKIP,
+    }
+}
+
+/// One text column of `rows` (NULs replaced, as everywhere in the store).
+fn text<'a>(rows: &'a [UsageRow], f: impl Fn(&'a UsageRow) -> &'a str) -> Vec<Cow<'a, str>> {
+    rows.iter().map(|r| clean_cow(f(r))).collect()
+}
+
+fn opt_text<'a>(
+    rows: &'a [UsageRow],
+    f: impl Fn(&'a UsageRow) -> &'a Option<String>,
+) -> Vec<Option<Cow<'a, str>>> {
+    rows.iter()
+        .map(|r| f(r).as_deref().map(clean_cow))
+        .collect()
+}
+
+fn strs<'a>(v: &'a [Cow<'a, str>]) -> Vec<&'a str> {
+    v.iter().map(AsRef::as_ref).collect()
+}
+
+fn opt_strs<'a>(v: &'a [Option<Cow<'a, str>>]) -> Vec<Option<&'a str>> {
+    v.iter().map(|s| s.as_deref()).collect()
+}
+
+fn col<T>(rows: &[UsageRow], f: impl Fn(&UsageRow) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// Insert `rows` in one statement (atomic: all or none).
+pub(super) async fn insert(
+    pool: &sqlx::PgPool,
+    rows: &[UsageRow],
+    dup: OnDuplicate,
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let request_id = text(rows, |r| &r.request_id);
+    let tenant = opt_text(rows, |r| &r.tenant_id);
+    let user = opt_text(rows, |r| &r.user_id);
+    let key = opt_text(rows, |r| &r.key_id);
+    let alias = text(rows, |r| &r.alias);
+    let provider = text(rows, |r| &r.provider);
+    let deployment = text(rows, |r| &r.deployment);
+    let upstream_model = text(rows, |r| &r.upstream_model);
+    let ingress = text(rows, |r| &r.ingress);
+    let error_class = opt_text(rows, |r| &r.error_class);
+    sqlx::query(sql(dup))
+        .bind(strs(&request_id))
+        .bind(col(rows, |r| r.ts))
+        .bind(opt_strs(&tenant))
+        .bind(opt_strs(&user))
+        .bind(opt_strs(&key))
+        .bind(strs(&alias))
+        .bind(strs(&provider))
+        .bind(strs(&deployment))
+        .bind(strs(&upstream_model))
+        .bind(strs(&ingress))
+        .bind(col(rows, |r| r.input_tokens))
+        .bind(col(rows, |r| r.output_tokens))
+        .bind(col(rows, |r| r.cached_input_tokens))
+        .bind(col(rows, |r| finite(r.cost)))
+        .bind(col(rows, |r| i16::from(r.estimated)))
+        .bind(col(rows, |r| finite(r.latency_ms)))
+        .bind(col(rows, |r| {
+            r.ttft_ms.filter(|v| v.is_finite() && *v >= 0.0)
+        }))
+        .bind(col(rows, |r| r.status))
+        .bind(opt_strs(&error_class))
+        .bind(col(rows, |r| i16::from(r.cache_hit)))
+        .bind(col(rows, |r| r.attempts))
+        .bind(col(rows, |r| i16::from(r.stream)))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_statements_differ_only_in_the_conflict_clause() {
+        assert_eq!(
+            INSERT_SKIP.strip_suffix(" ON CONFLICT (request_id) DO NOTHING"),
+            Some(INSERT)
+        );
+        // 22 columns, 22 arrays.
+        assert_eq!(INSERT.matches("::").count(), 22);
+        assert_eq!(sql(OnDuplicate::Fail), INSERT);
+        assert!(INSERT.starts_with("INSERT INTO usage_log (request_id, ts, tenant_id,"));
+    }
+}
