@@ -11,8 +11,17 @@
 
 use super::clean_cow;
 use super::model::UsageRow;
-use super::usage::{finite, OnDuplicate};
+use super::usage::finite;
 use std::borrow::Cow;
+
+/// What the INSERT does with a row whose `request_id` is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDuplicate {
+    /// Fail the statement (a unique violation).
+    Fail,
+    /// `ON CONFLICT (request_id) DO NOTHING`: the first write wins.
+    Skip,
+}
 
 /// `usage_cols!()` in table order; the casts name each array's type so the
 /// one prepared statement fits every batch.
@@ -31,7 +40,7 @@ macro_rules! unnest_insert {
 const INSERT: &str = unnest_insert!();
 const INSERT_SKIP: &str = concat!(unnest_insert!(), " ON CONFLICT (request_id) DO NOTHING");
 
-pub(super) fn sql(dup: OnDuplicate) -> &'static str {
+fn sql(dup: OnDuplicate) -> &'static str {
     match dup {
         OnDuplicate::Fail => INSERT,
         OnDuplicate::Skip => INSERT_SKIP,
@@ -64,12 +73,25 @@ fn col<T>(rows: &[UsageRow], f: impl Fn(&UsageRow) -> T) -> Vec<T> {
     rows.iter().map(f).collect()
 }
 
-/// Insert `rows` in one statement (atomic: all or none).
-pub(super) async fn insert(
-    pool: &sqlx::PgPool,
-    rows: &[UsageRow],
-    dup: OnDuplicate,
-) -> sqlx::Result<()> {
+/// Insert `rows`, idempotent by `request_id`, in one statement (atomic:
+/// all or none).
+///
+/// First without `ON CONFLICT`: the clause makes PostgreSQL insert every row
+/// speculatively (probe the key, insert, then confirm), which measured
+/// 35-70% more server CPU per row than a plain insert. A stored
+/// `request_id` only comes back when a batch is written again (a spool
+/// replayed after a commit whose answer was lost); then the batch, of which
+/// nothing was stored, is written again with the clause.
+pub(super) async fn insert_idempotent(pool: &sqlx::PgPool, rows: &[UsageRow]) -> sqlx::Result<()> {
+    match insert(pool, rows, OnDuplicate::Fail).await {
+        Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            insert(pool, rows, OnDuplicate::Skip).await
+        }
+        r => r,
+    }
+}
+
+async fn insert(pool: &sqlx::PgPool, rows: &[UsageRow], dup: OnDuplicate) -> sqlx::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }

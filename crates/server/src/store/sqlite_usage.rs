@@ -22,8 +22,8 @@
 //! tests run the same assertions against both (SQLite file, PostgreSQL).
 
 use super::model::UsageRow;
-use super::usage::{chunk_sql, finite, next_chunk, OnDuplicate};
-use super::{clean_cow, DbKind, StoreError};
+use super::usage::{chunk_sql, finite, next_chunk};
+use super::{clean_cow, StoreError};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -213,8 +213,7 @@ fn write(conn: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()> {
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(next_chunk(rest.len()));
         rest = tail;
-        let mut st =
-            tx.prepare_cached(&chunk_sql(DbKind::Sqlite, chunk.len(), OnDuplicate::Skip))?;
+        let mut st = tx.prepare_cached(&chunk_sql(chunk.len()))?;
         let mut i = 0;
         let mut bind = |v: &dyn ToSql| -> rusqlite::Result<()> {
             i += 1;

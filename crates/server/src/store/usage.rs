@@ -2,8 +2,8 @@
 
 use super::model::*;
 use super::{
-    clean, clean_cow, clean_opt, col, col_bool, json_text, parse_json, push_placeholder, Arg,
-    DbKind, OpExt, Sql, Store, StoreError, UsagePool,
+    clean, clean_cow, clean_opt, col, col_bool, json_text, parse_json, Arg, OpExt, Sql, Store,
+    StoreError, UsagePool,
 };
 use sqlx::any::AnyRow;
 
@@ -26,48 +26,32 @@ const AUDIT_CHUNK: usize = 500;
 /// What a usage row counts as an error in reports.
 const IS_ERROR: &str = "(status >= 400 OR error_class IS NOT NULL)";
 
-/// What a usage INSERT does with a row whose `request_id` is already stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum OnDuplicate {
-    /// Fail the statement (a unique violation): the fast path on
-    /// PostgreSQL, where `ON CONFLICT` costs a speculative insertion per
-    /// row.
-    Fail,
-    /// `ON CONFLICT (request_id) DO NOTHING`: the first write wins.
-    Skip,
-}
-
-/// The multi-row INSERT for `n` usage rows, in `kind`'s placeholder style
-/// (`?` for SQLite, `$N` for PostgreSQL). `ttft_ms` is bound as -1 for
-/// none and stored as NULL (`NULLIF`), so the statement never binds a NULL
-/// float and stays cacheable (see the module doc of `store`).
-fn usage_insert_sql(kind: DbKind, n: usize, dup: OnDuplicate) -> String {
+/// The multi-row INSERT for `n` usage rows into SQLite (the file's writer
+/// thread and in-memory databases; PostgreSQL has `pg_usage`), idempotent
+/// by `request_id` (SQLite checks the key either way, so the clause costs
+/// nothing there). `ttft_ms` is bound as -1 for none and stored as NULL
+/// (`NULLIF`), so the statement never binds a NULL float and stays
+/// cacheable (see the module doc of `store`).
+fn usage_insert_sql(n: usize) -> String {
     let mut s = String::with_capacity(120 + n * USAGE_NCOLS * 6);
     s.push_str("INSERT INTO usage_log (");
     s.push_str(USAGE_COLS);
     s.push_str(") VALUES ");
-    // The same placeholders as `Sql::bulk` would write.
-    let anonymous = kind == DbKind::Sqlite;
     for i in 0..n {
         s.push_str(if i == 0 { "(" } else { ", (" });
         for j in 0..USAGE_NCOLS {
             if j > 0 {
                 s.push_str(", ");
             }
-            let arg = i * USAGE_NCOLS + j + 1;
             if j == TTFT_COL {
-                s.push_str("NULLIF(");
-                push_placeholder(&mut s, anonymous, arg);
-                s.push_str(", -1.0)");
+                s.push_str("NULLIF(?, -1.0)");
             } else {
-                push_placeholder(&mut s, anonymous, arg);
+                s.push('?');
             }
         }
         s.push(')');
     }
-    if dup == OnDuplicate::Skip {
-        s.push_str(" ON CONFLICT (request_id) DO NOTHING");
-    }
+    s.push_str(" ON CONFLICT (request_id) DO NOTHING");
     s
 }
 
@@ -90,25 +74,14 @@ pub(super) fn next_chunk(rows: usize) -> usize {
         .unwrap_or(rows)
 }
 
-/// The INSERT text for `n` rows (one of [`CHUNK_SIZES`]), built once per
-/// database kind and [`OnDuplicate`]; any other `n` is built for its one
-/// use.
-pub(super) fn chunk_sql(
-    kind: DbKind,
-    n: usize,
-    dup: OnDuplicate,
-) -> std::borrow::Cow<'static, str> {
-    type Cells = [std::sync::OnceLock<String>; CHUNK_SIZES.len()];
-    static CELLS: [Cells; 4] =
-        [const { [const { std::sync::OnceLock::new() }; CHUNK_SIZES.len()] }; 4];
-    let cells =
-        &CELLS[usize::from(kind == DbKind::Postgres) * 2 + usize::from(dup == OnDuplicate::Skip)];
+/// The INSERT text for `n` rows (one of [`CHUNK_SIZES`]), built once; any
+/// other `n` is built for its one use.
+pub(super) fn chunk_sql(n: usize) -> std::borrow::Cow<'static, str> {
+    static CELLS: [std::sync::OnceLock<String>; CHUNK_SIZES.len()] =
+        [const { std::sync::OnceLock::new() }; CHUNK_SIZES.len()];
     match CHUNK_SIZES.iter().position(|&c| c == n) {
-        Some(i) => cells[i]
-            .get_or_init(|| usage_insert_sql(kind, n, dup))
-            .as_str()
-            .into(),
-        None => usage_insert_sql(kind, n, dup).into(),
+        Some(i) => CELLS[i].get_or_init(|| usage_insert_sql(n)).as_str().into(),
+        None => usage_insert_sql(n).into(),
     }
 }
 
@@ -328,53 +301,27 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        // PostgreSQL: a plain INSERT first. `ON CONFLICT DO NOTHING` makes
-        // PostgreSQL insert every row speculatively (probe the key, insert,
-        // then confirm), which measured about 35-70% more server CPU per
-        // row than a plain insert. A stored `request_id` only comes back
-        // when a batch is written again (a spool replayed after a commit
-        // whose answer was lost); then the batch, of which nothing was
-        // stored, is written again with the conflict clause. SQLite checks
-        // the key either way, so there the clause costs nothing and is
-        // always used.
-        let first = match self.kind {
-            DbKind::Postgres => OnDuplicate::Fail,
-            DbKind::Sqlite => OnDuplicate::Skip,
-        };
         let op = "insert_usage";
-        match self.insert_usage_tx(rows, first).await {
-            Err(sqlx::Error::Database(e))
-                if first == OnDuplicate::Fail
-                    && e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
-            {
-                self.insert_usage_tx(rows, OnDuplicate::Skip).await.op(op)
-            }
-            r => r.op(op),
-        }
-    }
-
-    /// The batch in one transaction: PostgreSQL's one `UNNEST` statement
-    /// (`pg_usage`), or multi-row INSERTs dropped uncommitted (rolled back)
-    /// on error.
-    async fn insert_usage_tx(&self, rows: &[UsageRow], dup: OnDuplicate) -> sqlx::Result<()> {
         let pool = match &self.usage {
-            UsagePool::Pg(p) => return super::pg_usage::insert(p, rows, dup).await,
+            UsagePool::Pg(p) => return super::pg_usage::insert_idempotent(p, rows).await.op(op),
             UsagePool::Any(p) => p,
         };
-        let mut tx = pool.begin().await?;
+        // SQLite in memory: multi-row INSERTs in one transaction, dropped
+        // uncommitted (rolled back) on error.
+        let mut tx = pool.begin().await.op(op)?;
         let mut rest = rows;
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(next_chunk(rest.len()));
             rest = tail;
-            let sql = chunk_sql(self.kind, chunk.len(), dup);
+            let sql = chunk_sql(chunk.len());
             let cached = matches!(sql, std::borrow::Cow::Borrowed(_));
             let mut q = sqlx::query(sql.as_ref());
             for r in chunk {
                 q = bind_usage_row(q, r);
             }
-            q.persistent(cached).execute(&mut *tx).await?;
+            q.persistent(cached).execute(&mut *tx).await.op(op)?;
         }
-        tx.commit().await
+        tx.commit().await.op(op)
     }
 
     /// Totals over the filtered rows, per group (sorted by key); with no
@@ -573,23 +520,13 @@ mod tests {
             }
             assert!(statements <= len / USAGE_CHUNK + 7, "{len}: {statements}");
         }
-        assert!(matches!(
-            chunk_sql(DbKind::Sqlite, 64, OnDuplicate::Skip),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            chunk_sql(DbKind::Postgres, 3, OnDuplicate::Fail),
-            std::borrow::Cow::Owned(_)
-        ));
-        // The two variants are cached apart and differ only in the clause.
-        for kind in [DbKind::Sqlite, DbKind::Postgres] {
-            let fail = chunk_sql(kind, 2, OnDuplicate::Fail);
-            let skip = chunk_sql(kind, 2, OnDuplicate::Skip);
-            assert!(!fail.contains("ON CONFLICT"), "{fail}");
-            assert_eq!(
-                skip.strip_suffix(" ON CONFLICT (request_id) DO NOTHING"),
-                Some(fail.as_ref())
-            );
-        }
+        assert!(matches!(chunk_sql(64), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(chunk_sql(3), std::borrow::Cow::Owned(_)));
+        let two = chunk_sql(2);
+        assert_eq!(two.matches('?').count(), 2 * USAGE_NCOLS, "{two}");
+        assert!(
+            two.ends_with(") ON CONFLICT (request_id) DO NOTHING"),
+            "{two}"
+        );
     }
 }
