@@ -285,6 +285,14 @@ pub struct PgRun {
     pub rows: u64,
 }
 
+impl PgRun {
+    /// Every answered request left its usage row (more rows are requests
+    /// the load generator gave up on when its run ended).
+    pub fn rows_complete(&self) -> bool {
+        self.rows >= self.answered
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub generated: String,
@@ -396,7 +404,7 @@ impl Report {
                     pg.rows,
                     pg.answered
                 ),
-                met: Some(pg.rows >= pg.answered && pg.pair.gateway.errors == 0),
+                met: Some(pg.rows_complete() && pg.pair.gateway.errors == 0),
             });
         }
         if let Some((p, cpu)) = &self.saturation_nginx {
@@ -713,7 +721,7 @@ impl Report {
                     pg.postgres_us_per_req,
                     pg.rows,
                     pg.answered,
-                    if pg.rows >= pg.answered { "" } else { " — **rows missing**" }
+                    if pg.rows_complete() { "" } else { " — **rows missing**" }
                 )?;
             }
             writeln!(m)?;

@@ -902,12 +902,20 @@ fn postgres_saturation(r: &mut Runner) -> anyhow::Result<()> {
             .arg(sql);
         r.run_output(c, "psql")
     };
-    psql(r, "postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
+    psql(
+        r,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    )?;
     psql(r, "postgres", &format!("CREATE DATABASE {db}"))?;
     let res = postgres_run(r, &format!("{server}/{db}"), |r| {
         psql(r, &db, "SELECT count(*) FROM usage_log")
     });
-    let dropped = psql(r, "postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    let dropped = psql(
+        r,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
     let run = res?;
     dropped?;
     r.rep.saturation_pg = Some(run);
@@ -1465,7 +1473,7 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             n.push(format!(
                 "Machine speed: this shared VM's speed moves from run to run by a quarter or more (host contention), \
                  and every CPU figure with it. The yardstick is the bench upstream, the same code in every run: it used \
-                 {:.1} µs/request serving wrk directly here (6.0 in the fastest run recorded, at 28607ce). The gateway \
+                 {:.1} µs/request serving wrk directly here (6.0 in the fastest run recorded, at 28607ce, on the AMD EPYC machine of the earlier reports). The gateway \
                  used {:.2}× that per request ({:.1} µs); compare that ratio, not the microseconds, across reports.",
                 cpu.upstream_us_per_req_direct,
                 cpu.gateway_us_per_req / cpu.upstream_us_per_req_direct,

@@ -985,10 +985,37 @@ async fn usage_insert_is_idempotent_and_takes_10k_rows(db: &TestDb) {
     // Again: nothing new.
     s.insert_usage(&big).await.unwrap();
     assert_eq!(count_usage(db).await, 10_001);
+    // A batch mixing stored rows (changed since) and new ones, as a spool
+    // replay overlapping what landed: the new rows are stored, the stored
+    // ones left as they were.
+    let before = s.usage_totals(&UsageFilter::default(), None).await.unwrap();
+    let fresh = varied_rows(25, 43, 1_700_000_000_000);
+    let mut mixed: Vec<UsageRow> = big[..50]
+        .iter()
+        .map(|r| UsageRow {
+            cost: 1e6,
+            ..r.clone()
+        })
+        .collect();
+    mixed.extend(fresh.iter().cloned());
+    s.insert_usage(&mixed).await.unwrap();
+    assert_eq!(
+        count_usage(db).await,
+        10_026,
+        "the new rows of a mixed batch"
+    );
+    let after = s.usage_totals(&UsageFilter::default(), None).await.unwrap();
+    let added: f64 = fresh.iter().map(|r| r.cost).sum();
+    assert!(
+        (after[0].cost - before[0].cost - added).abs() < 1e-6,
+        "stored rows were rewritten: {} -> {} (+{added} expected)",
+        before[0].cost,
+        after[0].cost
+    );
     // Batches that are not a multiple of the statement size: cut into the
     // cached statement sizes (199 = 100 + 64 + 32 + 2 + 1), every row kept,
     // the same row set twice still stored once.
-    let mut stored = 10_001;
+    let mut stored = 10_026;
     for (seed, n) in [(7u64, 199usize), (8, 99), (9, 3), (10, 1)] {
         let rows = varied_rows(n, seed, 1_700_000_000_000);
         s.insert_usage(&rows).await.unwrap();

@@ -47,7 +47,8 @@ fn sql(dup: OnDuplicate) -> &'static str {
     }
 }
 
-/// One text column of `rows` (NULs replaced, as everywhere in the store).
+/// One text column of `rows` (NULs replaced, as everywhere in the store),
+/// bound as it is: sqlx encodes `Cow<str>` arrays directly.
 fn text<'a>(rows: &'a [UsageRow], f: impl Fn(&'a UsageRow) -> &'a str) -> Vec<Cow<'a, str>> {
     rows.iter().map(|r| clean_cow(f(r))).collect()
 }
@@ -59,14 +60,6 @@ fn opt_text<'a>(
     rows.iter()
         .map(|r| f(r).as_deref().map(clean_cow))
         .collect()
-}
-
-fn strs<'a>(v: &'a [Cow<'a, str>]) -> Vec<&'a str> {
-    v.iter().map(AsRef::as_ref).collect()
-}
-
-fn opt_strs<'a>(v: &'a [Option<Cow<'a, str>>]) -> Vec<Option<&'a str>> {
-    v.iter().map(|s| s.as_deref()).collect()
 }
 
 fn col<T>(rows: &[UsageRow], f: impl Fn(&UsageRow) -> T) -> Vec<T> {
@@ -92,30 +85,17 @@ pub(super) async fn insert_idempotent(pool: &sqlx::PgPool, rows: &[UsageRow]) ->
 }
 
 async fn insert(pool: &sqlx::PgPool, rows: &[UsageRow], dup: OnDuplicate) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let request_id = text(rows, |r| &r.request_id);
-    let tenant = opt_text(rows, |r| &r.tenant_id);
-    let user = opt_text(rows, |r| &r.user_id);
-    let key = opt_text(rows, |r| &r.key_id);
-    let alias = text(rows, |r| &r.alias);
-    let provider = text(rows, |r| &r.provider);
-    let deployment = text(rows, |r| &r.deployment);
-    let upstream_model = text(rows, |r| &r.upstream_model);
-    let ingress = text(rows, |r| &r.ingress);
-    let error_class = opt_text(rows, |r| &r.error_class);
     sqlx::query(sql(dup))
-        .bind(strs(&request_id))
+        .bind(text(rows, |r| &r.request_id))
         .bind(col(rows, |r| r.ts))
-        .bind(opt_strs(&tenant))
-        .bind(opt_strs(&user))
-        .bind(opt_strs(&key))
-        .bind(strs(&alias))
-        .bind(strs(&provider))
-        .bind(strs(&deployment))
-        .bind(strs(&upstream_model))
-        .bind(strs(&ingress))
+        .bind(opt_text(rows, |r| &r.tenant_id))
+        .bind(opt_text(rows, |r| &r.user_id))
+        .bind(opt_text(rows, |r| &r.key_id))
+        .bind(text(rows, |r| &r.alias))
+        .bind(text(rows, |r| &r.provider))
+        .bind(text(rows, |r| &r.deployment))
+        .bind(text(rows, |r| &r.upstream_model))
+        .bind(text(rows, |r| &r.ingress))
         .bind(col(rows, |r| r.input_tokens))
         .bind(col(rows, |r| r.output_tokens))
         .bind(col(rows, |r| r.cached_input_tokens))
@@ -126,7 +106,7 @@ async fn insert(pool: &sqlx::PgPool, rows: &[UsageRow], dup: OnDuplicate) -> sql
             r.ttft_ms.filter(|v| v.is_finite() && *v >= 0.0)
         }))
         .bind(col(rows, |r| r.status))
-        .bind(opt_strs(&error_class))
+        .bind(opt_text(rows, |r| &r.error_class))
         .bind(col(rows, |r| i16::from(r.cache_hit)))
         .bind(col(rows, |r| r.attempts))
         .bind(col(rows, |r| i16::from(r.stream)))

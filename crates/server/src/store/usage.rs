@@ -272,9 +272,8 @@ impl Store {
     /// Insert usage rows in one transaction: into PostgreSQL one `UNNEST`
     /// statement (`pg_usage`), into an SQLite file multi-row INSERTs on
     /// `sqlite_usage`'s own connection, into in-memory SQLite the same
-    /// through sqlx.
-    /// Idempotent
-    /// by `request_id`: a row already stored is left as it is. Text NULs are
+    /// through sqlx. Idempotent by `request_id`: a row already stored is
+    /// left as it is, the batch's other rows are stored. Text NULs are
     /// replaced (PostgreSQL refuses them); non-finite floats are stored as 0
     /// and a negative or non-finite `ttft_ms` as none.
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
