@@ -119,11 +119,7 @@ impl Pair {
             label: label.into(),
             added_p50_us: gateway.p50_us - direct.p50_us,
             added_p99_us: gateway.p99_us - direct.p99_us,
-            throughput_ratio: if direct.rps > 0.0 {
-                gateway.rps / direct.rps
-            } else {
-                0.0
-            },
+            throughput_ratio: ratio(gateway.rps, direct.rps),
             direct,
             gateway,
         }
@@ -310,6 +306,9 @@ pub struct Report {
     pub saturation: Vec<(usize, Pair, Cpu)>,
     /// c=32 with nginx as the upstream and a virtual key (governance on).
     pub saturation_nginx: Option<(Pair, Cpu)>,
+    /// c=32 through nginx as a bare reverse proxy (instead of the gateway)
+    /// to the bench upstream; its `Cpu` is nginx's (master and workers).
+    pub saturation_proxy: Option<(Pair, Cpu)>,
     /// c=32, governance on, the usage rows in PostgreSQL.
     pub saturation_pg: Option<PgRun>,
     pub rss: Option<Rss>,
@@ -391,6 +390,19 @@ impl Report {
                 measured: format!("{:.1} µs", cpu.gateway_us_per_req),
                 met: Some(cpu.gateway_us_per_req <= 20.0),
             });
+            if let Some((n, ncpu)) = &self.saturation_proxy {
+                t.push(Target {
+                    target: "… nginx as a bare reverse proxy in the gateway's place, same run (the yardstick: forwarding only, no key, no JSON, no usage row)".into(),
+                    measured: format!(
+                        "nginx {:.2}× of direct at {:.1} µs/req; the gateway has {:.2}× nginx's throughput at {:.2}× its CPU per request",
+                        n.throughput_ratio,
+                        ncpu.gateway_us_per_req,
+                        ratio(p.gateway.rps, n.gateway.rps),
+                        ratio(cpu.gateway_us_per_req, ncpu.gateway_us_per_req),
+                    ),
+                    met: None,
+                });
+            }
         }
         if let Some(pg) = &self.saturation_pg {
             t.push(Target {
@@ -681,6 +693,18 @@ impl Report {
                     ),
                 )?;
             }
+            if let Some((p, cpu)) = &self.saturation_proxy {
+                saturation_row(
+                    m,
+                    "32, **nginx as a reverse proxy** instead of the gateway",
+                    p,
+                    &format!("{:.1} (nginx)", cpu.gateway_us_per_req),
+                    &format!(
+                        "{:.1} / {:.1}",
+                        cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
+                    ),
+                )?;
+            }
             if let Some((p, cpu)) = &self.saturation_nginx {
                 saturation_row(
                     m,
@@ -711,6 +735,13 @@ impl Report {
                 writeln!(
                     m,
                     "\nThe numbered rows use the bench's own upstream (hyper, pre-serialised replies; {own:.0} req/s direct at c=32) and the main config's static gateway key. The nginx row repeats c=32 against nginx serving the same reply (`return 200`, `worker_processes auto`; {:.0} req/s direct), with governance on as the targets define it (a CLI-made virtual key on a rate-limited plan, usage rows written): issue 5's peer figures (LiteLLM-Rust 0.22–0.27×, …) are ratios to nginx.",
+                    p.direct.rps
+                )?;
+            }
+            if let Some((p, _)) = &self.saturation_proxy {
+                writeln!(
+                    m,
+                    "\nThe nginx-as-a-reverse-proxy row puts nginx where the gateway was, in front of the same upstream, against the same direct run ({:.0} req/s): HTTP/1.1 to a keep-alive pool, `TCP_NODELAY`, unbuffered (`bench::run::nginx_proxy_conf`). It forwards bytes and does nothing else: no key, no JSON, no usage row. That is what proxying alone costs on this machine (the same two reads and two writes per request the gateway makes) and the nearest thing to a ceiling for any proxy here.",
                     p.direct.rps
                 )?;
             }
@@ -993,6 +1024,15 @@ fn stream_table(m: &mut String, label: &str, d: &Outcome, g: &Outcome) -> std::f
     )
 }
 
+/// `a / b`, 0 when `b` is not positive.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
 /// One row of the saturation table: `label`, the pair's throughput and
 /// latencies, then the two CPU cells as given.
 fn saturation_row(
@@ -1065,6 +1105,51 @@ mod tests {
         };
         r.compute_targets();
         r
+    }
+
+    fn cpu(us: f64) -> Cpu {
+        Cpu {
+            upstream_us_per_req_direct: 9.0,
+            upstream_us_per_req_via: 12.0,
+            ..Cpu::gateway_only(us * 300e-6, 300)
+        }
+    }
+
+    /// nginx as a reverse proxy gets its row beside the gateway's and a
+    /// yardstick line (no verdict) comparing the two from the same run.
+    #[test]
+    fn proxy_yardstick_is_compared_with_the_gateway() {
+        let mut r = Report {
+            saturation: vec![(
+                32,
+                Pair::new("c=32", lat(900, 90.0), lat(300, 30.0)),
+                cpu(30.0),
+            )],
+            saturation_proxy: Some((
+                Pair::new("c=32, nginx reverse proxy", lat(900, 90.0), lat(450, 45.0)),
+                cpu(15.0),
+            )),
+            ..Report::default()
+        };
+        r.compute_targets();
+        let md = r.markdown();
+        assert!(
+            md.contains("| 32, **nginx as a reverse proxy** instead of the gateway | 90 | 45 | **0.50×** | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 15.0 (nginx) | 9.0 / 12.0 |"), "{md}");
+        let line = r
+            .targets
+            .iter()
+            .find(|t| t.target.contains("bare reverse proxy"))
+            .expect("yardstick line");
+        assert_eq!(line.met, None);
+        assert!(
+            line.measured
+                .contains("nginx 0.50× of direct at 15.0 µs/req; the gateway has 0.67× nginx's throughput at 2.00× its CPU"),
+            "{}",
+            line.measured
+        );
     }
 
     /// The PostgreSQL run shows in the saturation table on its own (no

@@ -722,7 +722,33 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
             .push(format!("50 req/s on one CPU: not measured ({e:#})")),
     }
 
-    // (c) + (e): saturation with CPU and RSS of the gateway process.
+    // (c) + (e): saturation with CPU and RSS of the gateway process; at
+    // c=32 also nginx as a bare reverse proxy in front of the same upstream
+    // (the yardstick: what forwarding alone costs here).
+    let proxy_port = free_port()?;
+    let proxy = if r.args.nginx.is_empty() {
+        None
+    } else {
+        let dir = r.work.join("nginx-proxy");
+        let conf = nginx_proxy_conf(&dir, proxy_port, up_port);
+        match start_nginx(r, &dir, &conf, proxy_port) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                r.rep
+                    .notes
+                    .push(format!("nginx as a reverse proxy: not started ({e:#})"));
+                None
+            }
+        }
+    };
+    let proxied = up_target(
+        proxy_port,
+        "/v1/chat/completions",
+        configs::chat_body("bench-model"),
+    );
+    if proxy.is_some() {
+        r.oha(&proxied, 8, None, Some(2000))?;
+    }
     let mut rss_load = 0.0f64;
     for conns in [32usize, 128] {
         println!("   saturation c={conns}");
@@ -743,11 +769,31 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
             upstream_us_per_req_direct: up_cpu_direct * 1e6 / d.requests.max(1) as f64,
             upstream_us_per_req_via: up_cpu_via * 1e6 / g.requests.max(1) as f64,
         };
+        if let (32, Some(nginx)) = (conns, &proxy) {
+            println!("   saturation c=32, nginx as a reverse proxy");
+            let nx_cpu0 = cpu_s(nginx.pid())?;
+            let up_cpu0 = cpu_s(up.pid())?;
+            let n = r.wrk(&proxied, conns)?;
+            let nx_cpu = cpu_s(nginx.pid())? - nx_cpu0;
+            let up_cpu_nx = cpu_s(up.pid())? - up_cpu0;
+            let ncpu = crate::report::Cpu {
+                upstream_us_per_req_direct: cpu.upstream_us_per_req_direct,
+                upstream_us_per_req_via: up_cpu_nx * 1e6 / n.requests.max(1) as f64,
+                ..crate::report::Cpu::gateway_only(nx_cpu, n.requests)
+            };
+            r.rep.saturation_proxy = Some((
+                crate::report::Pair::new("c=32, nginx reverse proxy", d.clone(), n),
+                ncpu,
+            ));
+        }
         r.rep.saturation.push((
             conns,
             crate::report::Pair::new(&format!("c={conns}"), d, g),
             cpu,
         ));
+    }
+    if let Some(nginx) = proxy {
+        stop_nginx(nginx);
     }
     std::thread::sleep(Duration::from_secs(5));
     let rss_after = rss_mib(gw.pid())?;
@@ -771,9 +817,10 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// nginx serving the bench upstream's fixed OpenAI reply: the neutral
-/// upstream issue 5's peer figures were measured against.
-pub fn nginx_conf(dir: &Path, port: u16, reply: &str) -> String {
+/// An nginx configuration: the settings every bench nginx shares (workers
+/// per CPU, files under `dir`, no access log, keep-alive without a request
+/// cap) around `server`, the one server block.
+fn nginx_conf_around(dir: &Path, http_extra: &str, server: &str) -> String {
     let d = dir.display();
     format!(
         r#"worker_processes auto;
@@ -789,16 +836,83 @@ http {{
   uwsgi_temp_path {d}/nginx-uwsgi;
   scgi_temp_path {d}/nginx-scgi;
   keepalive_requests 100000000;
-  server {{
-    listen 127.0.0.1:{port};
+{http_extra}  server {{
+{server}  }}
+}}
+"#
+    )
+}
+
+/// nginx serving the bench upstream's fixed OpenAI reply: the neutral
+/// upstream issue 5's peer figures were measured against.
+pub fn nginx_conf(dir: &Path, port: u16, reply: &str) -> String {
+    nginx_conf_around(
+        dir,
+        "",
+        &format!(
+            r#"    listen 127.0.0.1:{port};
     location = /v1/chat/completions {{
       default_type application/json;
       return 200 '{reply}';
     }}
-  }}
-}}
 "#
+        ),
     )
+}
+
+/// nginx as a bare reverse proxy in front of the upstream at `up_port`,
+/// configured as one would for an LLM API: HTTP/1.1 to a keep-alive pool,
+/// `TCP_NODELAY`, responses relayed unbuffered (streams must flow). It
+/// forwards bytes and nothing else (no key, no JSON, no usage row): what
+/// proxying alone costs on this machine, the yardstick for the gateway's
+/// c=32 row.
+pub fn nginx_proxy_conf(dir: &Path, port: u16, up_port: u16) -> String {
+    nginx_conf_around(
+        dir,
+        &format!(
+            "  upstream bench_up {{\n    server 127.0.0.1:{up_port};\n    keepalive 64;\n    keepalive_requests 100000000;\n  }}\n"
+        ),
+        &format!(
+            r#"    listen 127.0.0.1:{port};
+    tcp_nodelay on;
+    location / {{
+      proxy_pass http://bench_up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+"#
+        ),
+    )
+}
+
+/// Start nginx on `conf` (written into `dir`), answering on `port`.
+fn start_nginx(r: &mut Runner, dir: &Path, conf: &str, port: u16) -> anyhow::Result<Proc> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("nginx.conf");
+    std::fs::write(&file, conf)?;
+    let mut c = Command::new(&r.args.nginx);
+    c.arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&file);
+    let nginx = r.spawn(c, "nginx", Some(&dir.join("nginx.log")))?;
+    wait_port(port, "nginx")?;
+    Ok(nginx)
+}
+
+/// SIGTERM, not the SIGKILL `Proc` ends with: nginx's master stops its
+/// worker processes on TERM; killed outright it would leave them running.
+fn stop_nginx(nginx: Proc) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(nginx.pid().to_string())
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(nginx);
 }
 
 /// (c) and (e) once more with nginx as the upstream, governance on as the
@@ -815,22 +929,10 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
     println!("== saturation against nginx (c=32)");
     let up_port = free_port()?;
     let gw_port = free_port()?;
-    let dir = r.work.join("nginx");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
     let fixtures = crate::upstream::Fixtures::new();
     let reply = std::str::from_utf8(fixtures.openai_json())?;
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&dir, up_port, reply))?;
-    let mut c = Command::new(&r.args.nginx);
-    c.arg("-e")
-        .arg(dir.join("nginx-error.log"))
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf);
-    let nginx = r.spawn(c, "nginx", Some(&dir.join("nginx.log")))?;
-    wait_port(up_port, "nginx")?;
+    let dir = r.work.join("nginx");
+    let nginx = start_nginx(r, &dir, &nginx_conf(&dir, up_port, reply), up_port)?;
     let (gw, key) = r.gateway_setup(
         "nginx",
         &configs::governed_config(gw_port, up_port),
@@ -849,14 +951,7 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
     let cpu = crate::report::Cpu::gateway_only(gw_cpu, g.requests);
     r.rep.saturation_nginx = Some((crate::report::Pair::new("c=32, nginx", d, g), cpu));
     drop(gw);
-    // SIGTERM, not the SIGKILL `Proc` ends with: nginx's master stops its
-    // worker processes on TERM; killed outright it would leave them running.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(nginx.pid().to_string())
-        .status();
-    std::thread::sleep(Duration::from_millis(300));
-    drop(nginx);
+    stop_nginx(nginx);
     Ok(())
 }
 
@@ -1469,6 +1564,22 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             p.direct.rps,
             p.gateway.rps / 88_000.0
         ));
+        if let Some((np, ncpu)) = &rep.saturation_proxy {
+            n.push(format!(
+                "Against nginx as a bare reverse proxy (c=32, same upstream, same direct run): nginx forwards at \
+                 {:.1} µs/request and reaches {:.2}× of direct; the gateway uses {:.1} µs/request more. Both make the \
+                 same two reads and two writes per request, so that difference is the gateway's own work — hyper's \
+                 HTTP parsing and writing on both sides, the request's JSON (model, stream options), the key and the \
+                 plan's limits, tokens and cost from the response, the metrics, and the usage row (SQLite, on its own \
+                 thread) — plus the extra scheduling of its threads. The upstream used {:.1} µs/request through nginx \
+                 and {:.1} through the gateway.",
+                ncpu.gateway_us_per_req,
+                np.throughput_ratio,
+                cpu.gateway_us_per_req - ncpu.gateway_us_per_req,
+                ncpu.upstream_us_per_req_via,
+                cpu.upstream_us_per_req_via,
+            ));
+        }
         if cpu.upstream_us_per_req_direct > 0.0 {
             n.push(format!(
                 "Machine speed: this shared VM's speed moves from run to run by a quarter or more (host contention), \
@@ -1636,5 +1747,26 @@ mod tests {
         assert!(conf.contains(&format!("return 200 '{reply}';")), "{conf}");
         assert!(conf.contains("listen 127.0.0.1:4242;"));
         assert!(conf.contains("daemon off;"));
+    }
+
+    /// The proxy yardstick is set up as an LLM proxy must be: HTTP/1.1 to
+    /// a keep-alive pool (the `Connection` header cleared, or nginx closes
+    /// each upstream connection), unbuffered, `TCP_NODELAY`.
+    #[test]
+    fn nginx_proxy_keeps_upstream_connections_alive() {
+        let conf = nginx_proxy_conf(Path::new("/tmp/x"), 4242, 4343);
+        for want in [
+            "listen 127.0.0.1:4242;",
+            "server 127.0.0.1:4343;",
+            "keepalive 64;",
+            "proxy_pass http://bench_up;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "proxy_buffering off;",
+            "tcp_nodelay on;",
+        ] {
+            assert!(conf.contains(want), "{want} missing from\n{conf}");
+        }
+        assert_eq!(conf.matches("server {").count(), 1, "{conf}");
     }
 }
