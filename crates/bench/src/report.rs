@@ -133,6 +133,8 @@ pub struct Cpu {
     pub gateway_requests: u64,
     pub upstream_us_per_req_direct: f64,
     pub upstream_us_per_req_via: f64,
+    /// The kernel-mode part (stime) of `gateway_us_per_req`, where read.
+    pub gateway_kernel_us_per_req: Option<f64>,
 }
 
 impl Cpu {
@@ -144,7 +146,31 @@ impl Cpu {
             gateway_requests: requests,
             upstream_us_per_req_direct: 0.0,
             upstream_us_per_req_via: 0.0,
+            gateway_kernel_us_per_req: None,
         }
+    }
+
+    /// With the kernel-mode part of the gateway's CPU, `kernel_s` seconds
+    /// over the same requests.
+    pub fn with_kernel(self, kernel_s: f64) -> Cpu {
+        Cpu {
+            gateway_kernel_us_per_req: Some(kernel_s * 1e6 / self.gateway_requests.max(1) as f64),
+            ..self
+        }
+    }
+
+    /// The gateway's CPU per request for the saturation table, its kernel
+    /// part in brackets where read.
+    fn cell(&self, bold: bool, whose: &str) -> String {
+        let b = if bold { "**" } else { "" };
+        let mut c = format!("{b}{:.1}{b}", self.gateway_us_per_req);
+        match (self.gateway_kernel_us_per_req, whose.is_empty()) {
+            (Some(k), true) => c.push_str(&format!(" (kernel {k:.1})")),
+            (Some(k), false) => c.push_str(&format!(" (kernel {k:.1}; {whose})")),
+            (None, false) => c.push_str(&format!(" ({whose})")),
+            (None, true) => {}
+        }
+        c
     }
 }
 
@@ -686,7 +712,7 @@ impl Report {
                     m,
                     &c.to_string(),
                     p,
-                    &format!("**{:.1}**", cpu.gateway_us_per_req),
+                    &cpu.cell(true, ""),
                     &format!(
                         "{:.1} / {:.1}",
                         cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
@@ -698,7 +724,7 @@ impl Report {
                     m,
                     "32, **nginx as a reverse proxy** instead of the gateway",
                     p,
-                    &format!("{:.1} (nginx)", cpu.gateway_us_per_req),
+                    &cpu.cell(false, "nginx"),
                     &format!(
                         "{:.1} / {:.1}",
                         cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
@@ -710,7 +736,7 @@ impl Report {
                     m,
                     "32, **nginx** upstream, virtual key",
                     p,
-                    &format!("**{:.1}**", cpu.gateway_us_per_req),
+                    &cpu.cell(true, ""),
                     "(nginx workers not read)",
                 )?;
             }
@@ -1096,6 +1122,7 @@ mod tests {
                     gateway_requests: 300,
                     upstream_us_per_req_direct: 0.0,
                     upstream_us_per_req_via: 0.0,
+                    gateway_kernel_us_per_req: None,
                 },
                 postgres_us_per_req: 9.5,
                 answered,
@@ -1111,7 +1138,7 @@ mod tests {
         Cpu {
             upstream_us_per_req_direct: 9.0,
             upstream_us_per_req_via: 12.0,
-            ..Cpu::gateway_only(us * 300e-6, 300)
+            ..Cpu::gateway_only(us * 300e-6, 300).with_kernel(us * 0.5 * 300e-6)
         }
     }
 
@@ -1137,7 +1164,14 @@ mod tests {
             md.contains("| 32, **nginx as a reverse proxy** instead of the gateway | 90 | 45 | **0.50×** | 0 |"),
             "{md}"
         );
-        assert!(md.contains("| 15.0 (nginx) | 9.0 / 12.0 |"), "{md}");
+        assert!(
+            md.contains("| 15.0 (kernel 7.5; nginx) | 9.0 / 12.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **30.0** (kernel 15.0) | 9.0 / 12.0 |"),
+            "{md}"
+        );
         let line = r
             .targets
             .iter()

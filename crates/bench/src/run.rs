@@ -150,14 +150,39 @@ fn cpu_one(pid: u32) -> anyhow::Result<f64> {
 /// utime + stime of `pid`, and with `reaped` also cutime + cstime (its
 /// children that exited and were waited for), seconds.
 fn cpu_fields(pid: u32, reaped: bool) -> anyhow::Result<f64> {
+    stat_secs(
+        pid,
+        if reaped {
+            UTIME..CSTIME + 1
+        } else {
+            UTIME..STIME + 1
+        },
+    )
+}
+
+/// Kernel-mode CPU time (stime) of `pid` and its descendants, seconds.
+fn sys_s(pid: u32) -> anyhow::Result<f64> {
+    let mut total = stat_secs(pid, STIME..STIME + 1)?;
+    for c in descendants(pid) {
+        total += stat_secs(c, STIME..STIME + 1).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// Indices of the time fields among /proc/PID/stat's fields after the
+/// `(comm)` (where the state, field 3, is index 0): utime is field 14,
+/// stime 15, cutime 16, cstime 17.
+const UTIME: usize = 11;
+const STIME: usize = 12;
+const CSTIME: usize = 14;
+
+/// The sum of the clock-tick fields `fields` of /proc/`pid`/stat, seconds.
+fn stat_secs(pid: u32, fields: std::ops::Range<usize>) -> anyhow::Result<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15,
-    // cutime 16, cstime 17.
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = if reaped { 4 } else { 2 };
     let mut ticks = 0.0;
-    for i in 11..11 + n {
+    for i in fields {
         let v: f64 = f.get(i).context("/proc/PID/stat time field")?.parse()?;
         ticks += v;
     }
@@ -756,30 +781,32 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
         let d = r.wrk(&direct, conns)?;
         let up_cpu_direct = cpu_s(up.pid())? - up_cpu0;
         let gw_cpu0 = cpu_s(gw.pid())?;
+        let gw_sys0 = sys_s(gw.pid())?;
         let up_cpu1 = cpu_s(up.pid())?;
         let sampler = RssSampler::start(gw.pid());
         let g = r.wrk(&via, conns)?;
         rss_load = rss_load.max(sampler.stop());
         let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
+        let gw_sys = sys_s(gw.pid())? - gw_sys0;
         let up_cpu_via = cpu_s(up.pid())? - up_cpu1;
         let cpu = crate::report::Cpu {
-            gateway_us_per_req: gw_cpu * 1e6 / g.requests.max(1) as f64,
-            gateway_cpu_s: gw_cpu,
-            gateway_requests: g.requests,
             upstream_us_per_req_direct: up_cpu_direct * 1e6 / d.requests.max(1) as f64,
             upstream_us_per_req_via: up_cpu_via * 1e6 / g.requests.max(1) as f64,
+            ..crate::report::Cpu::gateway_only(gw_cpu, g.requests).with_kernel(gw_sys)
         };
         if let (32, Some(nginx)) = (conns, &proxy) {
             println!("   saturation c=32, nginx as a reverse proxy");
             let nx_cpu0 = cpu_s(nginx.pid())?;
+            let nx_sys0 = sys_s(nginx.pid())?;
             let up_cpu0 = cpu_s(up.pid())?;
             let n = r.wrk(&proxied, conns)?;
             let nx_cpu = cpu_s(nginx.pid())? - nx_cpu0;
+            let nx_sys = sys_s(nginx.pid())? - nx_sys0;
             let up_cpu_nx = cpu_s(up.pid())? - up_cpu0;
             let ncpu = crate::report::Cpu {
                 upstream_us_per_req_direct: cpu.upstream_us_per_req_direct,
                 upstream_us_per_req_via: up_cpu_nx * 1e6 / n.requests.max(1) as f64,
-                ..crate::report::Cpu::gateway_only(nx_cpu, n.requests)
+                ..crate::report::Cpu::gateway_only(nx_cpu, n.requests).with_kernel(nx_sys)
             };
             r.rep.saturation_proxy = Some((
                 crate::report::Pair::new("c=32, nginx reverse proxy", d.clone(), n),
@@ -945,10 +972,12 @@ fn nginx_saturation(r: &mut Runner) -> anyhow::Result<()> {
     r.oha(&via, 8, None, Some(2000))?;
     let d = r.wrk(&direct, 32)?;
     let gw_cpu0 = cpu_s(gw.pid())?;
+    let gw_sys0 = sys_s(gw.pid())?;
     let g = r.wrk(&via, 32)?;
     let gw_cpu = cpu_s(gw.pid())? - gw_cpu0;
-    // nginx's workers are separate processes: not read.
-    let cpu = crate::report::Cpu::gateway_only(gw_cpu, g.requests);
+    let gw_sys = sys_s(gw.pid())? - gw_sys0;
+    // The upstream (nginx) is not read here.
+    let cpu = crate::report::Cpu::gateway_only(gw_cpu, g.requests).with_kernel(gw_sys);
     r.rep.saturation_nginx = Some((crate::report::Pair::new("c=32, nginx", d, g), cpu));
     drop(gw);
     stop_nginx(nginx);
@@ -1572,12 +1601,21 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
                  HTTP parsing and writing on both sides, the request's JSON (model, stream options), the key and the \
                  plan's limits, tokens and cost from the response, the metrics, and the usage row (SQLite, on its own \
                  thread) — plus the extra scheduling of its threads. The upstream used {:.1} µs/request through nginx \
-                 and {:.1} through the gateway.",
+                 and {:.1} through the gateway.{}",
                 ncpu.gateway_us_per_req,
                 np.throughput_ratio,
                 cpu.gateway_us_per_req - ncpu.gateway_us_per_req,
                 ncpu.upstream_us_per_req_via,
                 cpu.upstream_us_per_req_via,
+                match (cpu.gateway_kernel_us_per_req, ncpu.gateway_kernel_us_per_req) {
+                    (Some(gk), Some(nk)) => format!(
+                        " Split by mode: in the kernel the gateway used {gk:.1} µs/request and nginx {nk:.1}; in user \
+                         space the gateway {:.1} and nginx {:.1}.",
+                        cpu.gateway_us_per_req - gk,
+                        ncpu.gateway_us_per_req - nk
+                    ),
+                    _ => String::new(),
+                },
             ));
         }
         if cpu.upstream_us_per_req_direct > 0.0 {
@@ -1594,7 +1632,8 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
     }
     n.push(
         "CPU µs/request (e) is utime+stime of the gateway process from /proc/PID/stat over one wrk run, divided by the \
-         requests wrk completed; the tick is 10 ms, negligible over a run of several CPU-seconds."
+         requests wrk completed (in brackets: the kernel-mode part, stime); the tick is 10 ms, negligible over a run \
+         of several CPU-seconds."
             .into(),
     );
     if let (Some((_, p)), Some(one)) = (
