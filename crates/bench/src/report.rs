@@ -159,6 +159,15 @@ impl Cpu {
         }
     }
 
+    /// The upstream's CPU per request, direct / through the proxy, for the
+    /// saturation table.
+    fn upstream_cell(&self) -> String {
+        format!(
+            "{:.1} / {:.1}",
+            self.upstream_us_per_req_direct, self.upstream_us_per_req_via
+        )
+    }
+
     /// The gateway's CPU per request for the saturation table, its kernel
     /// part in brackets where read.
     fn cell(&self, bold: bool, whose: &str) -> String {
@@ -713,10 +722,7 @@ impl Report {
                     &c.to_string(),
                     p,
                     &cpu.cell(true, ""),
-                    &format!(
-                        "{:.1} / {:.1}",
-                        cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
-                    ),
+                    &cpu.upstream_cell(),
                 )?;
             }
             if let Some((p, cpu)) = &self.saturation_proxy {
@@ -725,10 +731,7 @@ impl Report {
                     "32, **nginx as a reverse proxy** instead of the gateway",
                     p,
                     &cpu.cell(false, "nginx"),
-                    &format!(
-                        "{:.1} / {:.1}",
-                        cpu.upstream_us_per_req_direct, cpu.upstream_us_per_req_via
-                    ),
+                    &cpu.upstream_cell(),
                 )?;
             }
             if let Some((p, cpu)) = &self.saturation_nginx {

@@ -102,9 +102,21 @@ fn wait_port(port: u16, name: &str) -> anyhow::Result<()> {
 
 /// CPU time (utime + stime) of a process and its live descendants, seconds.
 fn cpu_s(pid: u32) -> anyhow::Result<f64> {
-    let mut total = cpu_one(pid)?;
+    tree_secs(pid, UTIME..STIME + 1)
+}
+
+/// Kernel-mode CPU time (stime) of a process and its live descendants,
+/// seconds.
+fn sys_s(pid: u32) -> anyhow::Result<f64> {
+    tree_secs(pid, STIME..STIME + 1)
+}
+
+/// The time fields `fields` of `pid` and of its live descendants (a
+/// descendant gone in between counts 0), seconds.
+fn tree_secs(pid: u32, fields: std::ops::Range<usize>) -> anyhow::Result<f64> {
+    let mut total = stat_secs(pid, fields.clone())?;
     for c in descendants(pid) {
-        total += cpu_one(c).unwrap_or(0.0);
+        total += stat_secs(c, fields.clone()).unwrap_or(0.0);
     }
     Ok(total)
 }
@@ -142,33 +154,6 @@ fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
-/// CPU time (utime + stime) of one process, seconds.
-fn cpu_one(pid: u32) -> anyhow::Result<f64> {
-    cpu_fields(pid, false)
-}
-
-/// utime + stime of `pid`, and with `reaped` also cutime + cstime (its
-/// children that exited and were waited for), seconds.
-fn cpu_fields(pid: u32, reaped: bool) -> anyhow::Result<f64> {
-    stat_secs(
-        pid,
-        if reaped {
-            UTIME..CSTIME + 1
-        } else {
-            UTIME..STIME + 1
-        },
-    )
-}
-
-/// Kernel-mode CPU time (stime) of `pid` and its descendants, seconds.
-fn sys_s(pid: u32) -> anyhow::Result<f64> {
-    let mut total = stat_secs(pid, STIME..STIME + 1)?;
-    for c in descendants(pid) {
-        total += stat_secs(c, STIME..STIME + 1).unwrap_or(0.0);
-    }
-    Ok(total)
-}
-
 /// Indices of the time fields among /proc/PID/stat's fields after the
 /// `(comm)` (where the state, field 3, is index 0): utime is field 14,
 /// stime 15, cutime 16, cstime 17.
@@ -179,14 +164,20 @@ const CSTIME: usize = 14;
 /// The sum of the clock-tick fields `fields` of /proc/`pid`/stat, seconds.
 fn stat_secs(pid: u32, fields: std::ops::Range<usize>) -> anyhow::Result<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    Ok(stat_ticks(&s, fields)? / clk_tck())
+}
+
+/// The sum of the fields `fields` of a /proc/PID/stat line, counted after
+/// the `(comm)`, which may itself hold spaces and parentheses.
+fn stat_ticks(stat: &str, fields: std::ops::Range<usize>) -> anyhow::Result<f64> {
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let mut ticks = 0.0;
     for i in fields {
         let v: f64 = f.get(i).context("/proc/PID/stat time field")?.parse()?;
         ticks += v;
     }
-    Ok(ticks / clk_tck())
+    Ok(ticks)
 }
 
 fn clk_tck() -> f64 {
@@ -766,11 +757,10 @@ fn main_scenarios(r: &mut Runner) -> anyhow::Result<()> {
             }
         }
     };
-    let proxied = up_target(
-        proxy_port,
-        "/v1/chat/completions",
-        configs::chat_body("bench-model"),
-    );
+    let proxied = Target {
+        port: proxy_port,
+        ..direct.clone()
+    };
     if proxy.is_some() {
         r.oha(&proxied, 8, None, Some(2000))?;
     }
@@ -997,7 +987,8 @@ fn postgres_cpu_s() -> f64 {
             };
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim_end() == "postgres" {
-                total += cpu_fields(pid, true).unwrap_or(0.0);
+                // utime, stime, cutime, cstime.
+                total += stat_secs(pid, UTIME..CSTIME + 1).unwrap_or(0.0);
             }
         }
     }
@@ -1786,6 +1777,18 @@ mod tests {
         assert!(conf.contains(&format!("return 200 '{reply}';")), "{conf}");
         assert!(conf.contains("listen 127.0.0.1:4242;"));
         assert!(conf.contains("daemon off;"));
+    }
+
+    /// The time fields are counted after the `(comm)`, whatever it holds:
+    /// utime, stime, cutime and cstime are fields 14–17 of the line.
+    #[test]
+    fn stat_fields_are_read_after_the_command_name() {
+        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
+                    70 30 5 2 20 0 3 0 100 1000 200";
+        assert_eq!(stat_ticks(line, UTIME..STIME + 1).unwrap(), 100.0);
+        assert_eq!(stat_ticks(line, STIME..STIME + 1).unwrap(), 30.0);
+        assert_eq!(stat_ticks(line, UTIME..CSTIME + 1).unwrap(), 107.0);
+        assert!(stat_ticks("4242 (x) S 1", UTIME..STIME + 1).is_err());
     }
 
     /// The proxy yardstick is set up as an LLM proxy must be: HTTP/1.1 to
