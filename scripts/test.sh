@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test (workspace)"
+mkdir -p target   # a fresh clone has no target/ until cargo makes one; tee needs it now
 cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log | grep -E "^(test result|running|error|failures|---- )|panicked|FAILED" || true
 if grep -qE "^test result: FAILED|error(\[E[0-9]+\])?:|could not compile" target/cargo-test.log; then
   echo "Rust tests FAILED (full log: target/cargo-test.log)"; exit 1
