@@ -114,6 +114,13 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, None | Some(Cmd::Serve(_)) | Some(Cmd::Mock { .. })) {
+        // A command that prints and exits behaves like any Unix filter:
+        // `switchyard check | head -1` ends it quietly when the reader goes
+        // away (Rust ignores SIGPIPE, which turns the write into a panic).
+        // Servers keep it ignored; sockets are written with MSG_NOSIGNAL anyway.
+        default_sigpipe();
+    }
     switchyard_server::trim::set_hook(collect_freed_memory);
     // Serving, this runtime only runs background work (usage and audit
     // writers, governance refresh, health probes, admin operations, the
@@ -164,6 +171,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Restore SIGPIPE's default disposition (terminate) for this process.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: `signal` with a constant handler at start-up, before any
+    // thread is spawned; no Rust state depends on the disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -120,3 +120,38 @@ fn providers_lists_at_least_17_kinds_with_their_env_vars() {
         assert!(line.contains(env), "{line}");
     }
 }
+
+/// `switchyard check | head -1` and `switchyard providers | head -1`: when the
+/// reader goes away the command ends quietly (like any Unix filter), never
+/// with a "failed printing to stdout" panic.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tmpdir("pipe");
+    let f = write(
+        &d,
+        "ok.yaml",
+        "providers:\n  openai:\n    kind: openai\n    api_key: ${OPENAI_API_KEY}\nmodels:\n  fast:\n    deployments:\n      - provider: openai\n        model: gpt-4o\n",
+    );
+    for args in [
+        vec!["check".to_owned(), f.display().to_string()],
+        vec!["providers".to_owned()],
+    ] {
+        let mut child = bin()
+            .args(&args)
+            .env("OPENAI_API_KEY", "sk-test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(13),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}

@@ -5,11 +5,13 @@
 //! `switchyard check` and server start-up print the same list.
 
 mod interp;
+mod lenient;
 mod raw;
 
 pub use raw::RawConfig;
 
 use crate::routing::{Alias, Deployment, Limiter, Price};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -202,10 +204,46 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// Parse and validate a YAML config text.
+///
+/// Every string scalar is `${VAR}`-interpolated first (secrets excepted:
+/// they must stay references, see `lenient::is_secret_key`), so a variable
+/// can fill any field: `enabled: ${FLAG:-true}`, `retries: ${N:-2}`.
 pub fn from_yaml(text: &str, file: &str, env: EnvFn<'_>) -> Result<Config, Vec<Problem>> {
-    let raw: RawConfig = match serde_yaml::from_str(text) {
+    let mut tree: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(vec![yaml_problem(&e, text)]),
+    };
+    if tree.is_null() {
+        tree = serde_yaml::Value::Mapping(Default::default());
+    }
+    let mut unset = Vec::new();
+    lenient::interpolate_tree(&mut tree, env, "", &mut unset);
+    if !unset.is_empty() {
+        return Err(unset
+            .into_iter()
+            .map(|(path, var)| Problem {
+                line: interp::locate(text, &path),
+                path,
+                message: format!("environment variable `{var}` is not set"),
+                fix: format!("export {var}=…, or write `${{{var}:-default}}` to give a default"),
+            })
+            .collect());
+    }
+    let raw: RawConfig = match RawConfig::deserialize(lenient::Lenient(tree)) {
         Ok(r) => r,
-        Err(e) => return Err(vec![yaml_problem(&e)]),
+        Err(e) => {
+            // The tree has no positions; the same error from a direct parse
+            // of the text has them.
+            let strip = |m: String| match m.find(" at line ") {
+                Some(i) => m[..i].to_owned(),
+                None => m,
+            };
+            let located = match serde_yaml::from_str::<RawConfig>(text) {
+                Err(d) if strip(d.to_string()).ends_with(&strip(e.to_string())) => d,
+                _ => e,
+            };
+            return Err(vec![yaml_problem(&located, text)]);
+        }
     };
     let mut v = Validator {
         text,
@@ -220,20 +258,26 @@ pub fn from_yaml(text: &str, file: &str, env: EnvFn<'_>) -> Result<Config, Vec<P
     }
 }
 
-fn yaml_problem(e: &serde_yaml::Error) -> Problem {
+fn yaml_problem(e: &serde_yaml::Error, text: &str) -> Problem {
     let msg = e.to_string();
-    let fix = if msg.contains("unknown field") {
-        "remove or rename the field; `switchyard check` lists the accepted ones in the message above"
+    let line = e.location().map(|l| l.line());
+    let trap = line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .and_then(lenient::flow_reference_trap);
+    let fix = if let Some(t) = trap {
+        t
+    } else if msg.contains("unknown field") {
+        "remove or rename the field; `switchyard check` lists the accepted ones in the message above".into()
     } else if msg.contains("invalid type") {
-        "give the field a value of the expected type"
+        "give the field a value of the expected type".into()
     } else {
-        "fix the YAML syntax at that position (indentation, quoting, a missing colon)"
+        "fix the YAML syntax at that position (indentation, quoting, a missing colon)".into()
     };
     Problem {
         path: String::new(),
-        line: e.location().map(|l| l.line()),
+        line,
         message: msg,
-        fix: fix.into(),
+        fix,
     }
 }
 
@@ -253,8 +297,14 @@ impl Validator<'_> {
         });
     }
 
-    /// Interpolate `${VAR}` references in a plain (non-secret) value.
-    fn string(&mut self, path: &str, value: &str) -> Option<String> {
+    /// A plain (non-secret) string value: `from_yaml` has already
+    /// interpolated every such scalar, so this only hands it back.
+    fn string(&mut self, _path: &str, value: &str) -> Option<String> {
+        Some(value.to_owned())
+    }
+
+    /// Interpolate a secret's `${VAR}` reference (secrets skip the tree pass).
+    fn resolve(&mut self, path: &str, value: &str) -> Option<String> {
         match interp::interpolate(value, self.env) {
             Ok(s) => Some(s),
             Err(var) => {
@@ -278,7 +328,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let s = self.string(path, value)?;
+        let s = self.resolve(path, value)?;
         if s.is_empty() {
             self.problem(
                 path,

@@ -141,3 +141,97 @@ fn workers_default_to_auto_and_absurd_counts_are_refused() {
     let p = problems(&format!("server:\n  workers: 5000\n{base}"));
     assert!(p.iter().any(|p| p.path == "server.workers"), "{p:?}");
 }
+
+/// Every ```yaml block of the README loads. A block without `providers:` is a
+/// fragment: it is merged over a small base config (one provider, one alias)
+/// and the result must load. The variables the README refers to are set here;
+/// a new one without a default fails this test until it is added.
+#[test]
+fn readme_yaml_snippets_load() {
+    let readme = include_str!("../../../../README.md");
+    let env = |k: &str| -> Option<String> {
+        match k {
+            "SWITCHYARD_API_KEY"
+            | "SWITCHYARD_MASTER_KEY"
+            | "SWITCHYARD_METRICS_KEY"
+            | "OPENAI_API_KEY"
+            | "K1"
+            | "K2" => Some(format!("sk-test-{k}")),
+            _ => None,
+        }
+    };
+    let base: serde_yaml::Value = serde_yaml::from_str(
+        "providers:\n  openai: { kind: openai, api_key: \"${OPENAI_API_KEY}\" }\n\
+         models:\n  demo: { deployments: [ { provider: openai, model: gpt-4o-mini } ] }\n",
+    )
+    .unwrap();
+    fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
+        match (into, from) {
+            (serde_yaml::Value::Mapping(a), serde_yaml::Value::Mapping(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut blocks = 0;
+    let mut rest = readme;
+    while let Some(start) = rest.find("```yaml\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("unterminated yaml block");
+        let snippet = &body[..end];
+        rest = &body[end + 3..];
+        blocks += 1;
+        let text = match serde_yaml::from_str::<serde_yaml::Value>(snippet) {
+            Ok(v) if v.get("providers").is_none() => {
+                let mut b = base.clone();
+                merge(&mut b, v);
+                serde_yaml::to_string(&b).unwrap()
+            }
+            _ => snippet.to_owned(),
+        };
+        if let Err(p) = from_yaml(&text, "README.md", &env) {
+            let list: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+            panic!(
+                "README yaml block #{blocks} does not load:\n{}\n--- block ---\n{snippet}",
+                list.join("\n")
+            );
+        }
+    }
+    assert!(blocks >= 4, "found only {blocks} yaml blocks in the README");
+}
+
+#[test]
+fn variables_fill_non_string_fields() {
+    let env = |k: &str| match k {
+        "OPENAI_API_KEY" => Some("sk-test".to_owned()),
+        "RETRIES" => Some("4".to_owned()),
+        "OFF" => Some("false".to_owned()),
+        _ => None,
+    };
+    let cfg = from_yaml(
+        "providers:\n  openai: { kind: openai }\nmodels:\n  m:\n    deployments:\n      - { provider: openai, model: gpt-4o, weight: \"${W:-3}\" }\n\
+         reliability:\n  retries: ${RETRIES}\nrouting:\n  direct: ${OFF}\ngovernance:\n  enabled: ${GOV:-false}\n",
+        "t.yaml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(cfg.aliases[0].deployments[0].weight, 3);
+    assert_eq!(cfg.reliability.retries, 4);
+    assert!(!cfg.direct);
+    assert!(cfg.governance.is_none());
+}
+
+#[test]
+fn flow_list_reference_trap_is_explained() {
+    let p = problems("server:\n  api_keys: [${SWITCHYARD_API_KEY}]\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].fix.contains("must be quoted"), "{}", p[0]);
+    assert_eq!(p[0].line, Some(2));
+}
