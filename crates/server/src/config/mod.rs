@@ -72,6 +72,10 @@ pub struct GovernanceConfig {
     pub audit_file: Option<std::path::PathBuf>,
     pub alert_webhook: Option<String>,
     pub plans: BTreeMap<String, Plan>,
+    /// Aggregation of repeated security events (refused keys, PII
+    /// refusals): `governance.audit_summary_interval` (10 s) and
+    /// `governance.audit_max_sources` (256).
+    pub security_events: crate::store::SecurityLimits,
 }
 
 /// A plan template applied to new tenants.
@@ -118,6 +122,7 @@ impl GovernanceConfig {
             refresh_interval: Duration::from_millis(500),
             alert_webhook: None,
             plans: default_plans(),
+            security_events: crate::store::SecurityLimits::default(),
         }
     }
 }
@@ -595,6 +600,20 @@ impl Validator<'_> {
         );
         if let Some(a) = &g.audit_file {
             cfg.audit_file = Some(self.string("governance.audit_file", a)?.into());
+        }
+        cfg.security_events.interval = self.duration(
+            "governance.audit_summary_interval",
+            g.audit_summary_interval.as_deref(),
+            cfg.security_events.interval,
+        );
+        match g.audit_max_sources {
+            Some(0) => self.problem(
+                "governance.audit_max_sources",
+                "0 sources would fold every security event into `(other)`".to_owned(),
+                "use at least 1 (the default is 256)",
+            ),
+            Some(n) => cfg.security_events.max_sources = n,
+            None => {}
         }
         if let Some(w) = &g.alert_webhook {
             let w = self.string("governance.alert_webhook", w)?;

@@ -90,6 +90,11 @@ pub struct RawGovernance {
     pub audit_file: Option<String>,
     /// POSTed `{type: "budget.alert", data}` when a budget threshold is crossed.
     pub alert_webhook: Option<String>,
+    /// Repeated security events (refused keys, PII refusals) are written
+    /// once per source and interval plus one summary row (default `10s`).
+    pub audit_summary_interval: Option<String>,
+    /// Distinct sources tracked per interval; more fold into `(other)` (256).
+    pub audit_max_sources: Option<usize>,
     /// Plan templates (override or add to basic / professional / enterprise).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
