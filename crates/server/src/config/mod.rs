@@ -60,6 +60,8 @@ pub struct Config {
     pub pii: Option<Arc<switchyard_core::pii::Detector>>,
     /// The response cache; `None` when off.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// `server.metrics_listen` / `server.metrics_key`.
+    pub metrics_endpoint: crate::metrics::Endpoint,
 }
 
 /// Validated governance settings.
@@ -357,6 +359,22 @@ impl Validator<'_> {
             None => 0,
         };
 
+        let mut metrics_endpoint = crate::metrics::Endpoint::default();
+        if let Some(l) = raw.server.metrics_listen.as_deref() {
+            let l = self.string("server.metrics_listen", l).unwrap_or_default();
+            match l.parse::<std::net::SocketAddr>() {
+                Ok(a) => metrics_endpoint.listen = Some(a),
+                Err(_) if l.is_empty() => {}
+                Err(_) => self.problem(
+                    "server.metrics_listen",
+                    format!("`{l}` is not a socket address"),
+                    "write host:port, e.g. `0.0.0.0:9090` (a port your scraper reaches and clients do not)",
+                ),
+            }
+        }
+        if let Some(k) = &raw.server.metrics_key {
+            metrics_endpoint.key = self.secret("server.metrics_key", k);
+        }
         let reliability = self.reliability(&raw.reliability);
         let governance = self.governance(&raw.governance);
         let pii = raw.guardrails.pii.as_ref().and_then(|p| self.pii(p));
@@ -412,6 +430,7 @@ impl Validator<'_> {
             governance,
             pii,
             cache,
+            metrics_endpoint,
         }
     }
 
@@ -1173,6 +1192,12 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
         )),
         pii: None,
         cache: None,
+        metrics_endpoint: crate::metrics::Endpoint {
+            listen: env("SWITCHYARD_METRICS_LISTEN").and_then(|l| l.trim().parse().ok()),
+            key: env("SWITCHYARD_METRICS_KEY")
+                .filter(|k| !k.is_empty())
+                .map(Secret::new),
+        },
     })
 }
 

@@ -179,6 +179,11 @@ pub struct RawServer {
     pub allow_unauthenticated: Option<bool>,
     /// I/O worker threads (one event loop each); 0 or absent = one per CPU.
     pub workers: Option<u32>,
+    /// Serve `/metrics` only on this `host:port` (no key unless
+    /// `metrics_key`); the gateway port then answers it 404.
+    pub metrics_listen: Option<String>,
+    /// `${ENV}` reference to the key a scraper sends for `/metrics`.
+    pub metrics_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
