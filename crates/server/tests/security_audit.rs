@@ -32,6 +32,11 @@ struct Rig {
 }
 
 async fn rig(db: TestDb, max_sources: usize, interval: Duration) -> Rig {
+    rig_with(db, max_sources, interval, "").await
+}
+
+/// [`rig`] with `extra` top-level YAML appended.
+async fn rig_with(db: TestDb, max_sources: usize, interval: Duration, extra: &str) -> Rig {
     let mock = MockServer::start(MockOptions {
         flavor: Flavor::OpenAi,
         api_key: None,
@@ -54,6 +59,7 @@ providers:
   a: {{ kind: openai, base_url: "{mock}", api_key: "${{K}}" }}
 models:
   m: {{ deployments: [ {{ provider: a, model: gpt-4o }} ] }}
+{extra}
 "#,
         db_url = db.url,
         dir = db.dir.display(),
@@ -301,6 +307,112 @@ async fn distinct_sources_beyond_the_cap_fold_into_other(db: TestDb) {
     assert!(failures.len() <= 2 * 2 + 1, "{failures:#?}");
 }
 
+/// Requests until `until` with `key` and `body`; returns how many were
+/// answered `status`.
+async fn repeat(r: &Rig, key: &str, body: &Value, status: u16, until: Instant) -> u64 {
+    let http = reqwest::Client::new();
+    let mut n = 0;
+    while Instant::now() < until {
+        let resp = common::post_openai(&http, &r.base, key, body).await;
+        assert_eq!(resp.status(), status);
+        n += 1;
+    }
+    n
+}
+
+/// The other security events a caller can repeat at will are aggregated
+/// the same way: a revoked key's failures (per key) and PII refusals (per
+/// key and alias).
+async fn revoked_keys_and_pii_refusals_are_aggregated_too(db: TestDb) {
+    let mut r = rig_with(
+        db,
+        256,
+        INTERVAL,
+        "guardrails: { pii: { block: [secret] } }",
+    )
+    .await;
+    let admin = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        let req = admin
+            .request(method, format!("{}{path}", r.base))
+            .bearer_auth(MASTER)
+            .json(&body);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let t = call(
+        reqwest::Method::POST,
+        "/admin/tenants".into(),
+        json!({"name": "pii"}),
+    )
+    .await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let mut keys = Vec::new();
+    for name in ["revoked", "leaky"] {
+        let k = call(
+            reqwest::Method::POST,
+            "/admin/keys".into(),
+            json!({"tenant_id": tid, "name": name}),
+        )
+        .await;
+        keys.push((
+            k["id"].as_str().unwrap().to_owned(),
+            k["key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (revoked_id, revoked) = keys[0].clone();
+    let (leaky_id, leaky) = keys[1].clone();
+    call(
+        reqwest::Method::POST,
+        format!("/admin/keys/{revoked_id}/revoke"),
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let started = Instant::now();
+    let until = started + Duration::from_millis(1200);
+    let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let secret = json!({"model": "m", "messages": [{"role": "user", "content": "my key is sk-ant-api03-abcdefghijklmnopqrstuvwxyz"}]});
+    let (refused, blocked) = tokio::join!(
+        repeat(&r, &revoked, &plain, 401, until),
+        repeat(&r, &leaky, &secret, 400, until),
+    );
+    let elapsed = started.elapsed();
+    assert!(refused >= 5 && blocked >= 5, "{refused} {blocked}");
+    r.shutdown().await;
+
+    let events = r.audit().await;
+    let intervals = (elapsed.as_millis() / INTERVAL.as_millis()) as usize + 4;
+    for (action, actor, sent, reason) in [
+        ("auth.failure", &revoked_id, refused, "key_revoked"),
+        ("pii.blocked", &leaky_id, blocked, "pii_detected"),
+    ] {
+        let rows: Vec<&AuditEvent> = events
+            .iter()
+            .filter(|e| e.action == action && &e.actor == actor)
+            .collect();
+        eprintln!("{action}: {sent} events, {} rows", rows.len());
+        assert!(rows.len() <= 2 * intervals, "{action}: {rows:#?}");
+        assert_eq!(
+            rows.iter().map(|e| weight(e)).sum::<u64>(),
+            sent,
+            "{rows:#?}"
+        );
+        assert!(rows
+            .iter()
+            .all(|e| e.tenant_id.as_deref() == Some(tid.as_str())));
+        let summary = rows
+            .iter()
+            .find(|e| e.details["aggregated"] == json!(true))
+            .unwrap_or_else(|| panic!("{action}: an aggregated row in {rows:#?}"));
+        assert_eq!(summary.details["reason"], reason);
+    }
+    // The PII rows never carry the value.
+    assert!(!serde_json::to_string(&events)
+        .unwrap()
+        .contains("sk-ant-api03"));
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -327,4 +439,5 @@ macro_rules! on_both {
 on_both!(
     bad_key_flood_is_aggregated_and_admin_events_survive,
     distinct_sources_beyond_the_cap_fold_into_other,
+    revoked_keys_and_pii_refusals_are_aggregated_too,
 );
