@@ -60,14 +60,28 @@ pub fn screen(
     guard.check(kind, body).map_err(|(err, findings)| {
         if let Some(gov) = &state.governance {
             let p = ctx.principal.as_ref();
-            gov.audit.record(crate::store::AuditEvent {
+            let actor: std::borrow::Cow<'static, str> = match p {
+                Some(p) if p.master => "master".into(),
+                Some(p) => p
+                    .key_id
+                    .clone()
+                    .map_or("static-key".into(), std::borrow::Cow::Owned),
+                None => "anonymous".into(),
+            };
+            // Aggregated per caller and alias: a caller repeating refused
+            // requests cannot write a row per request.
+            let key = crate::store::SecurityKey {
+                action: "pii.blocked",
+                reason: "pii_detected",
+                ip: None,
+                actor: actor.clone(),
+                tenant_id: p.and_then(|p| p.tenant_id.clone()),
+                target: Some(alias.name.clone()),
+            };
+            gov.audit.security(key, || crate::store::AuditEvent {
                 id: crate::store::new_id("aud_"),
                 ts: crate::store::now_ms(),
-                actor: match p {
-                    Some(p) if p.master => "master".into(),
-                    Some(p) => p.key_id.clone().unwrap_or_else(|| "static-key".into()),
-                    None => "anonymous".into(),
-                },
+                actor: actor.into_owned(),
                 tenant_id: p.and_then(|p| p.tenant_id.clone()),
                 action: "pii.blocked".into(),
                 target: Some(alias.name.clone()),

@@ -191,8 +191,18 @@ pub(crate) fn authenticate(
                 None if state.key_digest_ok(&digest) => Ok(Principal::static_key()),
                 None => {
                     if let Some(g) = &state.governance {
-                        // The address is formatted only for this event.
-                        g.audit.record(crate::store::AuditEvent {
+                        // Aggregated per source (a flood is one map update
+                        // per request); the address is formatted only for
+                        // the first event of its bucket.
+                        let key = crate::store::SecurityKey {
+                            action: "auth.failure",
+                            reason: "invalid_api_key",
+                            ip,
+                            actor: std::borrow::Cow::Borrowed("anonymous"),
+                            tenant_id: None,
+                            target: None,
+                        };
+                        g.audit.security(key, || crate::store::AuditEvent {
                             id: crate::store::new_id("aud_"),
                             ts: crate::store::now_ms(),
                             actor: "anonymous".into(),

@@ -207,7 +207,19 @@ impl Running {
             governance,
             _health,
         } = self;
+        // `server.metrics_listen`: /metrics alone on its own address.
+        let metrics_task = match state.metrics_endpoint.listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await?;
+                tracing::info!(%addr, "serving /metrics on its own listener");
+                Some(tokio::spawn(metrics::serve_separate(l, state.clone())))
+            }
+            None => None,
+        };
         let r = serve_workers(listener, state, shutdown).await;
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
         drop(_health);
         let _ = usage_writer.await;
         if let Some(g) = governance {
@@ -223,24 +235,8 @@ impl Running {
     }
 }
 
-/// `GET /metrics` (Prometheus text format), outside the auth layer.
+/// `GET /metrics` (Prometheus text format) on the gateway port, outside
+/// the auth layer; it checks its own key (see [`metrics::Endpoint`]).
 fn metrics_router(state: std::sync::Arc<state::AppState>) -> axum::Router {
-    use axum::response::IntoResponse;
-    axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let state = state.clone();
-            async move {
-                let body = state.usage.metrics().render(&state);
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    body,
-                )
-                    .into_response()
-            }
-        }),
-    )
+    metrics::router(state, metrics::Port::Gateway)
 }

@@ -6,6 +6,19 @@
 //! scrape time. Labels are aliases, providers, deployments and status
 //! classes — never keys, tenants or users (unbounded cardinality).
 //!
+//! Every label value comes from the config, never from what a caller sends:
+//! a model name that is not a configured alias (a direct `provider/model`
+//! route, a prefix route, an unknown name) is counted under
+//! `alias="(direct)"` with its (configured) provider, so made-up names
+//! cannot grow the families. Deployments, providers and PII entities are
+//! configured names; status is a class; ingress a fixed word.
+//!
+//! Access ([`Endpoint`]): with `server.metrics_listen`, `/metrics` is served
+//! only on that address (and 404 on the gateway port); with
+//! `server.metrics_key`, it asks for that key wherever it is served. With
+//! neither, the gateway port asks for a gateway key (`server.api_keys`) or
+//! the master key, unless the gateway itself is open (no keys).
+//!
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `switchyard_requests_total` | counter | alias, provider, ingress, status |
@@ -34,8 +47,104 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use switchyard_core::provider::Secret;
 use switchyard_core::resilience::BreakerState;
+
+/// The `alias` label of requests to names that are not configured aliases.
+pub const DIRECT_ALIAS: &str = "(direct)";
+
+/// Where `/metrics` is served and what it asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// `server.metrics_listen`: serve `/metrics` on this address only.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `server.metrics_key`: the bearer key a scraper must send.
+    pub key: Option<Secret>,
+}
+
+/// Which listener a `/metrics` request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The gateway's own port.
+    Gateway,
+    /// `server.metrics_listen`.
+    Separate,
+}
+
+/// `Ok(())` to serve; otherwise the status to answer with.
+fn access(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    port: Port,
+) -> Result<(), axum::http::StatusCode> {
+    use axum::http::StatusCode;
+    let ep = &state.metrics_endpoint;
+    if port == Port::Gateway && ep.listen.is_some() {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    let presented = crate::http::presented_key(headers);
+    let ok = match (&ep.key, port) {
+        (Some(k), _) => {
+            presented.is_some_and(|p| crate::state::digest(p) == crate::state::digest(k.expose()))
+        }
+        (None, Port::Separate) => true,
+        (None, Port::Gateway) => {
+            state.open
+                || presented.is_some_and(|p| {
+                    state.key_ok(p) || state.governance.as_ref().is_some_and(|g| g.is_master(p))
+                })
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StatusCode::UNAUTHORIZED)
+    }
+}
+
+/// `GET /metrics` for one listener (see [`Endpoint`]).
+pub fn router(state: Arc<AppState>, port: Port) -> axum::Router {
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let state = state.clone();
+            async move {
+                if let Err(status) = access(&state, &headers, port) {
+                    let msg = if status == axum::http::StatusCode::NOT_FOUND {
+                        "Not found: /metrics is served on server.metrics_listen."
+                    } else {
+                        "/metrics needs a key: send `Authorization: Bearer <key>` with server.metrics_key, or a gateway key or the master key when no metrics key is set."
+                    };
+                    let body = serde_json::json!({"error": {
+                        "message": msg,
+                        "type": if status == axum::http::StatusCode::NOT_FOUND { "not_found_error" } else { "authentication_error" },
+                    }});
+                    return (status, axum::Json(body)).into_response();
+                }
+                let body = state.usage.metrics().render(&state);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+/// Serve `/metrics` alone on `listener` (`server.metrics_listen`) until the
+/// task is aborted.
+pub async fn serve_separate(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state, Port::Separate)).await
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReqLabels {
@@ -112,6 +221,9 @@ pub struct Metrics {
     /// reusable key buffer. Only the usage writer observes, so the lock is
     /// never contended.
     handles: std::sync::Mutex<(String, std::collections::HashMap<String, Handles>)>,
+    /// Configured alias names: the only `alias` label values besides
+    /// [`DIRECT_ALIAS`] (set once by `AppState`; unset, every name folds).
+    aliases: OnceLock<std::collections::HashSet<String>>,
     requests: Family<ReqLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -179,6 +291,7 @@ impl Metrics {
         );
         Metrics {
             handles: Default::default(),
+            aliases: OnceLock::new(),
             requests,
             duration,
             ttft,
@@ -187,6 +300,20 @@ impl Metrics {
             attempts,
             dropped,
             registry,
+        }
+    }
+
+    /// The configured aliases: other names are labelled [`DIRECT_ALIAS`].
+    /// Only the first call counts.
+    pub fn set_aliases(&self, names: impl IntoIterator<Item = String>) {
+        let _ = self.aliases.set(names.into_iter().collect());
+    }
+
+    /// The `alias` label for a record: configured names only.
+    fn alias_label<'a>(&self, alias: &'a str) -> &'a str {
+        match self.aliases.get() {
+            Some(known) if known.contains(alias) => alias,
+            _ => DIRECT_ALIAS,
         }
     }
 
@@ -203,12 +330,13 @@ impl Metrics {
         };
         let (key, map) = &mut *guard;
         key.clear();
-        for part in [r.alias.as_str(), &r.provider, r.ingress, status] {
+        let alias = self.alias_label(&r.alias);
+        for part in [alias, &r.provider, r.ingress, status] {
             key.push_str(part);
             key.push('\0');
         }
         if !map.contains_key(key.as_str()) {
-            let h = self.handles_for(r, status);
+            let h = self.handles_for(alias, r, status);
             map.insert(key.clone(), h);
         }
         let Some(h) = map.get(key.as_str()) else {
@@ -237,15 +365,15 @@ impl Metrics {
     }
 
     /// Create (or find) every family member for a label combination.
-    fn handles_for(&self, r: &UsageRecord, status: &str) -> Handles {
+    fn handles_for(&self, alias: &str, r: &UsageRecord, status: &str) -> Handles {
         let route = RouteLabels {
-            alias: r.alias.clone(),
+            alias: alias.to_owned(),
             provider: r.provider.clone(),
         };
         let token = |kind: &'static str| {
             self.tokens
                 .get_or_create(&TokenLabels {
-                    alias: r.alias.clone(),
+                    alias: alias.to_owned(),
                     provider: r.provider.clone(),
                     kind,
                 })
@@ -255,7 +383,7 @@ impl Metrics {
             requests: self
                 .requests
                 .get_or_create(&ReqLabels {
-                    alias: r.alias.clone(),
+                    alias: alias.to_owned(),
                     provider: r.provider.clone(),
                     ingress: r.ingress.to_owned(),
                     status: status.to_owned(),

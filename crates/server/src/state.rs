@@ -39,6 +39,8 @@ pub struct AppState {
     pub pii: Option<crate::guard::PiiGuard>,
     /// The response cache (when configured).
     pub cache: Option<crate::cache::ResponseCache>,
+    /// Where `/metrics` is served and the key it asks for.
+    pub metrics_endpoint: crate::metrics::Endpoint,
 }
 
 /// `0` (auto) → one worker per CPU.
@@ -128,6 +130,10 @@ impl AppState {
             .map(|k: &Secret| digest(k.expose()))
             .collect();
         let open = key_digests.is_empty() && cfg.allow_unauthenticated;
+        // Metric labels name configured aliases only.
+        usage
+            .metrics()
+            .set_aliases(cfg.aliases.iter().map(|a| a.name.clone()));
         Ok(Arc::new(AppState {
             router: Router::new(cfg.aliases, cfg.providers, cfg.direct, cfg.infer_by_prefix),
             clients,
@@ -147,6 +153,7 @@ impl AppState {
             governance,
             pii: cfg.pii.map(crate::guard::PiiGuard::new),
             cache: cfg.cache.as_ref().map(crate::cache::ResponseCache::new),
+            metrics_endpoint: cfg.metrics_endpoint,
         }))
     }
 

@@ -148,6 +148,7 @@ async fn hits_are_recorded_as_cache_hits_at_no_cost() {
     let text = r
         .http
         .get(format!("{}/metrics", r.base))
+        .bearer_auth(KEY)
         .send()
         .await
         .unwrap()

@@ -477,6 +477,7 @@ models:
     let resp = r
         .http
         .get(format!("{}/metrics", r.base))
+        .bearer_auth(common::KEY)
         .send()
         .await
         .unwrap();

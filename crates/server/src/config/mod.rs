@@ -62,6 +62,8 @@ pub struct Config {
     pub pii: Option<Arc<switchyard_core::pii::Detector>>,
     /// The response cache; `None` when off.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// `server.metrics_listen` / `server.metrics_key`.
+    pub metrics_endpoint: crate::metrics::Endpoint,
 }
 
 /// Validated governance settings.
@@ -74,6 +76,10 @@ pub struct GovernanceConfig {
     pub audit_file: Option<std::path::PathBuf>,
     pub alert_webhook: Option<String>,
     pub plans: BTreeMap<String, Plan>,
+    /// Aggregation of repeated security events (refused keys, PII
+    /// refusals): `governance.audit_summary_interval` (10 s) and
+    /// `governance.audit_max_sources` (256).
+    pub security_events: crate::store::SecurityLimits,
 }
 
 /// A plan template applied to new tenants.
@@ -120,6 +126,7 @@ impl GovernanceConfig {
             refresh_interval: Duration::from_millis(500),
             alert_webhook: None,
             plans: default_plans(),
+            security_events: crate::store::SecurityLimits::default(),
         }
     }
 }
@@ -402,6 +409,22 @@ impl Validator<'_> {
             None => 0,
         };
 
+        let mut metrics_endpoint = crate::metrics::Endpoint::default();
+        if let Some(l) = raw.server.metrics_listen.as_deref() {
+            let l = self.string("server.metrics_listen", l).unwrap_or_default();
+            match l.parse::<std::net::SocketAddr>() {
+                Ok(a) => metrics_endpoint.listen = Some(a),
+                Err(_) if l.is_empty() => {}
+                Err(_) => self.problem(
+                    "server.metrics_listen",
+                    format!("`{l}` is not a socket address"),
+                    "write host:port, e.g. `0.0.0.0:9090` (a port your scraper reaches and clients do not)",
+                ),
+            }
+        }
+        if let Some(k) = &raw.server.metrics_key {
+            metrics_endpoint.key = self.secret("server.metrics_key", k);
+        }
         let reliability = self.reliability(&raw.reliability);
         let governance = self.governance(&raw.governance);
         let pii = raw.guardrails.pii.as_ref().and_then(|p| self.pii(p));
@@ -457,6 +480,7 @@ impl Validator<'_> {
             governance,
             pii,
             cache,
+            metrics_endpoint,
         }
     }
 
@@ -645,6 +669,20 @@ impl Validator<'_> {
         );
         if let Some(a) = &g.audit_file {
             cfg.audit_file = Some(self.string("governance.audit_file", a)?.into());
+        }
+        cfg.security_events.interval = self.duration(
+            "governance.audit_summary_interval",
+            g.audit_summary_interval.as_deref(),
+            cfg.security_events.interval,
+        );
+        match g.audit_max_sources {
+            Some(0) => self.problem(
+                "governance.audit_max_sources",
+                "0 sources would fold every security event into `(other)`".to_owned(),
+                "use at least 1 (the default is 256)",
+            ),
+            Some(n) => cfg.security_events.max_sources = n,
+            None => {}
         }
         if let Some(w) = &g.alert_webhook {
             let w = self.string("governance.alert_webhook", w)?;
@@ -1204,6 +1242,12 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
         )),
         pii: None,
         cache: None,
+        metrics_endpoint: crate::metrics::Endpoint {
+            listen: env("SWITCHYARD_METRICS_LISTEN").and_then(|l| l.trim().parse().ok()),
+            key: env("SWITCHYARD_METRICS_KEY")
+                .filter(|k| !k.is_empty())
+                .map(Secret::new),
+        },
     })
 }
 

@@ -90,6 +90,11 @@ pub struct RawGovernance {
     pub audit_file: Option<String>,
     /// POSTed `{type: "budget.alert", data}` when a budget threshold is crossed.
     pub alert_webhook: Option<String>,
+    /// Repeated security events (refused keys, PII refusals) are written
+    /// once per source and interval plus one summary row (default `10s`).
+    pub audit_summary_interval: Option<String>,
+    /// Distinct sources tracked per interval; more fold into `(other)` (256).
+    pub audit_max_sources: Option<usize>,
     /// Plan templates (override or add to basic / professional / enterprise).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
@@ -174,6 +179,11 @@ pub struct RawServer {
     pub allow_unauthenticated: Option<bool>,
     /// I/O worker threads (one event loop each); 0 or absent = one per CPU.
     pub workers: Option<u32>,
+    /// Serve `/metrics` only on this `host:port` (no key unless
+    /// `metrics_key`); the gateway port then answers it 404.
+    pub metrics_listen: Option<String>,
+    /// `${ENV}` reference to the key a scraper sends for `/metrics`.
+    pub metrics_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

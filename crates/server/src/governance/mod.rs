@@ -166,7 +166,11 @@ impl Governance {
             let (cost, tokens) = store.spend_since(b.scope, &b.scope_id, start).await?;
             ledger.load(b, cost, tokens, now);
         }
-        let (audit, audit_task) = AuditLog::start(Some(store.clone()), cfg.audit_file.clone());
+        let (audit, audit_task) = AuditLog::start_with(
+            Some(store.clone()),
+            cfg.audit_file.clone(),
+            cfg.security_events,
+        );
         let (tx, rx) = mpsc::channel::<UsageRow>(65_536);
         let writer = tokio::spawn(store::run_usage_writer(
             store.clone(),
@@ -273,8 +277,17 @@ impl Governance {
         let snap = self.snapshot();
         let k = snap.keys_by_hash.get(digest)?;
         let now = store::now_ms();
-        let deny = |status: u16, kind: ErrorKind, code: &str, msg: &str| {
-            self.audit.record(AuditEvent {
+        let deny = |status: u16, kind: ErrorKind, code: &'static str, msg: &str| {
+            // A refused key can be replayed at line rate: aggregated.
+            let key = store::SecurityKey {
+                action: "auth.failure",
+                reason: code,
+                ip,
+                actor: std::borrow::Cow::Owned(k.id.clone()),
+                tenant_id: Some(k.tenant_id.clone()),
+                target: None,
+            };
+            self.audit.security(key, || AuditEvent {
                 id: store::new_id("aud_"),
                 ts: now,
                 actor: k.id.clone(),

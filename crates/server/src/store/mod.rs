@@ -88,7 +88,7 @@ mod sqlite_usage;
 mod usage;
 mod writer;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, SecurityKey, SecurityLimits};
 pub use governance::Changes;
 pub use model::*;
 pub use usage::USAGE_CHUNK;
