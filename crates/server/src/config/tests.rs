@@ -153,7 +153,7 @@ fn readme_yaml_snippets_load() {
         match k {
             "SWITCHYARD_API_KEY"
             | "SWITCHYARD_MASTER_KEY"
-            | "SWITCHYARD_METRICS_KEY"
+            | "METRICS_KEY"
             | "OPENAI_API_KEY"
             | "K1"
             | "K2" => Some(format!("sk-test-{k}")),
