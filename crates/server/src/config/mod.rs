@@ -72,6 +72,12 @@ pub struct GovernanceConfig {
     pub audit_file: Option<std::path::PathBuf>,
     pub alert_webhook: Option<String>,
     pub plans: BTreeMap<String, Plan>,
+    /// The usage write-ahead journal (`{data_dir}/journal/`): usage rows
+    /// survive a killed process. Default on.
+    pub journal: bool,
+    /// How often the journal is fsync'd (power loss; a process kill loses
+    /// nothing written). Default 1 s.
+    pub journal_fsync_interval: Duration,
 }
 
 /// A plan template applied to new tenants.
@@ -118,6 +124,8 @@ impl GovernanceConfig {
             refresh_interval: Duration::from_millis(500),
             alert_webhook: None,
             plans: default_plans(),
+            journal: true,
+            journal_fsync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -596,6 +604,14 @@ impl Validator<'_> {
         if let Some(a) = &g.audit_file {
             cfg.audit_file = Some(self.string("governance.audit_file", a)?.into());
         }
+        if let Some(j) = g.journal {
+            cfg.journal = j;
+        }
+        cfg.journal_fsync_interval = self.duration(
+            "governance.journal_fsync_interval",
+            g.journal_fsync_interval.as_deref(),
+            cfg.journal_fsync_interval,
+        );
         if let Some(w) = &g.alert_webhook {
             let w = self.string("governance.alert_webhook", w)?;
             if !(w.starts_with("http://") || w.starts_with("https://")) {

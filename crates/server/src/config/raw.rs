@@ -90,6 +90,10 @@ pub struct RawGovernance {
     pub audit_file: Option<String>,
     /// POSTed `{type: "budget.alert", data}` when a budget threshold is crossed.
     pub alert_webhook: Option<String>,
+    /// Usage write-ahead journal under `{data_dir}/journal/` (default true).
+    pub journal: Option<bool>,
+    /// How often the journal is fsync'd (default 1s).
+    pub journal_fsync_interval: Option<String>,
     /// Plan templates (override or add to basic / professional / enterprise).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
