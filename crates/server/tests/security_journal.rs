@@ -406,6 +406,38 @@ governance:
         (live2 - spent).abs() <= 1e-9 * spent.max(1.0),
         "{live2} vs {spent}"
     );
+    // A request, then SIGTERM: the drained gateway leaves no journal behind.
+    let r = http
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": "last"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut gw = gw;
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(gw.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let left: Vec<_> = std::fs::read_dir(db.dir.join("journal"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "journal left after a clean stop: {left:?}");
+    let after = store
+        .usage_rows(&UsageFilter::default(), 100_000)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), rows.len() + 1);
     drop(gw);
     store.close().await;
     mock.shutdown().await;
