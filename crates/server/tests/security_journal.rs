@@ -111,7 +111,7 @@ enum Outcome {
 }
 
 async fn one(http: reqwest::Client, base: String, key: String, i: usize) -> Outcome {
-    let stream = i % 2 == 0;
+    let stream = i.is_multiple_of(2);
     let body = json!({
         "model": "gpt",
         "stream": stream,
