@@ -456,3 +456,161 @@ async fn usage_survives_kill_9_postgres() {
     };
     usage_survives_kill_9(&db).await;
 }
+
+fn row(id: &str, tenant: &str, cost: f64) -> switchyard_server::store::UsageRow {
+    switchyard_server::store::UsageRow {
+        request_id: id.to_owned(),
+        ts: switchyard_server::store::now_ms(),
+        tenant_id: Some(tenant.to_owned()),
+        user_id: None,
+        key_id: None,
+        alias: "gpt".into(),
+        provider: "oai".into(),
+        deployment: "oai/gpt-4o".into(),
+        upstream_model: "gpt-4o".into(),
+        ingress: "openai".into(),
+        input_tokens: 100,
+        output_tokens: 10,
+        cached_input_tokens: 0,
+        cost,
+        estimated: false,
+        latency_ms: 1.0,
+        ttft_ms: None,
+        status: 200,
+        error_class: None,
+        cache_hit: false,
+        attempts: 1,
+        stream: false,
+    }
+}
+
+/// The same hole one level down: rows a previous process spooled during a
+/// database outage are stored before budgets are loaded, so they count.
+async fn spooled_rows_count_toward_budgets_after_a_restart(db: &TestDb) {
+    let yaml = "providers:\n  oai: { kind: openai, base_url: \"{oai}\", api_key: \"${K}\" }\nmodels:\n  gpt: { deployments: [{ provider: oai, model: gpt-4o }] }\n";
+    let g = common::gov_rig(&[("oai", Flavor::OpenAi)], yaml, &db.url, &db.dir).await;
+    let http = reqwest::Client::new();
+    let master = |m: &str, path: String, body: Option<Value>| {
+        let mut rb = http
+            .request(m.parse().unwrap(), format!("{}{path}", g.base))
+            .bearer_auth(common::MASTER);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        rb.send()
+    };
+    let t: Value = master(
+        "POST",
+        "/admin/tenants".into(),
+        Some(json!({"name": "spool-co", "plan": "professional"})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let buds: Value = master("GET", "/admin/budgets".into(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bid = buds["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["scope_id"] == tid.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    g.shutdown().await;
+    // What a process that died during an outage left behind.
+    let lines: String = [row("sp-1", &tid, 1.25), row("sp-2", &tid, 0.5)]
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(db.dir.join("usage-spool.jsonl"), lines).unwrap();
+    let g = common::gov_rig(&[("oai", Flavor::OpenAi)], yaml, &db.url, &db.dir).await;
+    let http = reqwest::Client::new();
+    let st: Value = http
+        .get(format!("{}/admin/budgets/{bid}/status", g.base))
+        .bearer_auth(common::MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["source"], "live", "{st}");
+    let spent = st["spent_cost"].as_f64().unwrap();
+    assert!(
+        (spent - 1.75).abs() < 1e-9,
+        "spooled rows not charged: {st}"
+    );
+    assert!(!db.dir.join("usage-spool.jsonl").exists());
+    g.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_rows_count_toward_budgets_after_a_restart_sqlite() {
+    spooled_rows_count_toward_budgets_after_a_restart(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_rows_count_toward_budgets_after_a_restart_postgres() {
+    let Some(db) = TestDb::pg(None).await else {
+        return;
+    };
+    spooled_rows_count_toward_budgets_after_a_restart(&db).await;
+}
+
+/// The batch writer counts the channel's rows it made durable (the journal
+/// removes segments by that count): inserted, or spooled while the
+/// database is down.
+async fn writer_acks_durable_rows(db: &TestDb) {
+    use switchyard_server::store::{journal::Durable, run_usage_writer_acked, WriterConfig};
+    let store = Store::connect(&db.url).await.unwrap();
+    let durable = Arc::new(Durable::default());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let cfg = WriterConfig {
+        batch_size: 10,
+        flush_interval: Duration::from_millis(20),
+        spool_path: db.dir.join("ack-spool.jsonl"),
+        replay_interval: Duration::from_millis(50),
+    };
+    let w = tokio::spawn(run_usage_writer_acked(
+        store.clone(),
+        rx,
+        cfg,
+        durable.clone(),
+    ));
+    for i in 0..25 {
+        tx.send(row(&format!("ack-{i}"), "t", 0.1)).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while durable.rows.load(Ordering::SeqCst) < 25 {
+        assert!(Instant::now() < deadline, "{durable:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tx);
+    let stats = w.await.unwrap();
+    assert_eq!(stats.written, 25);
+    assert_eq!(durable.rows.load(Ordering::SeqCst), 25);
+    assert!(!durable.lost.load(Ordering::SeqCst));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_acks_durable_rows_sqlite() {
+    writer_acks_durable_rows(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_acks_durable_rows_postgres() {
+    let Some(db) = TestDb::pg(None).await else {
+        return;
+    };
+    writer_acks_durable_rows(&db).await;
+}
