@@ -15,7 +15,13 @@
 //! microsecond, no lock of ours, no thread hand-off). Once `write` returns
 //! the record belongs to the kernel, which keeps it through the death of the
 //! process; `fdatasync` runs on a timer (`governance.journal_fsync_interval`)
-//! on the control thread, against power loss.
+//! on the control thread, against power loss. The timer also bounds the
+//! journal's dirty pages to about one interval of records, so the kernel's
+//! dirty-page throttling (the one way such a `write` waits on the disk) only
+//! applies when the disk cannot keep up with ~1 KB per request. Measured
+//! outside the gateway (release build, loaded 2-core box): about 3.5 µs per
+//! request for both records, formatting included; the benchmark's ladder
+//! steps 4 and 4j measure it in place.
 //!
 //! At start, before budgets are loaded, every segment left behind is
 //! replayed: a finished record becomes its row; a request with a started
@@ -555,10 +561,13 @@ mod tests {
     }
 
     fn tmp(name: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
         let d = std::env::temp_dir().join(format!(
-            "switchyard-journal-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
+            "switchyard-journal-{name}-{}-{nanos}",
+            std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&d);
         d
