@@ -19,9 +19,10 @@
 //! journal's dirty pages to about one interval of records, so the kernel's
 //! dirty-page throttling (the one way such a `write` waits on the disk) only
 //! applies when the disk cannot keep up with ~1 KB per request. Measured
-//! outside the gateway (release build, loaded 2-core box): about 3.5 µs per
-//! request for both records, formatting included; the benchmark's ladder
-//! steps 4 and 4j measure it in place.
+//! outside the gateway (release build, a 2-core box at load 15): 7 µs per
+//! request for both records (a row clone, two serde_json formats, two
+//! 500-byte `write`s of about 2 µs each); on a quiet machine expect about
+//! half. The benchmark's ladder steps 4 and 4j measure it in place.
 //!
 //! At start, before budgets are loaded, every segment left behind is
 //! replayed: a finished record becomes its row; a request with a started
