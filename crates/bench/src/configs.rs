@@ -90,6 +90,12 @@ pub fn governed_config(gw_port: u16, up_port: u16) -> String {
     )
 }
 
+/// [`governed_config`] with the usage write-ahead journal off: steps 4 and
+/// 4j differ only by the journal (two `write(2)`s per request).
+pub fn governed_no_journal_config(gw_port: u16, up_port: u16) -> String {
+    format!("{}  journal: false\n", governed_config(gw_port, up_port))
+}
+
 /// The failover config (issue 3): alias `bench-ha` over two OpenAI
 /// upstreams, round robin, the README's default breaker written out.
 pub fn failover_config(gw_port: u16, a_port: u16, b_port: u16) -> String {
@@ -245,6 +251,16 @@ pub fn ladder() -> Vec<Step> {
             todo: None,
         },
         Step {
+            name: "4j. step 4 without the usage journal (`governance.journal: false`): 4 − 4j = the journal's cost",
+            config: governed_no_journal_config,
+            path: "/v1/chat/completions",
+            body: chat_body("bench"),
+            env: &[],
+            headers: &[],
+            virtual_key: true,
+            todo: None,
+        },
+        Step {
             name: "5. + PII masking, clean prompt (step 4 + `guardrails.pii`, all entities)",
             config: pii_config,
             path: "/v1/chat/completions",
@@ -297,6 +313,7 @@ mod tests {
             main_config(4000, 4001),
             bare_config(4000, 4001),
             governed_config(4000, 4001),
+            governed_no_journal_config(4000, 4001),
             pii_config(4000, 4001),
             cache_config(4000, 4001),
             failover_config(4000, 4001, 4002),

@@ -1700,6 +1700,15 @@ fn auto_notes(rep: &mut crate::report::Report, duration: u64) {
             if r0 > 0.0 { (1.0 - r1 / r0) * 100.0 } else { 0.0 }
         ));
     }
+    if let (Some((c4, r4)), Some((c4j, r4j))) = (cpu_of("4."), cpu_of("4j.")) {
+        n.push(format!(
+            "Ladder, usage journal (issue 18 §5): a started and a finished record per request, one `write(2)` each \
+             to the page cache, cost {:.1} µs CPU/request ({c4:.1} with it, step 4, vs {c4j:.1} without, step 4j) \
+             and {:.0}% of saturated throughput ({r4:.0} vs {r4j:.0} req/s).",
+            c4 - c4j,
+            if r4j > 0.0 { (1.0 - r4 / r4j) * 100.0 } else { 0.0 }
+        ));
+    }
     if let (Some((c4, _)), Some((c5, _)), Some((c5b, _))) =
         (cpu_of("4."), cpu_of("5. "), cpu_of("5b."))
     {

@@ -79,6 +79,7 @@ async fn inner(
         account,
         recorded: Arc::default(),
         cache_hit: false,
+        journal: crate::pipeline::journal_segment(state),
     };
     // The response cache (after admission, before masking, like chat).
     let lookup = crate::cache::Lookup::new(
@@ -218,6 +219,7 @@ async fn attempt_embed(
     let uri = uri.map_err(|m| Failure::fatal(GatewayError::unreachable(&provider.name, &m)))?;
     let (headers, key) = provider.request_headers();
     let up_req = crate::upstream::post(uri, headers, upstream_body, "application/json");
+    meta.journal_started(&dep, slot.attempt);
     let deadline =
         tokio::time::Instant::now() + provider.timeouts.first_byte.min(provider.timeouts.total);
     let (parts, bytes) =

@@ -84,6 +84,9 @@ pub(crate) struct Meta {
     pub recorded: Arc<std::sync::atomic::AtomicBool>,
     /// Answered from the response cache: no upstream call, nothing billed.
     pub cache_hit: bool,
+    /// The usage-journal segment this request writes its records to, held
+    /// until the request is over (`store::journal`); `None` when off.
+    pub journal: Option<Arc<crate::store::journal::Segment>>,
 }
 
 /// Who pays for a request and what admission reserved for it.
@@ -123,8 +126,55 @@ impl Meta {
             .recorded
             .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
-            sink.record(self.record(status, usage, ttft, error));
+            let r = self.record(status, usage, ttft, error);
+            match &self.journal {
+                None => {
+                    sink.record(r);
+                }
+                Some(seg) => {
+                    // In the kernel before the client has its answer.
+                    seg.finished(&r.to_row());
+                    seg.queued();
+                    if !sink.record(r) {
+                        seg.not_queued();
+                    }
+                }
+            }
         }
+    }
+
+    /// Journal that this attempt is about to reach `dep` (a no-op when the
+    /// journal is off): if the process dies before the request records
+    /// itself, the next start bills it from this.
+    pub fn journal_started(&self, dep: &Deployment, attempt: u32) {
+        let Some(seg) = &self.journal else { return };
+        let p = self.account.as_ref().map(|a| &a.principal);
+        let prompt = self.account.as_ref().map_or(0, |a| a.prompt_estimate);
+        let usage = Usage {
+            input_tokens: prompt,
+            ..Usage::default()
+        };
+        let ts = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let b = std::borrow::Cow::Borrowed;
+        seg.started(&crate::store::journal::Started {
+            request_id: b(&self.request_id),
+            ts,
+            tenant_id: p.and_then(|p| p.tenant_id.as_deref()).map(b),
+            user_id: p.and_then(|p| p.user_id.as_deref()).map(b),
+            key_id: p.and_then(|p| p.key_id.as_deref()).map(b),
+            alias: b(&self.alias),
+            provider: b(&dep.provider.name),
+            deployment: b(&dep.id),
+            upstream_model: b(&dep.model),
+            ingress: b(self.ingress),
+            stream: self.stream,
+            input_tokens: i64::try_from(prompt).unwrap_or(i64::MAX),
+            cost: cost_of(dep, &usage),
+            attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
+        });
     }
 
     /// Record a refusal (its status and message) and hand the error back.
@@ -290,6 +340,7 @@ async fn chat_inner(
         account,
         recorded: Arc::default(),
         cache_hit: false,
+        journal: journal_segment(state),
     };
     // From here on the request is accounted for whatever happens: if this
     // future is dropped (client gone, timeout), the guard records it and
@@ -412,6 +463,15 @@ async fn chat_inner(
             Err(e)
         }
     }
+}
+
+/// The usage-journal segment for a new request, when the journal is on.
+pub(crate) fn journal_segment(state: &AppState) -> Option<Arc<crate::store::journal::Segment>> {
+    state
+        .governance
+        .as_ref()
+        .and_then(|g| g.journal.as_ref())
+        .map(|j| j.current())
 }
 
 /// Records a request whose handling was abandoned (the future dropped)
@@ -569,6 +629,7 @@ async fn attempt_chat(
         "application/json"
     };
     let req = upstream::post(uri, headers, upstream_body, accept);
+    meta.journal_started(&dep, slot.attempt);
     let answer = exchange(client, &provider.name, req, stream, deadline)
         .await
         .map_err(Failure::retryable)?;
@@ -680,6 +741,8 @@ async fn attempt_chat(
     relay.committed = true;
     relay.guard.armed = true;
     relay.guard.ttft = job.ctx.started.elapsed();
+    // The first bytes may already hold the whole answer.
+    relay.record_if_complete();
     dep.stats.observe_latency(attempt_started.elapsed());
     let mut resp = stream_response(&relay.guard.meta, Body::empty());
     let body = futures::stream::iter(first.map(Ok::<_, std::convert::Infallible>))
@@ -827,6 +890,22 @@ struct Guard {
     armed: bool,
 }
 
+impl Guard {
+    /// Record now (once); the drop then does nothing.
+    fn emit_now(&mut self) {
+        if self.armed {
+            self.armed = false;
+            self.meta.emit(
+                &self.sink,
+                self.status,
+                self.usage,
+                Some(self.ttft),
+                self.error.take(),
+            );
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.armed {
@@ -932,12 +1011,36 @@ impl Relay {
                 Some(next) => self.on_frame(next),
             };
             if !out.is_empty() {
-                if self.committed && !self.done {
-                    return Some(self.coalesce(out).await);
-                }
+                let out = if self.committed && !self.done {
+                    self.coalesce(out).await
+                } else {
+                    out
+                };
+                self.record_if_complete();
                 return Some(out);
             }
         }
+    }
+
+    /// When these are the answer's last bytes (the stream is over, or a
+    /// relayed stream's terminal event is in them), the record goes out
+    /// now, before the client has them, rather than when the stream is
+    /// dropped: a request whose client got its whole answer is recorded
+    /// exactly, even if the process dies right after.
+    fn record_if_complete(&mut self) {
+        if !self.committed || !self.guard.armed {
+            return;
+        }
+        let relayed_end = self.terminal && matches!(self.mode, Mode::Passthrough { .. });
+        if !(self.done || relayed_end) {
+            return;
+        }
+        if !self.done && self.guard.status == 499 {
+            self.guard.status = 200;
+            self.guard.error = None;
+        }
+        self.guard.usage = self.usage;
+        self.guard.emit_now();
     }
 
     /// One upstream frame (or the end of the body) turned into output.

@@ -282,13 +282,16 @@ impl UsageSink {
     }
 
     /// Queue a record without waiting. Never blocks the hot path; a full
-    /// channel is counted, not silently ignored.
-    pub fn record(&self, r: UsageRecord) {
+    /// channel is counted, not silently ignored. False when it was dropped
+    /// (the usage journal, if on, still has it).
+    pub fn record(&self, r: UsageRecord) -> bool {
         if self.tx.try_send(r).is_err() {
             self.totals.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.dropped();
             tracing::warn!("usage channel full or closed: record dropped");
+            return false;
         }
+        true
     }
 
     /// Prometheus metrics fed by this sink's writer.

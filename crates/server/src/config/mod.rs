@@ -80,6 +80,12 @@ pub struct GovernanceConfig {
     /// refusals): `governance.audit_summary_interval` (10 s) and
     /// `governance.audit_max_sources` (256).
     pub security_events: crate::store::SecurityLimits,
+    /// The usage write-ahead journal (`{data_dir}/journal/`): usage rows
+    /// survive a killed process. Default on.
+    pub journal: bool,
+    /// How often the journal is fsync'd (power loss; a process kill loses
+    /// nothing written). Default 1 s.
+    pub journal_fsync_interval: Duration,
 }
 
 /// A plan template applied to new tenants.
@@ -127,6 +133,8 @@ impl GovernanceConfig {
             alert_webhook: None,
             plans: default_plans(),
             security_events: crate::store::SecurityLimits::default(),
+            journal: true,
+            journal_fsync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -684,6 +692,14 @@ impl Validator<'_> {
             Some(n) => cfg.security_events.max_sources = n,
             None => {}
         }
+        if let Some(j) = g.journal {
+            cfg.journal = j;
+        }
+        cfg.journal_fsync_interval = self.duration(
+            "governance.journal_fsync_interval",
+            g.journal_fsync_interval.as_deref(),
+            cfg.journal_fsync_interval,
+        );
         if let Some(w) = &g.alert_webhook {
             let w = self.string("governance.alert_webhook", w)?;
             if !(w.starts_with("http://") || w.starts_with("https://")) {

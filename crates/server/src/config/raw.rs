@@ -95,6 +95,10 @@ pub struct RawGovernance {
     pub audit_summary_interval: Option<String>,
     /// Distinct sources tracked per interval; more fold into `(other)` (256).
     pub audit_max_sources: Option<usize>,
+    /// Usage write-ahead journal under `{data_dir}/journal/` (default true).
+    pub journal: Option<bool>,
+    /// How often the journal is fsync'd (default 1s).
+    pub journal_fsync_interval: Option<String>,
     /// Plan templates (override or add to basic / professional / enterprise).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,

@@ -108,6 +108,8 @@ pub struct Governance {
     /// operations) runs there, never on an I/O worker's event loop, so no
     /// database connection is bound to a worker runtime.
     pub rt: tokio::runtime::Handle,
+    /// The usage write-ahead journal (`governance.journal`).
+    pub journal: Option<Arc<store::journal::Journal>>,
 }
 
 impl std::fmt::Debug for Governance {
@@ -123,6 +125,8 @@ pub struct GovernanceTasks {
     refresh: JoinHandle<()>,
     writer: JoinHandle<store::WriterStats>,
     audit: JoinHandle<()>,
+    /// The journal's fsync / upkeep task.
+    journal: Option<(Arc<store::journal::Journal>, JoinHandle<()>)>,
 }
 
 impl GovernanceTasks {
@@ -133,6 +137,13 @@ impl GovernanceTasks {
         let _ = self.refresh.await;
         let stats = self.writer.await.unwrap_or_default();
         let _ = self.audit.await;
+        if let Some((j, task)) = self.journal {
+            // Every usage row is in the database (or the spool) now: the
+            // journal's segments can go.
+            task.abort();
+            let _ = task.await;
+            let _ = tokio::task::spawn_blocking(move || j.close()).await;
+        }
         stats
     }
 }
@@ -144,6 +155,58 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    #[error("cannot open the usage journal {0}: {1}")]
+    Journal(String, std::io::Error),
+}
+
+/// Open the usage journal under `{data_dir}/journal/`, storing the rows a
+/// previous process left there first (in the database, else the spool);
+/// its segments are removed only once their rows are durable.
+async fn replay_journal(
+    store: &Store,
+    cfg: &GovernanceConfig,
+    spool: &std::path::Path,
+    durable: Arc<store::journal::Durable>,
+) -> Result<store::journal::Journal, StartError> {
+    let jcfg = store::journal::JournalConfig {
+        fsync_interval: cfg.journal_fsync_interval,
+        ..store::journal::JournalConfig::in_dir(cfg.data_dir.join("journal"))
+    };
+    let dir = jcfg.dir.display().to_string();
+    let (journal, left) =
+        store::journal::Journal::open(jcfg, durable).map_err(|e| StartError::Journal(dir, e))?;
+    if left.files.is_empty() {
+        return Ok(journal);
+    }
+    let mut durable_rows = true;
+    for chunk in left.rows.chunks(5 * store::USAGE_CHUNK) {
+        if let Err(e) = store.insert_usage(chunk).await {
+            tracing::warn!(error = %e, "usage journal replay: insert failed; spooling");
+            let (p, rows) = (spool.to_owned(), chunk.to_vec());
+            let spooled =
+                tokio::task::spawn_blocking(move || store::writer_append_lines(&p, &rows)).await;
+            if !matches!(spooled, Ok(Ok(()))) {
+                durable_rows = false;
+            }
+        }
+    }
+    tracing::info!(
+        rows = left.rows.len(),
+        interrupted = left.interrupted,
+        skipped_lines = left.skipped,
+        segments = left.files.len(),
+        "usage journal replayed"
+    );
+    if durable_rows {
+        tokio::task::spawn_blocking(move || left.remove())
+            .await
+            .ok();
+    } else {
+        tracing::error!(
+            "usage journal rows could not be stored; its segments are kept for the next start"
+        );
+    }
+    Ok(journal)
 }
 
 impl Governance {
@@ -159,6 +222,23 @@ impl Governance {
         let watermark = changes.watermark;
         let mut snap = Snapshot::default();
         let (budgets, _) = snap.apply(changes);
+        let spool_path = cfg.data_dir.join("usage-spool.jsonl");
+        let batch_size = 5 * store::USAGE_CHUNK;
+        let durable = Arc::new(store::journal::Durable::default());
+        // Rows a killed process left in its journal, and a spool it left,
+        // go into the usage table before budgets are loaded from it: an
+        // interrupted request is charged.
+        let journal = if cfg.journal {
+            Some(Arc::new(
+                replay_journal(&store, &cfg, &spool_path, durable.clone()).await?,
+            ))
+        } else {
+            None
+        };
+        let replayed = store::replay_spool(&store, &spool_path, batch_size).await;
+        if replayed.replayed > 0 {
+            tracing::info!(rows = replayed.replayed, "usage spool replayed at start");
+        }
         let ledger = Ledger::default();
         let now = store::now_ms();
         for b in budgets {
@@ -172,17 +252,34 @@ impl Governance {
             cfg.security_events,
         );
         let (tx, rx) = mpsc::channel::<UsageRow>(65_536);
-        let writer = tokio::spawn(store::run_usage_writer(
+        let writer = tokio::spawn(store::run_usage_writer_acked(
             store.clone(),
             rx,
             WriterConfig {
                 // A multiple of the INSERT chunk: a full batch is all cached statements.
-                batch_size: 5 * store::USAGE_CHUNK,
+                batch_size,
                 flush_interval: Duration::from_millis(200),
-                spool_path: cfg.data_dir.join("usage-spool.jsonl"),
+                spool_path,
                 replay_interval: Duration::from_secs(5),
             },
+            durable,
         ));
+        let journal_task = journal.clone().map(|j| {
+            let task = tokio::spawn({
+                let j = j.clone();
+                async move {
+                    let mut tick = tokio::time::interval(j.config().fsync_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        let j = j.clone();
+                        let _ = tokio::task::spawn_blocking(move || j.tick()).await;
+                    }
+                }
+            });
+            (j, task)
+        });
         let gov = Arc::new(Governance {
             store,
             snapshot: RwLock::new(Arc::new(snap)),
@@ -194,6 +291,7 @@ impl Governance {
             touched: Mutex::new(HashMap::new()),
             http: reqwest::Client::new(),
             rt: tokio::runtime::Handle::current(),
+            journal,
             cfg,
         });
         let g = gov.clone();
@@ -214,6 +312,7 @@ impl Governance {
                 refresh,
                 writer,
                 audit: audit_task,
+                journal: journal_task,
             },
         ))
     }

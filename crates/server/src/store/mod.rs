@@ -82,6 +82,7 @@ macro_rules! usage_cols {
 
 mod audit;
 mod governance;
+pub mod journal;
 pub mod model;
 mod pg_usage;
 mod sqlite_usage;
@@ -92,7 +93,10 @@ pub use audit::{AuditLog, SecurityKey, SecurityLimits};
 pub use governance::Changes;
 pub use model::*;
 pub use usage::USAGE_CHUNK;
-pub use writer::{run_usage_writer, WriterConfig, WriterStats};
+pub(crate) use writer::append_lines as writer_append_lines;
+pub use writer::{
+    replay_spool, run_usage_writer, run_usage_writer_acked, WriterConfig, WriterStats,
+};
 
 use rand::Rng;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};

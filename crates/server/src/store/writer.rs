@@ -66,8 +66,21 @@ pub struct WriterStats {
 /// Consume rows until the channel closes; see the module doc.
 pub async fn run_usage_writer(
     store: Store,
+    rx: mpsc::Receiver<UsageRow>,
+    cfg: WriterConfig,
+) -> WriterStats {
+    run_usage_writer_acked(store, rx, cfg, Arc::default()).await
+}
+
+/// [`run_usage_writer`], counting in `durable` the rows taken from the
+/// channel that are durable (inserted, or appended to the fsync'd spool), in
+/// channel order, and flagging rows it had to give up on (the usage journal
+/// removes its segments by this count).
+pub async fn run_usage_writer_acked(
+    store: Store,
     mut rx: mpsc::Receiver<UsageRow>,
     cfg: WriterConfig,
+    durable: Arc<super::journal::Durable>,
 ) -> WriterStats {
     let batch_size = cfg.batch_size.max(1);
     let mut w = Writer {
@@ -75,6 +88,7 @@ pub async fn run_usage_writer(
         cfg,
         stats: WriterStats::default(),
         spool_pending: false,
+        durable,
     };
     w.spool_pending = spool_exists(&w.cfg.spool_path);
     if w.spool_pending {
@@ -130,6 +144,28 @@ struct Writer {
     cfg: WriterConfig,
     stats: WriterStats,
     spool_pending: bool,
+    durable: Arc<super::journal::Durable>,
+}
+
+/// Insert a spool left by a previous process now (before budgets are
+/// loaded from the usage table, so its rows are charged); what the database
+/// does not take stays in the spool for the writer.
+pub async fn replay_spool(store: &Store, spool_path: &Path, batch_size: usize) -> WriterStats {
+    if !spool_exists(spool_path) {
+        return WriterStats::default();
+    }
+    let mut w = Writer {
+        store: store.clone(),
+        cfg: WriterConfig {
+            spool_path: spool_path.to_owned(),
+            ..WriterConfig::default()
+        },
+        stats: WriterStats::default(),
+        spool_pending: true,
+        durable: Arc::default(),
+    };
+    w.replay(batch_size.max(1)).await;
+    w.stats
 }
 
 impl Writer {
@@ -147,7 +183,10 @@ impl Writer {
             return;
         }
         match self.store.insert_usage_shared(rows.clone()).await {
-            Ok(()) => self.stats.written += rows.len() as u64,
+            Ok(()) => {
+                self.stats.written += rows.len() as u64;
+                self.ack(rows.len());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, rows = rows.len(), "usage insert failed; spooling");
                 self.spool(rows).await;
@@ -176,17 +215,29 @@ impl Writer {
             // Maybe the database is back meanwhile.
             if self.store.insert_usage_shared(rows.clone()).await.is_ok() {
                 self.stats.written += n;
+                self.ack(rows.len());
                 return;
             }
             if tries >= SPOOL_TRIES {
                 tracing::error!(rows = n, path = %path.display(), "usage rows LOST: neither the database nor the spool would take them");
+                self.durable
+                    .lost
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 return;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         self.stats.spooled += n;
+        self.ack(rows.len());
         self.spool_pending = true;
+    }
+
+    /// `n` more rows from the channel are durable.
+    fn ack(&self, n: usize) {
+        self.durable
+            .rows
+            .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Insert the spool's rows in batches (read a batch at a time, so a
@@ -279,7 +330,7 @@ fn spool_exists(path: &Path) -> bool {
 
 /// Append rows as JSON lines and fsync. If a crash left a torn last line,
 /// it is terminated first so the new rows stay readable.
-fn append_lines(path: &Path, rows: &[UsageRow]) -> std::io::Result<()> {
+pub(crate) fn append_lines(path: &Path, rows: &[UsageRow]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent)?;
