@@ -92,7 +92,7 @@ pub fn schemas() -> Map<String, Value> {
         "cached_input_tokens": s("integer"), "cost": s("number"), "estimated": s("boolean"),
         "latency_ms": s("number"), "ttft_ms": opt("number"), "status": s("integer"),
         "error_class": opt("string"), "cache_hit": s("boolean"), "attempts": s("integer"),
-        "stream": s("boolean"),
+        "stream": s("boolean"), "unpriced": s("boolean"),
     });
     let all = |v: &Value| -> Vec<String> {
         v.as_object()

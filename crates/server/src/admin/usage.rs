@@ -157,7 +157,7 @@ pub fn totals_csv(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) ->
     out
 }
 
-const RECORD_HEADER: [&str; 22] = [
+const RECORD_HEADER: [&str; 23] = [
     "request_id",
     "time",
     "tenant_id",
@@ -180,6 +180,7 @@ const RECORD_HEADER: [&str; 22] = [
     "cache_hit",
     "attempts",
     "stream",
+    "unpriced",
 ];
 
 /// Usage records as CSV with a header row.
@@ -211,6 +212,7 @@ pub fn records_csv(rows: &[UsageRow]) -> String {
             r.cache_hit.to_string(),
             r.attempts.to_string(),
             r.stream.to_string(),
+            r.unpriced.to_string(),
         ]));
     }
     out

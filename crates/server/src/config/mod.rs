@@ -72,6 +72,10 @@ pub struct GovernanceConfig {
     pub audit_file: Option<std::path::PathBuf>,
     pub alert_webhook: Option<String>,
     pub plans: BTreeMap<String, Plan>,
+    /// `governance.unpriced: allow`: a request to a model with no known
+    /// price is admitted under a cost budget at cost 0 (rows flagged
+    /// `unpriced`). Default `deny`: refused while a cost budget applies.
+    pub unpriced_allow: bool,
 }
 
 /// A plan template applied to new tenants.
@@ -118,6 +122,7 @@ impl GovernanceConfig {
             refresh_interval: Duration::from_millis(500),
             alert_webhook: None,
             plans: default_plans(),
+            unpriced_allow: false,
         }
     }
 }
@@ -619,6 +624,15 @@ impl Validator<'_> {
                 },
             );
         }
+        match g.unpriced.as_deref().map(str::trim) {
+            None | Some("deny") => {}
+            Some("allow") => cfg.unpriced_allow = true,
+            Some(other) => self.problem(
+                "governance.unpriced",
+                format!("unknown policy `{other}`"),
+                "use `deny` (default: requests to models with no known price are refused while a cost budget applies) or `allow` (admitted at cost 0, usage rows flagged `unpriced`)",
+            ),
+        }
         Some(cfg)
     }
 
@@ -872,7 +886,11 @@ impl Validator<'_> {
                 d.total,
             ),
         };
-        Some(Provider::new(
+        let default_price = p
+            .default_price
+            .as_ref()
+            .and_then(|r| self.default_price(&format!("{base}.default_price"), r));
+        let mut provider = Provider::new(
             name.to_owned(),
             preset,
             base_url,
@@ -880,7 +898,39 @@ impl Validator<'_> {
             headers,
             api_version,
             timeouts,
-        ))
+        );
+        provider.default_price = default_price;
+        Some(provider)
+    }
+
+    /// `providers.NAME.default_price`: both rates required (a missing one
+    /// would silently bill 0), non-negative.
+    fn default_price(
+        &mut self,
+        path: &str,
+        r: &raw::RawPrice,
+    ) -> Option<switchyard_core::pricing::Price> {
+        let (Some(input), Some(output)) = (r.input, r.output) else {
+            self.problem(
+                path,
+                "`input` and `output` are both required",
+                "give USD per 1M tokens, e.g. `default_price: {input: 5, output: 15}`",
+            );
+            return None;
+        };
+        let cached = r.cached_input.unwrap_or(input);
+        if [input, output, cached]
+            .iter()
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            self.problem(
+                path,
+                "prices must be non-negative numbers",
+                "give USD per 1M tokens, e.g. `input: 2.5`",
+            );
+            return None;
+        }
+        Some(switchyard_core::pricing::Price::new(input, output).with_cached_input(cached))
     }
 
     fn alias(

@@ -248,6 +248,7 @@ fn write(conn: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()> {
             bind(&i64::from(r.cache_hit))?;
             bind(&r.attempts)?;
             bind(&i64::from(r.stream))?;
+            bind(&i64::from(r.unpriced))?;
         }
         st.raw_execute()?;
     }
