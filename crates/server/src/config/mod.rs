@@ -1207,6 +1207,37 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
     })
 }
 
+/// One warning per configured alias with a deployment whose price is
+/// unknown (no `price:`, not in the bundled table, no provider
+/// `default_price`): under a cost budget, requests to it are refused.
+pub fn unpriced_warnings(cfg: &Config) -> Vec<String> {
+    let allow = cfg.governance.as_ref().is_some_and(|g| g.unpriced_allow);
+    cfg.aliases
+        .iter()
+        .filter_map(|a| {
+            let missing: Vec<&Arc<Deployment>> =
+                a.deployments.iter().filter(|d| !d.is_priced()).collect();
+            let first = missing.first()?;
+            let names: Vec<String> = missing
+                .iter()
+                .map(|d| format!("`{}:{}`", d.provider.name, d.model))
+                .collect();
+            let effect = if allow {
+                "requests to it are admitted at cost 0 under cost budgets (`governance.unpriced: allow`)"
+            } else {
+                "under a cost budget requests to it are refused (`governance.unpriced: deny`)"
+            };
+            Some(format!(
+                "models.{}: no known price for {}; {effect}. Price it with `price: {{input: …, output: …}}` (USD per 1M tokens) on the deployment, or `providers.{}.default_price`{}",
+                a.name,
+                names.join(", "),
+                first.provider.name,
+                if allow { "" } else { ", or set `governance.unpriced: allow`" },
+            ))
+        })
+        .collect()
+}
+
 /// Gateway keys from `SWITCHYARD_API_KEYS` (comma-separated) and
 /// `SWITCHYARD_MASTER_KEY`.
 pub fn gateway_keys_from_env(env: EnvFn<'_>) -> Vec<Secret> {
