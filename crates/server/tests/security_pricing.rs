@@ -698,3 +698,46 @@ models:
         "{w:?}"
     );
 }
+
+/// The `switchyard check` command prints those warnings (and the example
+/// config, all priced, has none).
+#[test]
+fn check_command_prints_unpriced_warnings() {
+    let dir = common::db::temp_dir("pricing-cli");
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        "providers:\n  o: { kind: openai, api_key: \"${K}\" }\nmodels:\n  mine: { deployments: [ { provider: o, model: acme-mystery } ] }\n  gpt: { deployments: [ { provider: o, model: gpt-4o } ] }\n",
+    )
+    .unwrap();
+    let run = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .env_clear()
+            .envs([
+                ("K", "k"),
+                ("SWITCHYARD_API_KEY", "gw"),
+                ("OPENAI_API_KEY", "o"),
+                ("ANTHROPIC_API_KEY", "a"),
+                ("GEMINI_API_KEY", "g"),
+            ])
+            .arg("check")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = run(&f);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(warnings[0].contains("models.mine") && warnings[0].contains("`o:acme-mystery`"));
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../switchyard.example.yaml");
+    let out = run(std::path::Path::new(example));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("warning:"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
+}
