@@ -505,6 +505,20 @@ async fn tokens_only_budget_works_for_unpriced_models(db: TestDb) {
         assert!(r.input_tokens > 0, "{r:?}");
         assert_eq!(r.unpriced, r.alias != "cheap", "{r:?}");
     }
+    // Reports count them.
+    let totals = g
+        .store
+        .usage_totals(
+            &UsageFilter {
+                key_id: Some(kid.clone()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    assert_eq!((totals[0].requests, totals[0].unpriced), (3, 2));
 }
 
 /// Every deployment a request may reach must be priced: a fallback, a

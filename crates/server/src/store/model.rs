@@ -290,4 +290,8 @@ pub struct UsageTotals {
     pub output_tokens: i64,
     pub cached_input_tokens: i64,
     pub cost: f64,
+    /// Requests whose model had no price of its own (rows flagged
+    /// `unpriced`: their cost is a `default_price` estimate, or 0).
+    #[serde(default)]
+    pub unpriced: i64,
 }

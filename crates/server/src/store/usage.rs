@@ -239,7 +239,8 @@ fn aggregates() -> String {
          CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
          CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
          CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, \
-         SUM(cost) AS cost"
+         SUM(cost) AS cost, \
+         CAST(SUM(CASE WHEN unpriced <> 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced"
     )
 }
 
@@ -257,6 +258,7 @@ fn totals_from(r: &AnyRow, bucket: bool) -> Result<UsageTotals, StoreError> {
         output_tokens: col::<Option<i64>>(r, "output_tokens")?.unwrap_or(0),
         cached_input_tokens: col::<Option<i64>>(r, "cached_input_tokens")?.unwrap_or(0),
         cost: col::<Option<f64>>(r, "cost")?.unwrap_or(0.0),
+        unpriced: col::<Option<i64>>(r, "unpriced")?.unwrap_or(0),
     })
 }
 
