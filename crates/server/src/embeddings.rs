@@ -53,11 +53,7 @@ async fn inner(
                 worst = worst.max(crate::pipeline::cost_of(d, &usage));
             });
             let unpriced = crate::pipeline::first_unpriced(state, &alias);
-            let cost = match &unpriced {
-                Some(u) => Err(u),
-                None => Ok(worst),
-            };
-            let admission = g.admit(pr, &alias.name, prompt, cost)?;
+            let admission = g.admit(pr, &alias.name, prompt, worst, unpriced.as_ref())?;
             Some(Arc::new(crate::pipeline::Account {
                 principal: pr.clone(),
                 admission,

@@ -262,8 +262,8 @@ async fn chat_inner(
                 Some(ir) => pricing::estimate_prompt_tokens(ir),
                 None => pricing::estimate_tokens_of_bytes(original.len()),
             };
-            let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
-            let admission = gov.admit(p, &alias.name, tokens, cost.as_ref().copied())?;
+            let (tokens, cost, unpriced) = worst_case(state, &alias, prompt, peek.max_tokens);
+            let admission = gov.admit(p, &alias.name, tokens, cost, unpriced.as_ref())?;
             headers.extend(admission.headers.iter().cloned());
             let downgrade = admission.downgrade_to.clone();
             (
@@ -513,14 +513,14 @@ pub(crate) fn first_unpriced(state: &AppState, alias: &Alias) -> Option<Unpriced
 
 /// Worst-case tokens and cost of a request: prompt estimate plus the most
 /// output it may produce, at the highest price among the deployments (and
-/// fallbacks) it may reach. The cost is `Err` when one of them has no known
-/// price: a cost budget then fails closed (`Governance::admit`).
+/// fallbacks) it may reach that have a price; and the first of them with no
+/// known price, if any: a cost budget then fails closed (`Governance::admit`).
 fn worst_case(
     state: &AppState,
     alias: &Alias,
     prompt: u64,
     max_tokens: Option<u64>,
-) -> (u64, Result<f64, Unpriced>) {
+) -> (u64, f64, Option<Unpriced>) {
     let mut worst_out = 0u64;
     let mut worst_cost = 0.0f64;
     let mut unpriced = None;
@@ -544,11 +544,7 @@ fn worst_case(
         };
         worst_cost = worst_cost.max(cost_of(d, &u));
     });
-    let cost = match unpriced {
-        Some(u) => Err(u),
-        None => Ok(worst_cost),
-    };
-    (prompt + worst_out, cost)
+    (prompt + worst_out, worst_cost, unpriced)
 }
 
 /// Does any deployment this alias may use speak another dialect (or need quirks)?

@@ -64,6 +64,7 @@ models:
   mystery: {{ deployments: [ {{ provider: oai, model: acme-mystery-1 }} ] }}
   guarded: {{ deployments: [ {{ provider: oai, model: gpt-4o-mini }} ], fallbacks: [mystery] }}
   cw: {{ deployments: [ {{ provider: oai, model: gpt-4o-mini }} ], context_window_fallback: mystery }}
+  mguard: {{ deployments: [ {{ provider: oai, model: gpt-4o, price: {{ input: 1000, output: 1000 }} }} ], fallbacks: [mystery] }}
   embed: {{ deployments: [ {{ provider: oai, model: text-embedding-3-small }} ] }}
 "#,
         db_url = db.url,
@@ -469,9 +470,12 @@ async fn unpriced_allow_admits_and_flags_rows(db: TestDb) {
         .post("/v1/messages", &key, chat_body("ant/claude-opus-9", false))
         .await;
     assert_eq!(s, 200, "{v}");
-    // Priced models still answer to the budget.
-    let (s, _) = g.chat(&key, "m").await;
-    assert_eq!(s, 429);
+    // Priced models still answer to the budget, also when a fallback is
+    // unpriced: the reservation is the priced deployments' worst case.
+    for alias in ["m", "mguard"] {
+        let (s, v) = g.chat(&key, alias).await;
+        assert_eq!((s, &v["error"]["code"]), (429, &json!("budget_exceeded")));
+    }
     let rows = g.rows_after_shutdown(&kid).await;
     let ok: Vec<_> = rows.iter().filter(|r| r.status == 200).collect();
     assert_eq!(ok.len(), 2, "{rows:?}");

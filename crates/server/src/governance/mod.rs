@@ -395,16 +395,18 @@ impl Governance {
 
     /// Rate limits and budgets for one request, before it is forwarded.
     /// `alias` is what the client asked for; `tokens` the worst-case token
-    /// count and `cost` the worst-case cost of the request, or `Err` when
-    /// a deployment it may reach has no known price: then a budget that
-    /// limits cost refuses it (fails closed) unless `governance.unpriced:
-    /// allow`; tokens-only budgets and limits still apply.
+    /// count and `cost` the worst-case cost of the request (over the
+    /// deployments it may reach that have a price). `unpriced`: one it may
+    /// reach has no known price; then a budget that limits cost refuses it
+    /// (fails closed) unless `governance.unpriced: allow`; tokens-only
+    /// budgets and limits still apply.
     pub fn admit(
         &self,
         p: &Principal,
         alias: &str,
         tokens: u64,
-        cost: Result<f64, &Unpriced>,
+        cost: f64,
+        unpriced: Option<&Unpriced>,
     ) -> Result<Admission, GatewayError> {
         let mut adm = Admission::default();
         if p.master || p.tenant_id.is_none() {
@@ -469,16 +471,12 @@ impl Governance {
                 budget_ids.extend(ids.iter().cloned());
             }
         }
-        let cost = match cost {
-            Ok(c) => c,
-            Err(u) => match self.ledger.cost_budget(&budget_ids) {
-                Some(b) if !self.cfg.unpriced_allow => {
-                    self.undo(&taken, &adm);
-                    return Err(u.refusal(&b));
-                }
-                _ => 0.0,
-            },
-        };
+        if let Some(u) = unpriced.filter(|_| !self.cfg.unpriced_allow) {
+            if let Some(b) = self.ledger.cost_budget(&budget_ids) {
+                self.undo(&taken, &adm);
+                return Err(u.refusal(&b));
+            }
+        }
         if !budget_ids.is_empty() {
             match self.ledger.reserve(
                 &budget_ids,
