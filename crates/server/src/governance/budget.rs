@@ -436,6 +436,36 @@ mod tests {
     }
 
     #[test]
+    fn cost_budgets_are_found_and_unpriced_refusals_say_how_to_price() {
+        let l = Ledger::default();
+        let mut tokens_only = (*budget("t", None, BudgetAction::Block)).clone();
+        tokens_only.max_tokens = Some(1000);
+        l.load(Arc::new(tokens_only), 0.0, 0, 1000);
+        assert!(l.cost_budget(&["t".into(), "missing".into()]).is_none());
+        l.load(budget("c", Some(1.0), BudgetAction::Block), 0.0, 0, 1000);
+        let b = l.cost_budget(&["t".into(), "c".into()]).unwrap();
+        assert_eq!(b.id, "c");
+        let e = Unpriced {
+            provider: "oai".into(),
+            model: "ft:acme:x::y".into(),
+        }
+        .refusal(&b);
+        assert_eq!(e.status.as_u16(), 403);
+        assert_eq!(e.error.code.as_deref(), Some("model_price_unknown"));
+        let m = &e.error.message;
+        for part in [
+            "`ft:acme:x::y`",
+            "`oai`",
+            "budget `c`",
+            "price:",
+            "providers.oai.default_price",
+            "governance.unpriced: allow",
+        ] {
+            assert!(m.contains(part), "{part} not in {m}");
+        }
+    }
+
+    #[test]
     fn a_new_period_starts_from_zero() {
         let l = Ledger::default();
         l.load(
