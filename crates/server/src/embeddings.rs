@@ -46,12 +46,14 @@ async fn inner(
                 input_tokens: prompt,
                 ..Default::default()
             };
-            let worst = alias
-                .deployments
-                .iter()
-                .map(|d| crate::pipeline::cost_of(d, &usage))
-                .fold(0.0, f64::max);
-            let admission = g.admit(pr, &alias.name, prompt, worst)?;
+            // The most expensive deployment it may reach (fallbacks
+            // included); an unpriced one fails closed under a cost budget.
+            let mut worst = 0.0f64;
+            crate::pipeline::each_reachable(state, &alias, |d| {
+                worst = worst.max(crate::pipeline::cost_of(d, &usage));
+            });
+            let unpriced = crate::pipeline::first_unpriced(state, &alias);
+            let admission = g.admit(pr, &alias.name, prompt, worst, unpriced.as_ref())?;
             Some(Arc::new(crate::pipeline::Account {
                 principal: pr.clone(),
                 admission,

@@ -241,6 +241,9 @@ fn check(file: Option<PathBuf>) -> anyhow::Result<()> {
             .collect();
         println!("  {} → {}", a.name, targets.join(", "));
     }
+    for w in config::unpriced_warnings(&cfg) {
+        println!("warning: {w}");
+    }
     Ok(())
 }
 

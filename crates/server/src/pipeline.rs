@@ -12,7 +12,7 @@ use crate::attempt::{self, Failure, Slot};
 use crate::cache::Directive;
 use crate::codec::{self, StreamDecoder, StreamEncoder};
 use crate::error::GatewayError;
-use crate::governance::{Admission, Governance, Principal};
+use crate::governance::{Admission, Governance, Principal, Unpriced};
 use crate::peek;
 use crate::routing::{Alias, Deployment};
 use crate::state::AppState;
@@ -100,14 +100,22 @@ pub struct Account {
 }
 
 /// The price of a deployment's usage: the configured price, else the
-/// bundled table, else zero (unknown models are not billed by guess).
+/// bundled table, else the provider's `default_price`, else zero (unknown
+/// models are not billed by guess: their rows are flagged `unpriced`, and
+/// a cost budget refuses them at admission, see [`worst_case`]).
 pub fn cost_of(dep: &Deployment, usage: &Usage) -> f64 {
     match dep.price {
         Some(p) => pricing::cost_with(
             &pricing::Price::new(p.input, p.output).with_cached_input(p.cached_input),
             usage,
         ),
-        None => dep.table_price().map_or(0.0, |m| pricing::cost(m, usage)),
+        None => match dep.table_price() {
+            Some(m) => pricing::cost(m, usage),
+            None => dep
+                .provider
+                .default_price
+                .map_or(0.0, |p| pricing::cost_with(&p, usage)),
+        },
     }
 }
 
@@ -174,6 +182,7 @@ impl Meta {
             input_tokens: i64::try_from(prompt).unwrap_or(i64::MAX),
             cost: cost_of(dep, &usage),
             attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
+            unpriced: !dep.has_own_price(),
         });
     }
 
@@ -229,6 +238,7 @@ impl Meta {
             key_id: p.and_then(|p| p.key_id.clone()),
             cost,
             estimated,
+            unpriced: !self.cache_hit && d.is_some_and(|d| !d.has_own_price()),
             request_id: self.request_id.to_string(),
             time: SystemTime::now(),
             alias: self.alias.to_string(),
@@ -303,8 +313,8 @@ async fn chat_inner(
                 Some(ir) => pricing::estimate_prompt_tokens(ir),
                 None => pricing::estimate_tokens_of_bytes(original.len()),
             };
-            let (tokens, cost) = worst_case(state, &alias, prompt, peek.max_tokens);
-            let admission = gov.admit(p, &alias.name, tokens, cost)?;
+            let (tokens, cost, unpriced) = worst_case(state, &alias, prompt, peek.max_tokens);
+            let admission = gov.admit(p, &alias.name, tokens, cost, unpriced.as_ref())?;
             headers.extend(admission.headers.iter().cloned());
             let downgrade = admission.downgrade_to.clone();
             (
@@ -353,6 +363,17 @@ async fn chat_inner(
     // A refusal from here on is recorded (and its reservations settled).
     let refuse = |e: GatewayError| meta.refuse(&state.usage, e);
     if let Some(a) = downgrade.and_then(|to| state.router.alias(&to)) {
+        // The reservation priced the alias asked for: under a cost budget
+        // the downgrade target must have a known price too.
+        let cost_budget = meta
+            .account
+            .as_ref()
+            .and_then(|a| a.admission.cost_budget.as_ref());
+        if let Some(b) = cost_budget {
+            if let Some(u) = first_unpriced(state, &a) {
+                return Err(refuse(u.refusal(b)));
+            }
+        }
         tracing::info!(from = %alias.name, to = %a.name, "budget exhausted: downgrading");
         alias = a;
         ir = decode(&alias, original).map_err(refuse)?;
@@ -527,36 +548,64 @@ pub(crate) fn authorize(p: &Principal, model: &str) -> Result<(), GatewayError> 
     Ok(())
 }
 
+/// Every deployment a request to `alias` may reach: its own, then those of
+/// its fallback, context-window and content-policy fallback aliases (the
+/// attempt loop does not follow a fallback's own fallbacks).
+pub(crate) fn each_reachable(state: &AppState, alias: &Alias, mut f: impl FnMut(&Arc<Deployment>)) {
+    alias.deployments.iter().for_each(&mut f);
+    for a in state.router.fallback_aliases(alias) {
+        a.deployments.iter().for_each(&mut f);
+    }
+}
+
+/// The first deployment `alias` may reach whose cost cannot be computed.
+pub(crate) fn first_unpriced(state: &AppState, alias: &Alias) -> Option<Unpriced> {
+    let mut found = None;
+    each_reachable(state, alias, |d| {
+        if found.is_none() && !d.is_priced() {
+            found = Some(Unpriced {
+                provider: d.provider.name.clone(),
+                model: d.model.clone(),
+            });
+        }
+    });
+    found
+}
+
 /// Worst-case tokens and cost of a request: prompt estimate plus the most
 /// output it may produce, at the highest price among the deployments (and
-/// fallbacks) it may reach.
-fn worst_case(state: &AppState, alias: &Alias, prompt: u64, max_tokens: Option<u64>) -> (u64, f64) {
-    let mut deps: Vec<&Arc<Deployment>> = alias.deployments.iter().collect();
-    let fallbacks: Vec<Arc<Alias>> = alias
-        .fallbacks
-        .iter()
-        .filter_map(|f| state.router.alias(f))
-        .collect();
-    for f in &fallbacks {
-        deps.extend(f.deployments.iter());
-    }
+/// fallbacks) it may reach that have a price; and the first of them with no
+/// known price, if any: a cost budget then fails closed (`Governance::admit`).
+fn worst_case(
+    state: &AppState,
+    alias: &Alias,
+    prompt: u64,
+    max_tokens: Option<u64>,
+) -> (u64, f64, Option<Unpriced>) {
     let mut worst_out = 0u64;
     let mut worst_cost = 0.0f64;
-    for d in deps {
+    let mut unpriced = None;
+    each_reachable(state, alias, |d| {
         let table = d.table_price();
         let out = pricing::max_output_tokens(
             max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
             table,
         );
         worst_out = worst_out.max(out);
+        if unpriced.is_none() && !d.is_priced() {
+            unpriced = Some(Unpriced {
+                provider: d.provider.name.clone(),
+                model: d.model.clone(),
+            });
+        }
         let u = Usage {
             input_tokens: prompt,
             output_tokens: out,
             ..Usage::default()
         };
         worst_cost = worst_cost.max(cost_of(d, &u));
-    }
-    (prompt + worst_out, worst_cost)
+    });
+    (prompt + worst_out, worst_cost, unpriced)
 }
 
 /// Does any deployment this alias may use speak another dialect (or need quirks)?

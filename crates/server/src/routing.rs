@@ -142,6 +142,20 @@ impl Deployment {
         })
     }
 
+    /// Does this deployment have a price of its own: a configured `price:`
+    /// or an entry in the bundled table? `false` means its cost is the
+    /// provider's `default_price` (if the operator set one) or unknown;
+    /// usage rows flag it (`unpriced`).
+    pub fn has_own_price(&self) -> bool {
+        self.price.is_some() || self.table_price().is_some()
+    }
+
+    /// Can this deployment's cost be computed at all (own price, or the
+    /// provider's `default_price`)?
+    pub fn is_priced(&self) -> bool {
+        self.has_own_price() || self.provider.default_price.is_some()
+    }
+
     /// The upstream chat URL for this deployment (parsed on first use).
     pub fn chat_uri(&self, stream: bool) -> Result<http::Uri, String> {
         self.chat_uris[usize::from(stream)]

@@ -40,6 +40,10 @@ pub struct UsageRecord {
     pub cost: f64,
     /// Usage was estimated because the provider reported none.
     pub estimated: bool,
+    /// The deployment's model has no price of its own (no deployment
+    /// `price:`, not in the bundled table): `cost` is the provider's
+    /// `default_price` estimate, or 0 when there is none.
+    pub unpriced: bool,
     /// Answered from the response cache (no upstream call, no cost).
     pub cache_hit: bool,
 }
@@ -74,6 +78,7 @@ impl UsageRecord {
             cached_input_tokens: i64::try_from(u.cached_input_tokens).unwrap_or(i64::MAX),
             cost: self.cost,
             estimated: self.estimated,
+            unpriced: self.unpriced,
             latency_ms: self.latency.as_secs_f64() * 1000.0,
             ttft_ms: self.ttft.map(|d| d.as_secs_f64() * 1000.0),
             status: i32::from(self.status),

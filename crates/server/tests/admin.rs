@@ -372,7 +372,7 @@ async fn lifecycle(db: &Db) {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "model,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost"
+        "model,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost,unpriced"
     );
     assert!(lines[1].starts_with("gpt,2,0,"), "{csv}");
     let recs = api

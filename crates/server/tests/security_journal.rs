@@ -481,6 +481,7 @@ fn row(id: &str, tenant: &str, cost: f64) -> switchyard_server::store::UsageRow 
         cache_hit: false,
         attempts: 1,
         stream: false,
+        unpriced: false,
     }
 }
 

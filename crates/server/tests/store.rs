@@ -311,6 +311,7 @@ fn usage_row(id: &str, ts: Millis) -> UsageRow {
         cache_hit: false,
         attempts: 1,
         stream: true,
+        unpriced: false,
     }
 }
 
@@ -354,6 +355,7 @@ fn varied_rows(n: usize, seed: u64, t0: Millis) -> Vec<UsageRow> {
                 cache_hit: rng.one_in(5),
                 attempts: 1 + (rng.next() % 3) as i32,
                 stream: rng.one_in(2),
+                unpriced: i % 9 == 0,
             }
         })
         .collect()

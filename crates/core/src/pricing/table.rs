@@ -217,6 +217,14 @@ const SEARCH_ORDER: &[&str] = &[
 /// `gpt-4o-2024-08-06` → `gpt-4o`, while the separately priced
 /// `gpt-4o-2024-05-13` keeps its own entry. Claude names written with dots
 /// (`claude-sonnet-4.5`, OpenRouter style) are read with dashes.
+///
+/// Fine-tuned models named `ft:BASE:…` (OpenAI's
+/// `ft:gpt-4o-2024-08-06:org::id` and `ft:gpt-4o-mini-2024-07-18:org:suffix:id`,
+/// and Mistral's `ft:open-mistral-7b:…`) resolve to `BASE`'s entry: the base
+/// model is unambiguous in that naming. Providers may bill fine-tuned
+/// inference above the base rate; configure a deployment `price:` to be exact.
+/// Other fine-tune namings (Azure deployment names, Gemini `tunedModels/…`,
+/// hosted LoRA names) do not name a base and stay unpriced.
 pub fn lookup(provider_kind: &str, model: &str) -> Option<&'static ModelPrice> {
     let t = table();
     let lowered = model.trim().to_ascii_lowercase();
@@ -248,7 +256,7 @@ fn find_in(t: &'static Table, provider: &str, name: &str) -> Option<&'static Mod
     let p = t.provider(provider)?;
     let get = |n: &str| p.index.get(n).and_then(|&i| p.models.get(i));
     let dashed;
-    let mut n = name;
+    let mut n = fine_tune_base(name).unwrap_or(name);
     if provider == "anthropic" && n.starts_with("claude") && n.contains('.') {
         dashed = n.replace('.', "-");
         n = &dashed;
@@ -262,6 +270,13 @@ fn find_in(t: &'static Table, provider: &str, name: &str) -> Option<&'static Mod
         n = strip_suffix(n)?;
     }
     None
+}
+
+/// `BASE` of a fine-tuned model named `ft:BASE:…` (or `ft:BASE`).
+pub(super) fn fine_tune_base(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("ft:")?;
+    let base = rest.split(':').next().unwrap_or_default();
+    (!base.is_empty()).then_some(base)
 }
 
 /// One version-ish suffix off the end of `n`, or `None` when none is left.

@@ -280,6 +280,61 @@ fn unknown_names_and_foreign_models() {
     assert_eq!(id("openai", "gpt-4o-audio-preview"), None);
 }
 
+#[test]
+fn fine_tuned_models_resolve_to_their_base() {
+    // OpenAI: `ft:BASE:org::id` and `ft:BASE:org:suffix:id`.
+    assert_eq!(
+        id("openai", "ft:gpt-4o-2024-08-06:acme::abc123"),
+        some("openai", "gpt-4o")
+    );
+    assert_eq!(
+        id("openai", "ft:gpt-4o-mini-2024-07-18:acme:support-bot:9xYz"),
+        some("openai", "gpt-4o-mini")
+    );
+    // The separately priced dated snapshot keeps its own entry.
+    assert_eq!(
+        id("openai", "ft:gpt-4o-2024-05-13:acme::x"),
+        some("openai", "gpt-4o-2024-05-13")
+    );
+    // Azure bills at OpenAI's table; aggregators with a vendor prefix too.
+    assert_eq!(
+        id("azure", "FT:GPT-4O-2024-08-06:acme::abc123"),
+        some("openai", "gpt-4o")
+    );
+    assert_eq!(
+        id("openrouter", "openai/ft:gpt-4o-mini:acme::1"),
+        some("openai", "gpt-4o-mini")
+    );
+    // Mistral's fine-tunes use the same `ft:BASE:…` form.
+    assert_eq!(
+        id(
+            "mistral",
+            "ft:mistral-large-2411:587a6b29:20240514:7e773925"
+        ),
+        some("mistral", "mistral-large-2411")
+    );
+    // No base, or an unknown base: unpriced (never a guess).
+    assert_eq!(id("openai", "ft::acme::abc123"), None);
+    assert_eq!(id("openai", "ft:"), None);
+    assert_eq!(id("openai", "ft:totally-unknown-base:acme::abc"), None);
+    assert_eq!(id("openai", "ft"), None);
+}
+
+#[test]
+fn made_up_names_stay_unpriced() {
+    for (kind, model) in [
+        ("openai", "totally-unpriced-model"),
+        ("anthropic", "claude-opus-9"),
+        ("anthropic", "claude-opus-9-20990101"),
+        ("openai", "gpt-99"),
+        ("gemini", "gemini-99-ultra"),
+        ("openrouter", "acme/secret-model"),
+        ("openai", "ft:acme-model:x::y"),
+    ] {
+        assert_eq!(id(kind, model), None, "{kind}/{model}");
+    }
+}
+
 // ------------------------------------------------------------------- costs
 
 #[test]

@@ -72,6 +72,10 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Label shown in listings ("demo" for the built-in mocks).
     pub label: Option<String>,
+    /// The operator's price for this provider's models that have neither a
+    /// deployment price nor an entry in the bundled table
+    /// (`providers.NAME.default_price`).
+    pub default_price: Option<crate::pricing::Price>,
     next_key: AtomicUsize,
     /// Per key: until when (ms since `epoch`) it is out of rotation.
     key_disabled_until: Vec<AtomicU64>,
@@ -119,6 +123,7 @@ impl Provider {
             quirks: preset.quirks.clone(),
             timeouts,
             label: None,
+            default_price: None,
             next_key: AtomicUsize::new(0),
             key_disabled_until: keys.iter().map(|_| AtomicU64::new(0)).collect(),
             prepared,

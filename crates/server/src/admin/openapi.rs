@@ -83,6 +83,7 @@ pub fn schemas() -> Map<String, Value> {
         "bucket_start": opt_ms(), "requests": s("integer"), "errors": s("integer"),
         "input_tokens": s("integer"), "output_tokens": s("integer"),
         "cached_input_tokens": s("integer"), "cost": s("number"),
+        "unpriced": {"type": "integer", "description": "Requests whose model had no price of its own"},
     });
     let record = json!({
         "request_id": s("string"), "ts": ms(), "tenant_id": opt("string"),
@@ -92,7 +93,7 @@ pub fn schemas() -> Map<String, Value> {
         "cached_input_tokens": s("integer"), "cost": s("number"), "estimated": s("boolean"),
         "latency_ms": s("number"), "ttft_ms": opt("number"), "status": s("integer"),
         "error_class": opt("string"), "cache_hit": s("boolean"), "attempts": s("integer"),
-        "stream": s("boolean"),
+        "stream": s("boolean"), "unpriced": s("boolean"),
     });
     let all = |v: &Value| -> Vec<String> {
         v.as_object()

@@ -119,13 +119,14 @@ fn csv_line(fields: &[String]) -> String {
     l
 }
 
-const TOTALS_HEADER: [&str; 6] = [
+const TOTALS_HEADER: [&str; 7] = [
     "requests",
     "errors",
     "input_tokens",
     "output_tokens",
     "cached_input_tokens",
     "cost",
+    "unpriced",
 ];
 
 /// Totals (or a series) as CSV with a header row. The first column is the
@@ -151,13 +152,14 @@ pub fn totals_csv(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) ->
             r.output_tokens.to_string(),
             r.cached_input_tokens.to_string(),
             format!("{:.6}", r.cost),
+            r.unpriced.to_string(),
         ]);
         out.push_str(&csv_line(&f));
     }
     out
 }
 
-const RECORD_HEADER: [&str; 22] = [
+const RECORD_HEADER: [&str; 23] = [
     "request_id",
     "time",
     "tenant_id",
@@ -180,6 +182,7 @@ const RECORD_HEADER: [&str; 22] = [
     "cache_hit",
     "attempts",
     "stream",
+    "unpriced",
 ];
 
 /// Usage records as CSV with a header row.
@@ -211,6 +214,7 @@ pub fn records_csv(rows: &[UsageRow]) -> String {
             r.cache_hit.to_string(),
             r.attempts.to_string(),
             r.stream.to_string(),
+            r.unpriced.to_string(),
         ]));
     }
     out
@@ -232,6 +236,7 @@ pub fn totals_table(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) 
             "OUTPUT",
             "CACHED",
             "COST (USD)",
+            "UNPRICED",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -254,6 +259,7 @@ pub fn totals_table(rows: &[UsageTotals], group: Option<GroupBy>, series: bool) 
             r.output_tokens.to_string(),
             r.cached_input_tokens.to_string(),
             format!("{:.6}", r.cost),
+            r.unpriced.to_string(),
         ]);
         lines.push(l);
     }

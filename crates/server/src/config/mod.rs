@@ -86,6 +86,10 @@ pub struct GovernanceConfig {
     /// How often the journal is fsync'd (power loss; a process kill loses
     /// nothing written). Default 1 s.
     pub journal_fsync_interval: Duration,
+    /// `governance.unpriced: allow`: a request to a model with no known
+    /// price is admitted under a cost budget at cost 0 (rows flagged
+    /// `unpriced`). Default `deny`: refused while a cost budget applies.
+    pub unpriced_allow: bool,
 }
 
 /// A plan template applied to new tenants.
@@ -135,6 +139,7 @@ impl GovernanceConfig {
             security_events: crate::store::SecurityLimits::default(),
             journal: true,
             journal_fsync_interval: Duration::from_secs(1),
+            unpriced_allow: false,
         }
     }
 }
@@ -723,6 +728,15 @@ impl Validator<'_> {
                 },
             );
         }
+        match g.unpriced.as_deref().map(str::trim) {
+            None | Some("deny") => {}
+            Some("allow") => cfg.unpriced_allow = true,
+            Some(other) => self.problem(
+                "governance.unpriced",
+                format!("unknown policy `{other}`"),
+                "use `deny` (default: requests to models with no known price are refused while a cost budget applies) or `allow` (admitted at cost 0, usage rows flagged `unpriced`)",
+            ),
+        }
         Some(cfg)
     }
 
@@ -976,7 +990,11 @@ impl Validator<'_> {
                 d.total,
             ),
         };
-        Some(Provider::new(
+        let default_price = p
+            .default_price
+            .as_ref()
+            .and_then(|r| self.default_price(&format!("{base}.default_price"), r));
+        let mut provider = Provider::new(
             name.to_owned(),
             preset,
             base_url,
@@ -984,7 +1002,39 @@ impl Validator<'_> {
             headers,
             api_version,
             timeouts,
-        ))
+        );
+        provider.default_price = default_price;
+        Some(provider)
+    }
+
+    /// `providers.NAME.default_price`: both rates required (a missing one
+    /// would silently bill 0), non-negative.
+    fn default_price(
+        &mut self,
+        path: &str,
+        r: &raw::RawPrice,
+    ) -> Option<switchyard_core::pricing::Price> {
+        let (Some(input), Some(output)) = (r.input, r.output) else {
+            self.problem(
+                path,
+                "`input` and `output` are both required",
+                "give USD per 1M tokens, e.g. `default_price: {input: 5, output: 15}`",
+            );
+            return None;
+        };
+        let cached = r.cached_input.unwrap_or(input);
+        if [input, output, cached]
+            .iter()
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            self.problem(
+                path,
+                "prices must be non-negative numbers",
+                "give USD per 1M tokens, e.g. `input: 2.5`",
+            );
+            return None;
+        }
+        Some(switchyard_core::pricing::Price::new(input, output).with_cached_input(cached))
     }
 
     fn alias(
@@ -1265,6 +1315,37 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
                 .map(Secret::new),
         },
     })
+}
+
+/// One warning per configured alias with a deployment whose price is
+/// unknown (no `price:`, not in the bundled table, no provider
+/// `default_price`): under a cost budget, requests to it are refused.
+pub fn unpriced_warnings(cfg: &Config) -> Vec<String> {
+    let allow = cfg.governance.as_ref().is_some_and(|g| g.unpriced_allow);
+    cfg.aliases
+        .iter()
+        .filter_map(|a| {
+            let missing: Vec<&Arc<Deployment>> =
+                a.deployments.iter().filter(|d| !d.is_priced()).collect();
+            let first = missing.first()?;
+            let names: Vec<String> = missing
+                .iter()
+                .map(|d| format!("`{}:{}`", d.provider.name, d.model))
+                .collect();
+            let effect = if allow {
+                "requests to it are admitted at cost 0 under cost budgets (`governance.unpriced: allow`)"
+            } else {
+                "under a cost budget requests to it are refused (`governance.unpriced: deny`)"
+            };
+            Some(format!(
+                "models.{}: no known price for {}; {effect}. Price it with `price: {{input: …, output: …}}` (USD per 1M tokens) on the deployment, or `providers.{}.default_price`{}",
+                a.name,
+                names.join(", "),
+                first.provider.name,
+                if allow { "" } else { ", or set `governance.unpriced: allow`" },
+            ))
+        })
+        .collect()
 }
 
 /// Gateway keys from `SWITCHYARD_API_KEYS` (comma-separated) and

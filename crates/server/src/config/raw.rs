@@ -102,6 +102,9 @@ pub struct RawGovernance {
     /// Plan templates (override or add to basic / professional / enterprise).
     #[serde(default)]
     pub plans: BTreeMap<String, RawPlan>,
+    /// Requests to models with no known price under a cost budget: `deny`
+    /// (default: refused) or `allow` (admitted at cost 0, rows flagged).
+    pub unpriced: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -219,6 +222,9 @@ pub struct RawProvider {
     /// Breaker settings for this provider's deployments.
     pub breaker: Option<RawBreaker>,
     pub health_check: Option<RawHealthCheck>,
+    /// USD per 1M tokens for this provider's models that have no deployment
+    /// `price:` and are not in the bundled table (default: none, unpriced).
+    pub default_price: Option<RawPrice>,
 }
 
 #[derive(Debug, Default, Deserialize)]

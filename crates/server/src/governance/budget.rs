@@ -9,9 +9,42 @@
 //! does either. Exact on one replica; across replicas the ledger must move to
 //! a shared store (documented limitation).
 
+use crate::error::GatewayError;
 use crate::store::{Budget, BudgetAction, Millis};
 use crate::FastMap;
 use std::sync::{Arc, Mutex};
+use switchyard_core::ir::{ApiError, ErrorKind};
+
+/// A request whose worst-case cost cannot be computed: a deployment it may
+/// reach (its alias's, a fallback's) has no known price. Under a cost budget
+/// it fails closed (refused, see [`Unpriced::refusal`]) unless
+/// `governance.unpriced: allow`.
+#[derive(Debug, Clone)]
+pub struct Unpriced {
+    /// The configured provider name (`providers.NAME`).
+    pub provider: String,
+    /// The upstream model name.
+    pub model: String,
+}
+
+impl Unpriced {
+    /// The 403 `model_price_unknown` refusal under `budget`, naming the model
+    /// and the ways to price it.
+    pub fn refusal(&self, budget: &Budget) -> GatewayError {
+        let (p, m) = (&self.provider, &self.model);
+        let mut e = ApiError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "The price of model `{m}` (provider `{p}`) is unknown, and the {} budget `{}` limits cost, so the request is refused rather than run unmetered. To price it, add `price: {{input: …, output: …}}` (USD per 1M tokens) to its deployment in the config, or set `providers.{p}.default_price`; or set `governance.unpriced: allow` to admit unpriced models at cost 0 (usage rows flagged `unpriced`).",
+                budget.scope.as_str(),
+                budget.id,
+            ),
+        )
+        .with_code("model_price_unknown");
+        e.param = Some("model".into());
+        GatewayError::new(403, e)
+    }
+}
 
 /// One budget's running totals for its current period.
 #[derive(Debug, Clone)]
@@ -185,6 +218,16 @@ impl Ledger {
             }
         }
         out
+    }
+
+    /// The first of these budgets that limits cost (USD), if any.
+    pub fn cost_budget(&self, budget_ids: &[String]) -> Option<Arc<Budget>> {
+        let map = self.lock();
+        budget_ids
+            .iter()
+            .filter_map(|id| map.get(id))
+            .find(|a| a.budget.max_cost.is_some())
+            .map(|a| a.budget.clone())
     }
 
     /// (spent cost, spent tokens, reserved cost) of a budget, for reports.
@@ -390,6 +433,36 @@ mod tests {
         );
         let r = l.reserve(&["d".into()], 0.5, 0, 1000).unwrap();
         assert!(r.downgrade.is_some());
+    }
+
+    #[test]
+    fn cost_budgets_are_found_and_unpriced_refusals_say_how_to_price() {
+        let l = Ledger::default();
+        let mut tokens_only = (*budget("t", None, BudgetAction::Block)).clone();
+        tokens_only.max_tokens = Some(1000);
+        l.load(Arc::new(tokens_only), 0.0, 0, 1000);
+        assert!(l.cost_budget(&["t".into(), "missing".into()]).is_none());
+        l.load(budget("c", Some(1.0), BudgetAction::Block), 0.0, 0, 1000);
+        let b = l.cost_budget(&["t".into(), "c".into()]).unwrap();
+        assert_eq!(b.id, "c");
+        let e = Unpriced {
+            provider: "oai".into(),
+            model: "ft:acme:x::y".into(),
+        }
+        .refusal(&b);
+        assert_eq!(e.status.as_u16(), 403);
+        assert_eq!(e.error.code.as_deref(), Some("model_price_unknown"));
+        let m = &e.error.message;
+        for part in [
+            "`ft:acme:x::y`",
+            "`oai`",
+            "budget `c`",
+            "price:",
+            "providers.oai.default_price",
+            "governance.unpriced: allow",
+        ] {
+            assert!(m.contains(part), "{part} not in {m}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cache;
 pub mod keys;
 mod ratelimit;
 
+pub use budget::Unpriced;
 pub use budget::{parse_span, period_bounds, Crossing, Exhausted, Hold, Ledger};
 pub use ratelimit::{Decision, Limiters};
 
@@ -89,6 +90,9 @@ pub struct Admission {
     holds: Vec<Hold>,
     /// A downgrade budget is exhausted: serve this alias instead.
     pub downgrade_to: Option<String>,
+    /// With `downgrade_to`: a budget that limits cost applies (the first
+    /// one), so the downgrade alias must be priced too (`Unpriced`).
+    pub cost_budget: Option<Arc<store::Budget>>,
     settled: std::sync::atomic::AtomicBool,
 }
 
@@ -503,13 +507,18 @@ impl Governance {
 
     /// Rate limits and budgets for one request, before it is forwarded.
     /// `alias` is what the client asked for; `tokens` the worst-case token
-    /// count and `cost` the worst-case cost of the request.
+    /// count and `cost` the worst-case cost of the request (over the
+    /// deployments it may reach that have a price). `unpriced`: one it may
+    /// reach has no known price; then a budget that limits cost refuses it
+    /// (fails closed) unless `governance.unpriced: allow`; tokens-only
+    /// budgets and limits still apply.
     pub fn admit(
         &self,
         p: &Principal,
         alias: &str,
         tokens: u64,
         cost: f64,
+        unpriced: Option<&Unpriced>,
     ) -> Result<Admission, GatewayError> {
         let mut adm = Admission::default();
         if p.master || p.tenant_id.is_none() {
@@ -574,6 +583,12 @@ impl Governance {
                 budget_ids.extend(ids.iter().cloned());
             }
         }
+        if let Some(u) = unpriced.filter(|_| !self.cfg.unpriced_allow) {
+            if let Some(b) = self.ledger.cost_budget(&budget_ids) {
+                self.undo(&taken, &adm);
+                return Err(u.refusal(&b));
+            }
+        }
         if !budget_ids.is_empty() {
             match self.ledger.reserve(
                 &budget_ids,
@@ -587,6 +602,9 @@ impl Governance {
                         .downgrade
                         .and_then(|x| x.budget.downgrade_alias.clone())
                         .filter(|a| a != alias);
+                    if adm.downgrade_to.is_some() && !self.cfg.unpriced_allow {
+                        adm.cost_budget = self.ledger.cost_budget(&budget_ids);
+                    }
                 }
                 Err(x) => {
                     self.undo(&taken, &adm);

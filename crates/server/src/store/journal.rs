@@ -125,6 +125,9 @@ pub struct Started<'a> {
     pub input_tokens: i64,
     pub cost: f64,
     pub attempt: i32,
+    /// The deployment has no price of its own (see `UsageRow::unpriced`).
+    #[serde(default)]
+    pub unpriced: bool,
 }
 
 /// A journal line.
@@ -508,6 +511,7 @@ pub fn interrupted_row(s: Started<'static>) -> UsageRow {
         cache_hit: false,
         attempts: s.attempt,
         stream: s.stream,
+        unpriced: s.unpriced,
     }
 }
 
@@ -539,6 +543,7 @@ mod tests {
             cache_hit: false,
             attempts: 1,
             stream: false,
+            unpriced: false,
         }
     }
 
@@ -558,6 +563,7 @@ mod tests {
             input_tokens: 42,
             cost: 0.25,
             attempt: 1,
+            unpriced: false,
         }
     }
 

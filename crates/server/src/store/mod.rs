@@ -76,7 +76,8 @@ macro_rules! usage_cols {
     () => {
         "request_id, ts, tenant_id, user_id, key_id, alias, provider, deployment, \
          upstream_model, ingress, input_tokens, output_tokens, cached_input_tokens, cost, \
-         estimated, latency_ms, ttft_ms, status, error_class, cache_hit, attempts, stream"
+         estimated, latency_ms, ttft_ms, status, error_class, cache_hit, attempts, stream, \
+         unpriced"
     };
 }
 

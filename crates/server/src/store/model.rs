@@ -222,6 +222,11 @@ pub struct UsageRow {
     pub cache_hit: bool,
     pub attempts: i32,
     pub stream: bool,
+    /// The model had no price of its own (no deployment `price:`, not in
+    /// the bundled table): `cost` is the provider's `default_price`
+    /// estimate, or 0. Absent in spool files written before the column.
+    #[serde(default)]
+    pub unpriced: bool,
 }
 
 /// One admin action or security event.
@@ -285,4 +290,8 @@ pub struct UsageTotals {
     pub output_tokens: i64,
     pub cached_input_tokens: i64,
     pub cost: f64,
+    /// Requests whose model had no price of its own (rows flagged
+    /// `unpriced`: their cost is a `default_price` estimate, or 0).
+    #[serde(default)]
+    pub unpriced: i64,
 }

@@ -1,5 +1,5 @@
 //! Usage inserts into PostgreSQL: a whole batch in one statement,
-//! `INSERT … SELECT … FROM UNNEST($1, …, $22)`, one array per column.
+//! `INSERT … SELECT … FROM UNNEST($1, …, $23)`, one array per column.
 //!
 //! sqlx's Any driver (the rest of the store) binds no arrays, so this path
 //! has its own native pool of one connection (see `Store::usage`). Against
@@ -33,7 +33,8 @@ macro_rules! unnest_insert {
             ") SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], \
              $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
              $11::int8[], $12::int8[], $13::int8[], $14::float8[], $15::int2[], $16::float8[], \
-             $17::float8[], $18::int4[], $19::text[], $20::int2[], $21::int4[], $22::int2[])"
+             $17::float8[], $18::int4[], $19::text[], $20::int2[], $21::int4[], $22::int2[], \
+             $23::int2[])"
         )
     };
 }
@@ -110,6 +111,7 @@ async fn insert(pool: &sqlx::PgPool, rows: &[UsageRow], dup: OnDuplicate) -> sql
         .bind(col(rows, |r| i16::from(r.cache_hit)))
         .bind(col(rows, |r| r.attempts))
         .bind(col(rows, |r| i16::from(r.stream)))
+        .bind(col(rows, |r| i16::from(r.unpriced)))
         .execute(pool)
         .await?;
     Ok(())
@@ -125,8 +127,8 @@ mod tests {
             INSERT_SKIP.strip_suffix(" ON CONFLICT (request_id) DO NOTHING"),
             Some(INSERT)
         );
-        // 22 columns, 22 arrays.
-        assert_eq!(INSERT.matches("::").count(), 22);
+        // 23 columns, 23 arrays.
+        assert_eq!(INSERT.matches("::").count(), 23);
         assert_eq!(sql(OnDuplicate::Fail), INSERT);
         assert!(INSERT.starts_with("INSERT INTO usage_log (request_id, ts, tenant_id,"));
     }

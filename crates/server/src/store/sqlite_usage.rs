@@ -8,7 +8,7 @@
 //! sqlx's plumbing rather than SQLite's own work (callgrind, governed
 //! driver: ~29k instructions a row across sqlx's thread and the runtime's,
 //! ~22k here). Through sqlx's `Any` driver each
-//! of a row's 22 values is boxed into `AnyArguments`, converted to SQLite
+//! of a row's 23 values is boxed into `AnyArguments`, converted to SQLite
 //! arguments, copied again to become `'static` for sqlx's connection
 //! thread, sent there over a channel, bound with a copy, and unbound with
 //! `sqlite3_clear_bindings` on reset. Here a batch is one `BEGIN
@@ -248,6 +248,7 @@ fn write(conn: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()> {
             bind(&i64::from(r.cache_hit))?;
             bind(&r.attempts)?;
             bind(&i64::from(r.stream))?;
+            bind(&i64::from(r.unpriced))?;
         }
         st.raw_execute()?;
     }

@@ -8,10 +8,10 @@ use super::{
 use sqlx::any::AnyRow;
 
 const USAGE_COLS: &str = usage_cols!();
-const USAGE_NCOLS: usize = 22;
+const USAGE_NCOLS: usize = 23;
 /// Index of `ttft_ms` in [`USAGE_COLS`].
 const TTFT_COL: usize = 16;
-/// Rows per INSERT statement (22 parameters each); see [`CHUNK_SIZES`] for
+/// Rows per INSERT statement (23 parameters each); see [`CHUNK_SIZES`] for
 /// the shorter rest of a batch. Not larger: a
 /// prepared statement's program grows with its parameters, and every pooled
 /// connection that runs it keeps its own copy for the life of the process.
@@ -103,7 +103,7 @@ fn bind_opt_text<'q>(q: AnyQuery<'q>, s: &'q Option<String>) -> AnyQuery<'q> {
     }
 }
 
-/// Bind one row's 22 values, in [`USAGE_COLS`] order.
+/// Bind one row's 23 values, in [`USAGE_COLS`] order.
 fn bind_usage_row<'q>(q: AnyQuery<'q>, r: &'q UsageRow) -> AnyQuery<'q> {
     let q = bind_text(q, &r.request_id).bind(r.ts);
     let q = bind_opt_text(q, &r.tenant_id);
@@ -131,6 +131,7 @@ fn bind_usage_row<'q>(q: AnyQuery<'q>, r: &'q UsageRow) -> AnyQuery<'q> {
     q.bind(i16::from(r.cache_hit))
         .bind(r.attempts)
         .bind(i16::from(r.stream))
+        .bind(i16::from(r.unpriced))
 }
 
 /// NaN / infinities would be stored differently (or refused) by the two
@@ -167,6 +168,7 @@ fn usage_from(r: &AnyRow) -> Result<UsageRow, StoreError> {
         cache_hit: col_bool(r, "cache_hit")?,
         attempts: col(r, "attempts")?,
         stream: col_bool(r, "stream")?,
+        unpriced: col_bool(r, "unpriced")?,
     })
 }
 
@@ -237,7 +239,8 @@ fn aggregates() -> String {
          CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
          CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
          CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, \
-         SUM(cost) AS cost"
+         SUM(cost) AS cost, \
+         CAST(SUM(CASE WHEN unpriced <> 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced"
     )
 }
 
@@ -255,6 +258,7 @@ fn totals_from(r: &AnyRow, bucket: bool) -> Result<UsageTotals, StoreError> {
         output_tokens: col::<Option<i64>>(r, "output_tokens")?.unwrap_or(0),
         cached_input_tokens: col::<Option<i64>>(r, "cached_input_tokens")?.unwrap_or(0),
         cost: col::<Option<f64>>(r, "cost")?.unwrap_or(0.0),
+        unpriced: col::<Option<i64>>(r, "unpriced")?.unwrap_or(0),
     })
 }
 
