@@ -31,7 +31,6 @@ use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
 use switchyard_core::json_scan;
 use switchyard_core::pii;
 use switchyard_core::pricing;
-use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
 use tokio::time::Instant;
 
@@ -576,12 +575,13 @@ async fn attempt_chat(
         Answer::Whole(parts, bytes) if !parts.status.is_success() => {
             let status = parts.status.as_u16();
             let err = codec::decode_error(pd, status, &bytes);
-            let retry_after = parse_retry_after(
-                header_str(&parts.headers, "retry-after-ms"),
-                header_str(&parts.headers, "retry-after"),
-            );
-            let e = GatewayError::upstream(&provider.name, status, err, &parts.headers);
-            return Err(Failure::from_upstream(status, e, retry_after, key));
+            return Err(Failure::from_upstream(
+                &provider.name,
+                status,
+                err,
+                &parts.headers,
+                key,
+            ));
         }
         Answer::Whole(_, bytes) => {
             let (out, usage) = if passthrough {
@@ -696,10 +696,6 @@ pub(crate) fn count_value(n: u32) -> HeaderValue {
         Some(d) => HeaderValue::from_static(d),
         None => HeaderValue::from(n),
     }
-}
-
-fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
-    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// An upstream answer: read whole (non-streaming, or any error status), or
