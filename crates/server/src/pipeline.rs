@@ -674,8 +674,8 @@ async fn attempt_chat(
     // Hold the response until the first bytes are in hand: a failure before
     // then is still retryable elsewhere.
     let first = relay.pull().await;
-    if let Some(err) = relay.failure.take() {
-        return Err(Failure::retryable(err));
+    if let Some(f) = relay.failure.take() {
+        return Err(f);
     }
     relay.committed = true;
     relay.guard.armed = true;
@@ -855,7 +855,7 @@ struct Relay {
     terminal: bool,
     done: bool,
     /// Set when the stream failed before the client saw a byte.
-    failure: Option<GatewayError>,
+    failure: Option<Failure>,
     /// The client has the response: failures now end the stream in-band.
     committed: bool,
     idle: Duration,
@@ -1042,17 +1042,29 @@ impl Relay {
                         }
                         Tap::Hide => {}
                         Tap::UpstreamError => {
-                            // The provider's own error event (Anthropic `event: error`).
+                            // The provider's own error event (Anthropic `event: error`),
+                            // classified like the HTTP status it stands for.
+                            let (status, err) = stream_error(self.upstream_dialect, &f.data);
+                            if !self.committed {
+                                self.frames = frames;
+                                self.done = true;
+                                self.failure = Some(Failure::from_upstream(
+                                    &self.deployment.provider.name,
+                                    status,
+                                    err,
+                                    &http::HeaderMap::new(),
+                                    None,
+                                ));
+                                return Bytes::new();
+                            }
                             let msg = format!(
                                 "upstream provider `{}` sent an error event mid-stream: {}",
                                 self.deployment.provider.name, f.data
                             );
-                            if !self.committed {
-                                self.frames = frames;
-                                return self.fail(ApiError::new(ErrorKind::BadGateway, msg), 502);
-                            }
                             // Already well-formed for this client: relay it and end.
-                            self.deployment.breaker.record_failure();
+                            if counts_against_breaker(status) {
+                                self.deployment.breaker.record_failure();
+                            }
                             self.guard.status = 502;
                             self.guard.error = Some(msg);
                             self.done = true;
@@ -1183,7 +1195,7 @@ impl Relay {
             e.error
                 .code
                 .get_or_insert_with(|| "upstream_stream_failed".into());
-            self.failure = Some(e);
+            self.failure = Some(Failure::retryable(e));
             return Bytes::new();
         }
         self.deployment.breaker.record_failure();
@@ -1196,6 +1208,33 @@ impl Relay {
         codec::encode_stream_error(self.ingress, &err, &mut out);
         Bytes::from(out)
     }
+}
+
+/// An error event inside a stream, and the HTTP status it stands for (its
+/// kind, or the provider's error type; 500 when neither says more).
+fn stream_error(d: Dialect, data: &str) -> (u16, ApiError) {
+    let err = codec::decode_error(d, 0, data.as_bytes());
+    let status = match err.kind {
+        ErrorKind::Api | ErrorKind::BadGateway => match err.provider_type.as_deref() {
+            Some("rate_limit_error" | "requests" | "tokens") => 429,
+            Some("overloaded_error") => 529,
+            Some("invalid_request_error") => 400,
+            Some("authentication_error") => 401,
+            Some("permission_error") => 403,
+            Some("not_found_error") => 404,
+            Some("request_too_large") => 413,
+            _ if err.code.as_deref() == Some("rate_limit_exceeded") => 429,
+            _ => 500,
+        },
+        k => k.status(),
+    };
+    (status, err)
+}
+
+/// Whether an upstream failure with this status is the deployment's own
+/// fault (`attempt::Failure::from_upstream`'s rule, for in-stream errors).
+fn counts_against_breaker(status: u16) -> bool {
+    matches!(status, 401..=403 | 408 | 500..=599)
 }
 
 /// Let the tasks already queued on this worker run once, then continue.

@@ -453,3 +453,44 @@ models:
     }
     assert!(logged("not allowed to sample"));
 }
+
+/// An error event that opens a stream (before the client saw a byte) is
+/// classified like the status it stands for: an `overloaded_error` fails
+/// over and counts against the breaker; its text is not the caller's.
+#[tokio::test]
+async fn an_error_event_before_the_first_byte_fails_over() {
+    let yaml = r#"
+server: { api_keys: ["${GW_KEY}"] }
+reliability: { retries: 0 }
+providers:
+  a: { kind: anthropic, base_url: "{a}", api_key: "${K}" }
+  b: { kind: anthropic, base_url: "{b}", api_key: "${K}" }
+models:
+  m:
+    strategy: priority
+    deployments: [ { provider: a, model: claude-sonnet-4-5 }, { provider: b, model: claude-sonnet-4-5 } ]
+  solo: { deployments: [ { provider: a, model: claude-sonnet-4-5 } ] }
+"#;
+    let r = rig(&[("a", Flavor::Anthropic), ("b", Flavor::Anthropic)], yaml).await;
+    let body = |m: &str| json!({"model": m, "max_tokens": 20, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    r.mock("a")
+        .push_fault(Fault::StreamError { after_chunks: 0 });
+    let resp = r.anthropic(body("m")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-provider"], "b");
+    assert_eq!(attempts(&resp), "2");
+    let (_, text, _, _, _) = common::assemble_anthropic(&frames(resp).await);
+    assert_eq!(text, expected_text("b", "hi"));
+    r.mock("a")
+        .push_fault(Fault::StreamError { after_chunks: 0 });
+    let resp = r.anthropic(body("solo")).await;
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream provider `a` returned 529"),
+        "{v}"
+    );
+}
