@@ -1093,7 +1093,8 @@ impl Relay {
                 let one_tool_call = *one_tool_call;
                 let mut out = Vec::new();
                 let mut failed = None;
-                for f in &frames {
+                let mut early = None;
+                'frames: for f in &frames {
                     self.events.clear();
                     if let Err(e) = dec.on_frame(f, &mut self.events) {
                         failed = Some(e);
@@ -1103,6 +1104,12 @@ impl Relay {
                         match ev {
                             StreamEvent::Usage(u) => self.usage = Some(*u),
                             StreamEvent::Finish { .. } => self.terminal = true,
+                            StreamEvent::Error(e) if !self.committed && out.is_empty() => {
+                                // Nothing has reached the client: fail over
+                                // like the HTTP error it stands for.
+                                early = Some(e.clone());
+                                break 'frames;
+                            }
                             StreamEvent::Error(e) => {
                                 self.guard.status = 502;
                                 self.guard.error = Some(e.message.clone());
@@ -1118,6 +1125,18 @@ impl Relay {
                         }
                         enc.on_event(ev, &mut out);
                     }
+                }
+                if let Some(e) = early {
+                    self.frames = frames;
+                    self.done = true;
+                    self.failure = Some(Failure::from_upstream(
+                        &self.deployment.provider.name,
+                        error_status(&e),
+                        e,
+                        &http::HeaderMap::new(),
+                        None,
+                    ));
+                    return Bytes::new();
                 }
                 if let Some(e) = failed {
                     let mut b = out;
@@ -1214,7 +1233,12 @@ impl Relay {
 /// kind, or the provider's error type; 500 when neither says more).
 fn stream_error(d: Dialect, data: &str) -> (u16, ApiError) {
     let err = codec::decode_error(d, 0, data.as_bytes());
-    let status = match err.kind {
+    (error_status(&err), err)
+}
+
+/// The HTTP status an in-stream error stands for.
+fn error_status(err: &ApiError) -> u16 {
+    match err.kind {
         ErrorKind::Api | ErrorKind::BadGateway => match err.provider_type.as_deref() {
             Some("rate_limit_error" | "requests" | "tokens") => 429,
             Some("overloaded_error") => 529,
@@ -1227,8 +1251,7 @@ fn stream_error(d: Dialect, data: &str) -> (u16, ApiError) {
             _ => 500,
         },
         k => k.status(),
-    };
-    (status, err)
+    }
 }
 
 /// Whether an upstream failure with this status is the deployment's own

@@ -494,3 +494,31 @@ models:
         "{v}"
     );
 }
+
+/// The same on the translated path: an error event that comes before
+/// anything was sent to the client fails over instead of ending a 200.
+#[tokio::test]
+async fn a_translated_error_event_before_the_first_byte_fails_over() {
+    let yaml = r#"
+server: { api_keys: ["${GW_KEY}"] }
+reliability: { retries: 0 }
+providers:
+  a: { kind: openai, base_url: "{a}", api_key: "${K}" }
+  b: { kind: openai, base_url: "{b}", api_key: "${K}" }
+models:
+  m:
+    strategy: priority
+    deployments: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
+"#;
+    let r = rig(&[("a", OAI), ("b", OAI)], yaml).await;
+    r.mock("a")
+        .push_fault(Fault::StreamError { after_chunks: 0 });
+    let resp = r
+        .anthropic(json!({"model": "m", "max_tokens": 20, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-provider"], "b");
+    assert_eq!(attempts(&resp), "2");
+    let (_, text, _, _, _) = common::assemble_anthropic(&frames(resp).await);
+    assert_eq!(text, expected_text("b", "hi"));
+}
