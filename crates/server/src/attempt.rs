@@ -526,3 +526,59 @@ fn busy(dep: &Deployment, why: LimitRejection, max: usize) -> GatewayError {
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: u16, err: ApiError) -> (Class, bool, bool) {
+        let f = Failure::from_upstream(
+            "p",
+            status,
+            err,
+            &axum::http::HeaderMap::new(),
+            Some(KeyRef(0)),
+        );
+        (f.class, f.breaker, f.bad_key.is_some())
+    }
+
+    #[test]
+    fn only_the_deployments_own_faults_count_against_its_breaker() {
+        let e = |s: u16| ApiError::new(ErrorKind::from_status(s), "m");
+        for s in [400, 404, 413, 422] {
+            assert_eq!(classify(s, e(s)), (Class::Fatal, false, false), "{s}");
+        }
+        for s in [429, 409] {
+            assert_eq!(classify(s, e(s)), (Class::Retryable, false, false), "{s}");
+        }
+        for s in [402, 408, 500, 502, 503, 504, 529] {
+            assert_eq!(classify(s, e(s)), (Class::Retryable, true, false), "{s}");
+        }
+        for s in [401, 403] {
+            assert_eq!(classify(s, e(s)), (Class::Retryable, true, true), "{s}");
+        }
+        // Gemini's bad key is a 400 that decodes as an authentication error.
+        let gemini = ApiError::new(ErrorKind::Authentication, "API key not valid");
+        assert_eq!(classify(400, gemini), (Class::Retryable, true, true));
+        let long = ApiError::invalid("This model's maximum context length is 8192 tokens")
+            .with_code("context_length_exceeded");
+        assert_eq!(classify(400, long), (Class::ContextWindow, false, false));
+        let policy = ApiError::new(ErrorKind::PermissionDenied, "x").with_code("content_filter");
+        assert_eq!(classify(403, policy), (Class::ContentPolicy, false, false));
+        assert_eq!(classify(307, e(307)), (Class::Fatal, false, false));
+    }
+
+    #[test]
+    fn a_retry_after_is_read_from_either_header() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("retry-after", axum::http::HeaderValue::from_static("3"));
+        let f =
+            Failure::from_upstream("p", 429, ApiError::new(ErrorKind::RateLimit, "x"), &h, None);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(f.err.status.as_u16(), 429);
+        assert_eq!(
+            f.err.error.message,
+            "upstream provider `p` is rate limiting the gateway (429); retry later"
+        );
+    }
+}
