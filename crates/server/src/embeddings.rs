@@ -15,7 +15,6 @@ use bytes::Bytes;
 use std::sync::Arc;
 use switchyard_core::dialect::{gemini, openai, Dialect};
 use switchyard_core::ir::EmbeddingsRequest;
-use switchyard_core::resilience::parse_retry_after;
 
 pub async fn embeddings(state: Arc<AppState>, body: Bytes, ctx: RequestCtx) -> Response {
     match inner(&state, &body, &ctx).await {
@@ -238,12 +237,13 @@ async fn attempt_embed(
     let (status, headers) = (parts.status.as_u16(), parts.headers);
     if !(200..300).contains(&status) {
         let err = crate::codec::decode_error(provider.dialect(), status, &bytes);
-        let ra = parse_retry_after(
-            headers.get("retry-after-ms").and_then(|v| v.to_str().ok()),
-            headers.get("retry-after").and_then(|v| v.to_str().ok()),
-        );
-        let e = GatewayError::upstream(&provider.name, status, err, &headers);
-        return Err(Failure::from_upstream(status, e, ra, key));
+        return Err(Failure::from_upstream(
+            &provider.name,
+            status,
+            err,
+            &headers,
+            key,
+        ));
     }
     let (out, usage) = match provider.dialect() {
         Dialect::Gemini => {

@@ -4,9 +4,13 @@
 //! - client mistakes → 400 / 404 / 413 with the field named;
 //! - bad gateway key → 401;
 //! - upstream 429 → 429 with `retry-after` (and `retry-after-ms`) passed through;
-//! - upstream 400/404/413/422 → the same status, upstream message carried;
-//! - upstream 401/403 (the *gateway's* provider key was refused) → 502;
-//! - upstream 5xx, 529, malformed upstream bodies, connect failures → 502;
+//! - upstream 400/404/413/422 (and content-policy refusals) → the same
+//!   status, upstream message carried;
+//! - upstream 401/403 (the *gateway's* provider key was refused) and 402 →
+//!   502 with a generic message (the provider's text is logged, never sent:
+//!   it can hold a masked key tail or account details);
+//! - upstream 5xx, 529, other statuses, malformed upstream bodies, connect
+//!   failures → 502; a 429's and a 5xx's own text is withheld as well;
 //! - upstream timeouts (ours or its 408/504) → 504.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -99,38 +103,79 @@ impl GatewayError {
         )
     }
 
-    /// Map an upstream error response.
+    /// Map an upstream error response. Only messages about the caller's own
+    /// request are carried to the caller: 400/404/413/422 (and content-policy
+    /// refusals). Every other upstream text (a refused key's message with its
+    /// masked tail, a 402's account and balance, a 429's organisation id and
+    /// limits, a 5xx's internals) is logged (`switchyard::upstream`: warn for
+    /// credentials, billing and unexpected statuses, debug for 429/5xx) and
+    /// replaced by a generic message naming the provider and the status.
     pub fn upstream(
         provider: &str,
         status: u16,
         mut err: ApiError,
         upstream_headers: &HeaderMap,
     ) -> Self {
-        err.message = format!(
-            "upstream provider `{provider}` returned {status}: {}",
-            err.message
-        );
-        let mut out = match status {
-            429 => {
-                err.kind = ErrorKind::RateLimit;
-                Self::new(429, err)
+        let credentials = crate::attempt::refused_credentials(status, &err);
+        let carried = !credentials
+            && (matches!(status, 400 | 404 | 413 | 422)
+                || (status == 403 && crate::attempt::is_content_policy(&err)));
+        let mut out = if carried {
+            err.message = format!(
+                "upstream provider `{provider}` returned {status}: {}",
+                err.message
+            );
+            Self::new(status, err)
+        } else {
+            let quiet = matches!(status, 408 | 429 | 500..=599);
+            if quiet {
+                tracing::debug!(target: "switchyard::upstream", provider, status, upstream_message = %err.message, "upstream error (message withheld from the caller)");
+            } else {
+                tracing::warn!(target: "switchyard::upstream", provider, status, upstream_message = %err.message, "upstream error (message withheld from the caller)");
             }
-            400 | 404 | 413 | 422 => Self::new(status, err),
-            401 | 403 => {
+            err.param = None;
+            let (out_status, message) = if credentials {
                 err.kind = ErrorKind::BadGateway;
-                err.message.push_str(" (the gateway's credentials for this provider were refused; check its API key)");
-                Self::new(502, err)
-            }
-            408 | 504 => {
-                err.kind = ErrorKind::Timeout;
-                Self::new(504, err)
-            }
-            _ => {
-                if !matches!(err.kind, ErrorKind::Overloaded) {
-                    err.kind = ErrorKind::BadGateway;
+                err.code = Some("upstream_credentials_refused".into());
+                err.provider_type = None;
+                (502, format!("upstream provider `{provider}` refused the gateway's credentials ({status}); the gateway's operator must check its API key for this provider"))
+            } else {
+                match status {
+                    429 => {
+                        err.kind = ErrorKind::RateLimit;
+                        (429, format!("upstream provider `{provider}` is rate limiting the gateway (429); retry later"))
+                    }
+                    402 => {
+                        err.kind = ErrorKind::BadGateway;
+                        err.code = Some("upstream_billing".into());
+                        err.provider_type = None;
+                        (502, format!("upstream provider `{provider}` refused the gateway's account (402, payment required); the gateway's operator must check it"))
+                    }
+                    408 | 504 => {
+                        err.kind = ErrorKind::Timeout;
+                        (
+                            504,
+                            format!("upstream provider `{provider}` timed out ({status})"),
+                        )
+                    }
+                    _ => {
+                        if !matches!(err.kind, ErrorKind::Overloaded) {
+                            err.kind = ErrorKind::BadGateway;
+                        }
+                        let what = if status >= 500 {
+                            " (a server error)"
+                        } else {
+                            ""
+                        };
+                        (
+                            502,
+                            format!("upstream provider `{provider}` returned {status}{what}"),
+                        )
+                    }
                 }
-                Self::new(502, err)
-            }
+            };
+            err.message = message;
+            Self::new(out_status, err)
         };
         for name in ["retry-after", "retry-after-ms"] {
             if let Some(v) = upstream_headers.get(name) {

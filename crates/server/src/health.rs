@@ -1,8 +1,10 @@
 //! Active health checks: each provider with `health_check:` configured is
 //! probed (GET its model list) every `interval`; after `unhealthy_after`
 //! consecutive failures its deployments are skipped by routing, after
-//! `healthy_after` consecutive successes they are used again. Passive health
-//! (real traffic) is the breakers' job.
+//! `healthy_after` consecutive successes they are used again (a 429 answer
+//! counts as alive). Passive health (real traffic) is the breakers' job.
+//! When every deployment a request could use is ejected, it is routed to
+//! them anyway (`attempt::run`).
 
 use crate::config::HealthCheck;
 use crate::state::AppState;
@@ -79,7 +81,8 @@ async fn probe(
         let status = r.status();
         // Read the body so the connection goes back to the pool.
         let _ = crate::upstream::read_body(r.into_body(), 1024 * 1024).await;
-        if status.is_success() {
+        // A 429 is back-pressure from a provider that is up, not ill health.
+        if status.is_success() || status.as_u16() == 429 {
             Ok(())
         } else {
             Err(format!("probe answered {status}"))

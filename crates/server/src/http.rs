@@ -417,10 +417,20 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .filter(|a| !a.is_available())
         .map(|a| a.name.as_str())
         .collect();
-    if aliases.is_empty() || down.len() == aliases.len() {
+    if aliases.is_empty() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "unready", "reason": "no deployment of any model alias can serve", "unavailable": down}),
+            &serde_json::json!({"status": "unready", "reason": "no model alias is configured", "unavailable": down}),
+        );
+    }
+    // Every deployment ejected (breakers open, providers unhealthy) is not a
+    // reason to leave a load balancer's rotation: requests are still routed
+    // to them (panic mode, `attempt::run`), so the gateway is never less
+    // available than its upstreams.
+    if down.len() == aliases.len() {
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "degraded", "reason": "every deployment of every alias is ejected; requests are routed to them anyway", "aliases": aliases.len(), "unavailable": down}),
         );
     }
     json(

@@ -31,7 +31,6 @@ use switchyard_core::ir::{ApiError, ChatRequest, ErrorKind, StreamEvent, Usage};
 use switchyard_core::json_scan;
 use switchyard_core::pii;
 use switchyard_core::pricing;
-use switchyard_core::resilience::parse_retry_after;
 use switchyard_core::sse::{write_event, SseDecoder, SseFrame};
 use tokio::time::Instant;
 
@@ -686,12 +685,13 @@ async fn attempt_chat(
         Answer::Whole(parts, bytes) if !parts.status.is_success() => {
             let status = parts.status.as_u16();
             let err = codec::decode_error(pd, status, &bytes);
-            let retry_after = parse_retry_after(
-                header_str(&parts.headers, "retry-after-ms"),
-                header_str(&parts.headers, "retry-after"),
-            );
-            let e = GatewayError::upstream(&provider.name, status, err, &parts.headers);
-            return Err(Failure::from_upstream(status, e, retry_after, key));
+            return Err(Failure::from_upstream(
+                &provider.name,
+                status,
+                err,
+                &parts.headers,
+                key,
+            ));
         }
         Answer::Whole(_, bytes) => {
             let (out, usage) = if passthrough {
@@ -784,8 +784,8 @@ async fn attempt_chat(
     // Hold the response until the first bytes are in hand: a failure before
     // then is still retryable elsewhere.
     let first = relay.pull().await;
-    if let Some(err) = relay.failure.take() {
-        return Err(Failure::retryable(err));
+    if let Some(f) = relay.failure.take() {
+        return Err(f);
     }
     relay.committed = true;
     relay.guard.armed = true;
@@ -808,10 +808,6 @@ pub(crate) fn count_value(n: u32) -> HeaderValue {
         Some(d) => HeaderValue::from_static(d),
         None => HeaderValue::from(n),
     }
-}
-
-fn header_str<'h>(h: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
-    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// An upstream answer: read whole (non-streaming, or any error status), or
@@ -987,7 +983,7 @@ struct Relay {
     terminal: bool,
     done: bool,
     /// Set when the stream failed before the client saw a byte.
-    failure: Option<GatewayError>,
+    failure: Option<Failure>,
     /// The client has the response: failures now end the stream in-band.
     committed: bool,
     idle: Duration,
@@ -1198,17 +1194,29 @@ impl Relay {
                         }
                         Tap::Hide => {}
                         Tap::UpstreamError => {
-                            // The provider's own error event (Anthropic `event: error`).
+                            // The provider's own error event (Anthropic `event: error`),
+                            // classified like the HTTP status it stands for.
+                            let (status, err) = stream_error(self.upstream_dialect, &f.data);
+                            if !self.committed {
+                                self.frames = frames;
+                                self.done = true;
+                                self.failure = Some(Failure::from_upstream(
+                                    &self.deployment.provider.name,
+                                    status,
+                                    err,
+                                    &http::HeaderMap::new(),
+                                    None,
+                                ));
+                                return Bytes::new();
+                            }
                             let msg = format!(
                                 "upstream provider `{}` sent an error event mid-stream: {}",
                                 self.deployment.provider.name, f.data
                             );
-                            if !self.committed {
-                                self.frames = frames;
-                                return self.fail(ApiError::new(ErrorKind::BadGateway, msg), 502);
-                            }
                             // Already well-formed for this client: relay it and end.
-                            self.deployment.breaker.record_failure();
+                            if counts_against_breaker(status) {
+                                self.deployment.breaker.record_failure();
+                            }
                             self.guard.status = 502;
                             self.guard.error = Some(msg);
                             self.done = true;
@@ -1237,7 +1245,8 @@ impl Relay {
                 let one_tool_call = *one_tool_call;
                 let mut out = Vec::new();
                 let mut failed = None;
-                for f in &frames {
+                let mut early = None;
+                'frames: for f in &frames {
                     self.events.clear();
                     if let Err(e) = dec.on_frame(f, &mut self.events) {
                         failed = Some(e);
@@ -1247,6 +1256,12 @@ impl Relay {
                         match ev {
                             StreamEvent::Usage(u) => self.usage = Some(*u),
                             StreamEvent::Finish { .. } => self.terminal = true,
+                            StreamEvent::Error(e) if !self.committed && out.is_empty() => {
+                                // Nothing has reached the client: fail over
+                                // like the HTTP error it stands for.
+                                early = Some(e.clone());
+                                break 'frames;
+                            }
                             StreamEvent::Error(e) => {
                                 self.guard.status = 502;
                                 self.guard.error = Some(e.message.clone());
@@ -1262,6 +1277,18 @@ impl Relay {
                         }
                         enc.on_event(ev, &mut out);
                     }
+                }
+                if let Some(e) = early {
+                    self.frames = frames;
+                    self.done = true;
+                    self.failure = Some(Failure::from_upstream(
+                        &self.deployment.provider.name,
+                        error_status(&e),
+                        e,
+                        &http::HeaderMap::new(),
+                        None,
+                    ));
+                    return Bytes::new();
                 }
                 if let Some(e) = failed {
                     let mut b = out;
@@ -1339,7 +1366,7 @@ impl Relay {
             e.error
                 .code
                 .get_or_insert_with(|| "upstream_stream_failed".into());
-            self.failure = Some(e);
+            self.failure = Some(Failure::retryable(e));
             return Bytes::new();
         }
         self.deployment.breaker.record_failure();
@@ -1352,6 +1379,37 @@ impl Relay {
         codec::encode_stream_error(self.ingress, &err, &mut out);
         Bytes::from(out)
     }
+}
+
+/// An error event inside a stream, and the HTTP status it stands for (its
+/// kind, or the provider's error type; 500 when neither says more).
+fn stream_error(d: Dialect, data: &str) -> (u16, ApiError) {
+    let err = codec::decode_error(d, 0, data.as_bytes());
+    (error_status(&err), err)
+}
+
+/// The HTTP status an in-stream error stands for.
+fn error_status(err: &ApiError) -> u16 {
+    match err.kind {
+        ErrorKind::Api | ErrorKind::BadGateway => match err.provider_type.as_deref() {
+            Some("rate_limit_error" | "requests" | "tokens") => 429,
+            Some("overloaded_error") => 529,
+            Some("invalid_request_error") => 400,
+            Some("authentication_error") => 401,
+            Some("permission_error") => 403,
+            Some("not_found_error") => 404,
+            Some("request_too_large") => 413,
+            _ if err.code.as_deref() == Some("rate_limit_exceeded") => 429,
+            _ => 500,
+        },
+        k => k.status(),
+    }
+}
+
+/// Whether an upstream failure with this status is the deployment's own
+/// fault (`attempt::Failure::from_upstream`'s rule, for in-stream errors).
+fn counts_against_breaker(status: u16) -> bool {
+    matches!(status, 401..=403 | 408 | 500..=599)
 }
 
 /// Let the tasks already queued on this worker run once, then continue.

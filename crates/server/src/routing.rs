@@ -8,7 +8,7 @@
 //! statistics persist like those of configured aliases.
 
 use crate::FastMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use switchyard_core::provider::Provider;
@@ -99,6 +99,11 @@ pub struct Deployment {
     /// In-flight count and latency EWMA, for balancing.
     pub stats: Arc<EndpointStats>,
     pub limiter: Option<Limiter>,
+    /// Cooling down after the upstream asked to wait (a 429 or 503 with
+    /// `retry-after`): nanoseconds since `origin` until which routing passes
+    /// this deployment over (0: not cooling). See [`Deployment::cooling`].
+    cool_until: AtomicU64,
+    origin: tokio::time::Instant,
     /// The chat URL, parsed once: `[non-stream, stream]`.
     chat_uris: [std::sync::OnceLock<Result<http::Uri, String>>; 2],
     /// The embeddings URL, parsed once (`None`: the provider has none).
@@ -187,6 +192,8 @@ impl Deployment {
             breaker: Breaker::new(BreakerConfig::default()),
             stats: Arc::new(EndpointStats::new()),
             limiter: None,
+            cool_until: AtomicU64::new(0),
+            origin: tokio::time::Instant::now(),
             chat_uris: Default::default(),
             embeddings_uri: std::sync::OnceLock::new(),
             table_price: std::sync::OnceLock::new(),
@@ -200,11 +207,39 @@ impl Deployment {
         self.breaker.is_available() && self.provider.is_healthy()
     }
 
+    /// The upstream asked us to wait `d` before sending it more (`retry-after`
+    /// on a 429 or 503): pass this deployment over until then (at most
+    /// [`MAX_COOLDOWN`]). The latest answer wins, longer or shorter.
+    pub fn cool_down(&self, d: Duration) {
+        let d = u64::try_from(d.min(MAX_COOLDOWN).as_nanos()).unwrap_or(u64::MAX);
+        let until = self.now_nanos().saturating_add(d).max(1);
+        self.cool_until.store(until, Ordering::Release);
+    }
+
+    /// How much longer this deployment is cooling down (`None`: it is not).
+    /// One atomic load when it is not.
+    pub fn cooling(&self) -> Option<Duration> {
+        let until = self.cool_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let now = self.now_nanos();
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Blended price per 1M tokens, for the `lowest_cost` strategy.
     fn cost(&self) -> Option<f64> {
         self.price.map(|p| p.input + p.output)
     }
 }
+
+/// The longest a `retry-after` cools a deployment down: an upstream asking
+/// for an hour (a daily quota) is asked again after this.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// A model name clients use, served by one or more deployments.
 #[derive(Debug)]

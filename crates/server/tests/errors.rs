@@ -227,7 +227,7 @@ async fn upstream_429_passes_retry_after() {
 }
 
 #[tokio::test]
-async fn upstream_5xx_is_502_with_upstream_message() {
+async fn upstream_5xx_is_502_naming_the_provider() {
     let gw = common::start().await;
     for alias in ["gpt", "claude", "gem"] {
         for fault in [

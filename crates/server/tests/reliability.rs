@@ -143,59 +143,51 @@ reliability:
   breaker: { consecutive_failures: 3, cooldown: 300ms }
 providers:
   a: { kind: openai, base_url: "{a}", api_key: "${K}" }
+  b: { kind: openai, base_url: "{b}", api_key: "${K}" }
 models:
-  m: { deployments: [ { provider: a, model: gpt-4o } ] }
+  m:
+    strategy: priority
+    deployments: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
 "#;
-    let r = rig(&[("a", OAI)], yaml).await;
+    let r = rig(&[("a", OAI), ("b", OAI)], yaml).await;
     r.mock("a").set_sticky_fault(Some(Fault::Status(500)));
     for _ in 0..3 {
-        assert_eq!(r.openai(chat("m", "x")).await.status(), 502);
+        let resp = r.openai(chat("m", "x")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
     }
     assert_eq!(r.hits("a"), 3);
-    // Open: refused at zero cost, upstream untouched, /ready says so.
+    // Open: skipped at zero cost, upstream untouched, /ready names it.
     for _ in 0..5 {
         let resp = r.openai(chat("m", "x")).await;
-        assert_eq!(resp.status(), 503);
-        let v: Value = resp.json().await.unwrap();
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("not available"),
-            "{v}"
-        );
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchyard-provider"], "b");
+        assert_eq!(resp.headers()["x-switchyard-attempts"], "1");
     }
     assert_eq!(r.hits("a"), 3, "no traffic while open");
-    assert_eq!(
-        r.http
-            .get(format!("{}/ready", r.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    let ready = r
+        .http
+        .get(format!("{}/ready", r.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
     // Half-open after the cooldown: a failed probe re-opens…
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(r.openai(chat("m", "x")).await.status(), 502);
+    let resp = r.openai(chat("m", "x")).await;
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
     assert_eq!(r.hits("a"), 4);
-    assert_eq!(r.openai(chat("m", "x")).await.status(), 503);
+    let resp = r.openai(chat("m", "x")).await;
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "1");
+    assert_eq!(r.hits("a"), 4);
     // …a successful probe closes.
     r.mock("a").set_sticky_fault(None);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(r.openai(chat("m", "x")).await.status(), 200);
-    for _ in 0..5 {
-        assert_eq!(r.openai(chat("m", "x")).await.status(), 200);
+    for _ in 0..6 {
+        let resp = r.openai(chat("m", "x")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchyard-provider"], "a");
     }
-    assert_eq!(
-        r.http
-            .get(format!("{}/ready", r.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
 }
 
 #[tokio::test]

@@ -374,7 +374,7 @@ fn proxy_paths(paths: &mut Map<String, Value>) {
         "responses": {"200": {"description": "Model list"}},
     }}));
     paths.insert("/health".into(), json!({"get": {"operationId": "health", "tags": ["proxy"], "summary": "Liveness.", "security": [], "responses": {"200": {"description": "ok"}}}}));
-    paths.insert("/ready".into(), json!({"get": {"operationId": "ready", "tags": ["proxy"], "summary": "Readiness (some deployment can serve).", "security": [], "responses": {"200": {"description": "ready"}, "503": {"description": "unready"}}}}));
+    paths.insert("/ready".into(), json!({"get": {"operationId": "ready", "tags": ["proxy"], "summary": "Readiness (a model alias is configured; `status: degraded` when every deployment is ejected).", "security": [], "responses": {"200": {"description": "ready or degraded"}, "503": {"description": "unready"}}}}));
     paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "tags": ["meta"], "summary": "This document.", "security": [], "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}));
 }
 

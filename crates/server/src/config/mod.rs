@@ -151,7 +151,8 @@ pub struct Reliability {
     pub retries: u32,
     pub backoff: Backoff,
     /// The gateway waits out an upstream `retry-after` up to this long;
-    /// longer ones are passed to the client.
+    /// longer ones are passed to the client. (Any `retry-after` also cools
+    /// its deployment down: `Deployment::cooling`.)
     pub max_retry_after: Duration,
     /// Retries may add at most this share of load (retry budget).
     pub budget_ratio: f32,

@@ -125,9 +125,12 @@ pub struct RawReliability {
     /// Retries after the first attempt, across deployments and fallbacks.
     pub retries: Option<u32>,
     pub backoff: Option<RawBackoff>,
-    /// Longest `retry-after` the gateway waits out itself.
+    /// Longest `retry-after` the gateway waits out itself (a `retry-after`
+    /// also cools its deployment down, whatever its length).
     pub max_retry_after: Option<String>,
     pub retry_budget: Option<RawRetryBudget>,
+    /// Counts a deployment's own faults only (never 429s or client errors);
+    /// when every deployment is ejected, requests are routed anyway.
     pub breaker: Option<RawBreaker>,
 }
 
