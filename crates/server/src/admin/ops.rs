@@ -1301,16 +1301,16 @@ pub async fn rotate_key(
             last_used_at: None,
             ..old.clone()
         };
-        ctx.store.create_key(&new).await?;
+        // In this order no refresh of a gateway ever sees either key
+        // unbound: the old key first points at the new id (the rules that
+        // bind the new key bind it too, through `rotated_to`), then its
+        // per-key rate limits and budgets move to the new id (same rule
+        // ids, so a budget keeps what it spent this period and a limiter
+        // its state), and only then does the new key exist.
         let until = now + overlap * 1000;
         old.expires_at = Some(old.expires_at.map_or(until, |e| e.min(until)));
         old.rotated_to = Some(new.id.clone());
         ctx.store.update_key(&old).await?;
-        // The per-key rate limits and budgets move to the new key (same ids,
-        // so a budget keeps what it spent this period); the old key, while
-        // it still works, is bound by them through `rotated_to`. In this
-        // order, the old key is never unbound; the new one is unknown to
-        // anyone until this returns.
         let mut moved = Vec::new();
         for mut r in ctx.store.list_rate_limits(Some((Scope::Key, &old.id))).await? {
             r.scope_id = new.id.clone();
@@ -1322,6 +1322,7 @@ pub async fn rotate_key(
             ctx.store.upsert_budget(&b).await?;
             moved.push(b.id);
         }
+        ctx.store.create_key(&new).await?;
         let new = visible_key(ctx, &new.id).await?;
         let d = json!({"new_key": new.id, "old_expires_at": old.expires_at, "overlap_seconds": overlap, "moved": moved});
         Ok((
