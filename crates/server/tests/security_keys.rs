@@ -579,6 +579,36 @@ async fn rotation_keeps_every_limit_and_budget(db: &Db) {
         "{v}"
     );
     g.shutdown().await;
+    // The CLI's `keys rotate` is the same operation: the budget moves on.
+    let nb_id = nb["id"].as_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "rotate", nb_id, "--database-url", &db.url])
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = switchyard_server::store::Store::connect(&db.url)
+        .await
+        .unwrap();
+    let k = store.get_key(nb_id).await.unwrap().unwrap();
+    let next = k.rotated_to.expect("rotated");
+    let b = store.list_budgets(None).await.unwrap();
+    let b = b.iter().find(|x| x.id == bud["id"]).unwrap();
+    assert_eq!(b.scope_id, next);
+    let nk = store.get_key(&next).await.unwrap().unwrap();
+    assert_eq!((nk.user_id, nk.role), (k.user_id, k.role));
+    let audit = store.list_audit(None, None, 1000).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "key.rotate" && e.actor == "cli" && e.outcome == "success"),
+        "{audit:?}"
+    );
+    store.close().await;
 }
 
 /// A tenant admin reads what the operator set (model list, plan budget and

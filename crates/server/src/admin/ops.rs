@@ -906,8 +906,13 @@ async fn check_widen(ctx: &Ctx<'_>, k: &ApiKey, fields: &[&str]) -> Result<(), A
                     "this key was disabled by a tenant admin; only an admin may re-enable it",
                 ))
             }
-            Some(by) if by.starts_with("key_") && ctx.role() != Some(Role::Admin) => {
-                if caller != Some(by) && !above(&key_chain(ctx.store, by).await?) {
+            Some(by)
+                if by.starts_with("key_")
+                    && ctx.role() != Some(Role::Admin)
+                    && caller != Some(by) =>
+            {
+                let creator_of_disabler = above(&key_chain(ctx.store, by).await?);
+                if !creator_of_disabler {
                     return Err(AdminError::denied(
                         "this key was disabled by another key; only that key, a key that created it, or an admin may re-enable it",
                     ));
