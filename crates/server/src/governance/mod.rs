@@ -731,6 +731,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn model_lists_narrow_with_empty_and_star_meaning_all() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(narrow(v(&[]), &v(&[])), v(&[]));
+        assert_eq!(narrow(v(&["a"]), &v(&[])), v(&["a"]));
+        assert_eq!(narrow(v(&[]), &v(&["a"])), v(&["a"]));
+        assert_eq!(narrow(v(&["*"]), &v(&["a"])), v(&["a"]));
+        assert_eq!(narrow(v(&["a", "b"]), &v(&["b", "c"])), v(&["b"]));
+        // Disjoint: nothing (not the empty list, which would mean all).
+        assert_eq!(narrow(v(&["a"]), &v(&["b"])), v(&["\u{0}nothing"]));
+    }
+
+    #[test]
+    fn lineage_follows_creators_and_rotation_and_binds_their_rules() {
+        use crate::store::{ApiKey, Changes};
+        let key = |id: &str, parent: Option<&str>, rotated: Option<&str>, models: &[&str]| ApiKey {
+            id: id.into(),
+            hash: format!("{:064x}", id.len() + id.as_bytes()[id.len() - 1] as usize),
+            prefix: String::new(),
+            name: None,
+            tenant_id: "t".into(),
+            user_id: None,
+            role: Role::Developer,
+            allowed_models: models.iter().map(|s| s.to_string()).collect(),
+            metadata: serde_json::json!({}),
+            expires_at: None,
+            enabled: true,
+            revoked_at: None,
+            rotated_to: rotated.map(Into::into),
+            created_at: 0,
+            updated_at: 0,
+            last_used_at: None,
+            parent_key_id: parent.map(Into::into),
+            disabled_by: None,
+        };
+        let mut snap = Snapshot::default();
+        snap.apply(Changes {
+            keys: vec![
+                key("k1", None, Some("k1b"), &["a", "b"]),
+                key("k1b", None, None, &["a", "b"]),
+                key("k2", Some("k1"), None, &["b", "c"]),
+                key("k3", Some("k2"), None, &[]),
+                key("free", None, None, &[]),
+            ],
+            ..Changes::default()
+        });
+        let l = snap.lineage.get("k3").unwrap();
+        assert_eq!(&*l.ids, ["k2", "k1", "k1b"]);
+        assert_eq!(l.models.as_deref(), Some(&["b".to_string()][..]));
+        assert!(!snap.lineage.contains_key("free"));
+        let mut bound = snap.bound_keys("k1b");
+        bound.sort();
+        assert_eq!(bound, ["k1", "k1b", "k2", "k3"]);
+    }
+
+    #[test]
     fn reset_headers_are_seconds_to_the_millisecond() {
         for (d, text) in [
             (Duration::from_millis(1500), "1.500s"),
