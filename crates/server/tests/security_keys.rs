@@ -46,6 +46,7 @@ on_both!(
     what_the_operator_set_only_the_operator_changes,
     database_text_never_reaches_callers,
     admin_changes_are_audited_even_under_an_audit_flood,
+    a_change_is_not_made_without_its_audit_row,
 );
 
 async fn start(db: &Db) -> GovRig {
@@ -811,5 +812,55 @@ async fn admin_changes_are_audited_even_under_an_audit_flood(db: &Db) {
         );
     }
     let _ = KEY;
+    g.shutdown().await;
+}
+
+/// When the database will not take an admin change's audit row, the change
+/// is refused (503) and not made.
+async fn a_change_is_not_made_without_its_audit_row(db: &Db) {
+    let g = start(db).await;
+    let t = tenant(&g, "before", json!({})).await;
+    // The audit table refuses `tenant.create` rows.
+    if db.is_pg() {
+        let p = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        for sql in [
+            "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW \
+             WHEN (NEW.action = 'tenant.create') EXECUTE FUNCTION refuse_audit()",
+        ] {
+            sqlx::query(sql).execute(&p).await.unwrap();
+        }
+        p.close().await;
+    } else {
+        let c = rusqlite::Connection::open(db.dir.join("switchyard.db")).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             WHEN NEW.action = 'tenant.create' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    }
+    let r = g
+        .http
+        .post(format!("{}/admin/tenants", g.base))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "unaudited"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "audit_unavailable");
+    let all = ok(&g, MASTER, "get", "/admin/tenants", None).await;
+    assert!(
+        !all.to_string().contains("unaudited"),
+        "the change was made without its audit row: {all}"
+    );
+    // Other changes are still made, and audited.
+    user(&g, &t, "developer").await;
     g.shutdown().await;
 }
