@@ -436,6 +436,45 @@ async fn a_disabled_key_is_not_re_enabled_by_a_lesser_key(db: &Db) {
     assert_eq!(s, 403, "{v}");
     let k = ok(&g, MASTER, "get", &format!("/admin/keys/{k1}"), None).await;
     assert_eq!(k["enabled"], false);
+    // Only the operator may detach K2 from K1 (it then works on its own).
+    let k2 = ok(
+        &g,
+        MASTER,
+        "get",
+        &format!("/admin/keys?user_id={dev}"),
+        None,
+    )
+    .await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["parent_key_id"] == json!(k1))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = call(
+        &g,
+        &s3,
+        "patch",
+        &format!("/admin/keys/{k2}"),
+        Some(json!({"parent_key_id": null})),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    let v = ok(
+        &g,
+        MASTER,
+        "patch",
+        &format!("/admin/keys/{k2}"),
+        Some(json!({"parent_key_id": null})),
+    )
+    .await;
+    assert_eq!(v["parent_key_id"], Value::Null);
+    eventually(5.0, "detached child works again", || async {
+        chat(&g, &s2, "gpt").await.0 == 200
+    })
+    .await;
     // The admin that disabled it can re-enable it.
     ok(
         &g,

@@ -193,6 +193,7 @@ pub fn schemas() -> Map<String, Value> {
                 "name": s("string"), "enabled": s("boolean"), "allowed_models": strings(),
                 "expires_at": {"type": ["integer", "string", "null"], "description": "Unix ms or RFC 3339; null clears"},
                 "metadata": s("object"),
+                "parent_key_id": {"type": "null", "description": "Master key / CLI only: detach the key from the key that created it (its restrictions, limits and budgets stop binding it; it survives that key's revocation)"},
             }),
             &[],
         ),

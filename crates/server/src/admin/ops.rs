@@ -719,6 +719,8 @@ pub struct KeyPatch {
     /// `Some(None)` clears the expiry.
     pub expires_at: Option<Option<Millis>>,
     pub metadata: Option<Value>,
+    /// Detach the key from the key that created it (operator only).
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1217,11 +1219,20 @@ pub async fn update_key(ctx: &Ctx<'_>, id: &str, p: KeyPatch) -> Result<ApiKey, 
         if p.metadata.is_some() {
             k.metadata = check_metadata(p.metadata)?;
         }
+        if p.detach && k.parent_key_id.is_some() {
+            if !ctx.is_root() {
+                return Err(AdminError::denied_param(
+                    "parent_key_id",
+                    "only the operator (master key or CLI) may detach a key from the key that created it",
+                ));
+            }
+            k.parent_key_id = None;
+        }
         if !widen.is_empty() {
             check_widen(ctx, &before, &widen).await?;
         }
         // Whoever changes it, a key stays within the keys that created it.
-        if p.allowed_models.is_some() || p.expires_at.is_some() {
+        if k.parent_key_id.is_some() && (p.allowed_models.is_some() || p.expires_at.is_some()) {
             let chain = key_chain(ctx.store, id).await?;
             let b = bounds(chain.iter().skip(1));
             if p.allowed_models.is_some() && !models_within(&k.allowed_models, b.models.as_deref())
@@ -1244,6 +1255,7 @@ pub async fn update_key(ctx: &Ctx<'_>, id: &str, p: KeyPatch) -> Result<ApiKey, 
         ctx.store.update_key(&k).await?;
         let k = visible_key(ctx, id).await?;
         let d = json!({
+            "parent_key_id": {"from": before.parent_key_id, "to": k.parent_key_id},
             "enabled": {"from": before.enabled, "to": k.enabled},
             "expires_at": {"from": before.expires_at, "to": k.expires_at},
             "allowed_models": {"from": before.allowed_models, "to": k.allowed_models},
