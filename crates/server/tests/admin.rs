@@ -816,6 +816,18 @@ async fn fixture(api: &Api<'_>, t: &Tenant, op: &str, who: &str) -> (String, Opt
             .unwrap()
             .to_owned()
     };
+    // A budget / rate limit the caller's tenant owns (made by its admin key;
+    // what the operator sets, tenants may only read): its id.
+    let tenant_owned = |path: &'static str, body: Value| async move {
+        let by = if who == "master" {
+            MASTER
+        } else {
+            t.key("admin")
+        };
+        let (s, v) = api.call(Some(by), "post", path, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    };
     let key_role = if who == "developer" {
         "developer"
     } else {
@@ -828,13 +840,13 @@ async fn fixture(api: &Api<'_>, t: &Tenant, op: &str, who: &str) -> (String, Opt
         )
     };
     let fresh_budget = || {
-        create(
+        tenant_owned(
             "/admin/budgets",
             json!({"scope": "tenant", "scope_id": tid, "max_cost": 100.0}),
         )
     };
     let fresh_limit = || {
-        create(
+        tenant_owned(
             "/admin/rate-limits",
             json!({"scope": "tenant", "scope_id": tid, "rpm": 100000}),
         )
@@ -862,8 +874,10 @@ async fn fixture(api: &Api<'_>, t: &Tenant, op: &str, who: &str) -> (String, Opt
             Some(json!({"name": uniq})),
         ),
         "createKey" => {
+            // A developer may only create developer keys (a viewer key
+            // would read what the developer cannot).
             let body = if who == "developer" {
-                json!({"name": uniq, "role": "viewer"})
+                json!({"name": uniq, "role": "developer"})
             } else {
                 json!({"tenant_id": tid, "user_id": owner, "role": "viewer"})
             };

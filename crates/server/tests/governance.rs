@@ -156,6 +156,8 @@ impl GovRig {
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            parent_key_id: None,
+            disabled_by: None,
         };
         edit(&mut k);
         self.store.create_key(&k).await.unwrap();
@@ -307,6 +309,7 @@ async fn rate_limits_hold_and_say_so(db: TestDb) {
             tpm: None,
             created_at: now,
             updated_at: now,
+            owner: Default::default(),
         })
         .await
         .unwrap();
@@ -321,6 +324,7 @@ async fn rate_limits_hold_and_say_so(db: TestDb) {
             tpm: Some(100),
             created_at: now,
             updated_at: now,
+            owner: Default::default(),
         })
         .await
         .unwrap();
@@ -379,6 +383,7 @@ async fn concurrent_requests_never_overspend_a_budget(db: TestDb) {
             downgrade_alias: None,
             created_at: now,
             updated_at: now,
+            owner: Default::default(),
         })
         .await
         .unwrap();
@@ -469,6 +474,7 @@ async fn exhausted_budget_downgrades(db: TestDb) {
             downgrade_alias: Some("cheap".into()),
             created_at: now,
             updated_at: now,
+            owner: Default::default(),
         })
         .await
         .unwrap();

@@ -155,6 +155,8 @@ impl Rig {
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            parent_key_id: None,
+            disabled_by: None,
         };
         self.store.create_key(&k).await.unwrap();
         (t.id, k.id, plain)
@@ -186,6 +188,7 @@ impl Rig {
                 downgrade_alias: downgrade_to.map(str::to_owned),
                 created_at: now,
                 updated_at: now,
+                owner: Default::default(),
             })
             .await
             .unwrap();

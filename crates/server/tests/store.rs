@@ -237,6 +237,8 @@ fn key(id: &str, tenant_id: &str, user_id: Option<&str>, hash: &str) -> ApiKey {
         created_at: 3_000,
         updated_at: 0,
         last_used_at: None,
+        parent_key_id: None,
+        disabled_by: None,
     }
 }
 
@@ -253,6 +255,7 @@ fn budget(id: &str, scope: Scope, scope_id: &str) -> Budget {
         downgrade_alias: Some("cheap".into()),
         created_at: 4_000,
         updated_at: 0,
+        owner: Default::default(),
     }
 }
 
@@ -266,6 +269,7 @@ fn rate(id: &str, scope: Scope, scope_id: &str) -> RateLimit {
         tpm: None,
         created_at: 5_000,
         updated_at: 0,
+        owner: Default::default(),
     }
 }
 

@@ -75,6 +75,16 @@ impl AdminError {
         )
     }
 
+    /// 503: the audit event of a change could not be written, so the change
+    /// was not made.
+    pub fn audit_unavailable() -> Self {
+        Self::new(
+            503,
+            "audit_unavailable",
+            "The change was not made: its audit event could not be recorded (the governance database is unavailable). Try again shortly.",
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,

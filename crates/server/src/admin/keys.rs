@@ -73,14 +73,26 @@ pub(crate) async fn update(r: Req) -> Result<Response, AdminError> {
             "allowed_models",
             "expires_at",
             "metadata",
+            "parent_key_id",
         ],
     )?;
+    let detach = match f.json("parent_key_id") {
+        None if f.has("parent_key_id") => true,
+        None => false,
+        Some(_) => {
+            return Err(AdminError::invalid(
+                "parent_key_id",
+                "`parent_key_id` can only be set to null (detach the key from its creator)",
+            ))
+        }
+    };
     let p = KeyPatch {
         name: f.string("name")?,
         enabled: f.boolean("enabled")?,
         allowed_models: f.strings("allowed_models")?,
         expires_at: f.nullable_time("expires_at")?,
         metadata: f.json("metadata"),
+        detach,
     };
     let k = ops::update_key(&r.ctx(), &r.id, p).await?;
     Ok(json_response(StatusCode::OK, &key_view(&k)))

@@ -17,11 +17,15 @@
 //! the audit event happen. The CLI calls the same [`ops`] functions.
 //!
 //! # Permissions
-//! See [`ops::Need`]: the master key may do everything; `admin` everything
-//! within its own tenant except creating tenants or changing its tenant's
-//! status or plan; `billing` budgets (manage) and usage (read); `viewer`
-//! usage and audit (read); `developer` its own keys (role no higher than its
-//! own) and its own usage; static config keys have no admin access.
+//! One table, [`perm::PERMISSIONS`] (rendered into the README): the master
+//! key may do everything; `admin` everything within its own tenant except
+//! creating tenants, changing its tenant's status or plan, widening its
+//! model list, or changing budgets / rate limits the operator set;
+//! `billing` the tenant's own budgets and usage (read); `viewer` usage and
+//! audit (read); `developer` its own keys and its own usage. A key created
+//! by a key is never broader than its creator (role, models, expiry, and the
+//! creator's per-key limits and budgets bind it), and no key widens itself
+//! or a key it descends from. Static config keys have no admin access.
 //! Records of other tenants answer 404, as if they did not exist.
 
 mod audit;
@@ -32,6 +36,7 @@ pub mod input;
 mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod perm;
 mod rate_limits;
 mod tenants;
 pub mod usage;

@@ -43,6 +43,8 @@ pub fn schemas() -> Map<String, Value> {
         "rotated_to": opt("string"), "created_at": ms(), "updated_at": ms(),
         "last_used_at": opt_ms(),
         "state": enum_of(&["active", "revoked", "disabled", "expired", "rotating"]),
+        "parent_key_id": {"type": ["string", "null"], "description": "The key that created this one (null: the master key or the CLI); its restrictions, rate limits and budgets bind this key too"},
+        "disabled_by": {"type": ["string", "null"], "description": "Who disabled the key: operator, admin, or a key id; re-enabling needs that authority"},
     });
     let key_required = [
         "id",
@@ -61,6 +63,8 @@ pub fn schemas() -> Map<String, Value> {
         "updated_at",
         "last_used_at",
         "state",
+        "parent_key_id",
+        "disabled_by",
     ];
     let mut secret_props = key_props.clone();
     if let Some(o) = secret_props.as_object_mut() {
@@ -77,6 +81,7 @@ pub fn schemas() -> Map<String, Value> {
         "alert_thresholds": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
         "action": enum_of(&["block", "downgrade"]), "downgrade_alias": opt("string"),
         "created_at": ms(), "updated_at": ms(),
+        "owner": {"type": "string", "enum": ["operator", "tenant"], "description": "Who set it: a tenant may read but not change what the operator (master key) set"},
     });
     let totals = json!({
         "key": {"type": "string", "description": "The group value, or `all`"},
@@ -189,6 +194,7 @@ pub fn schemas() -> Map<String, Value> {
                 "name": s("string"), "enabled": s("boolean"), "allowed_models": strings(),
                 "expires_at": {"type": ["integer", "string", "null"], "description": "Unix ms or RFC 3339; null clears"},
                 "metadata": s("object"),
+                "parent_key_id": {"type": "null", "description": "Master key / CLI only: detach the key from the key that created it (its restrictions, limits and budgets stop binding it; it survives that key's revocation)"},
             }),
             &[],
         ),
@@ -205,7 +211,7 @@ pub fn schemas() -> Map<String, Value> {
     put("Budget", req(&budget_props));
     let mut input_props = budget_props.clone();
     if let Some(o) = input_props.as_object_mut() {
-        for k in ["id", "created_at", "updated_at"] {
+        for k in ["id", "created_at", "updated_at", "owner"] {
             o.remove(k);
         }
     }
@@ -226,6 +232,7 @@ pub fn schemas() -> Map<String, Value> {
             "id": s("string"), "scope": enum_of(SCOPES), "scope_id": s("string"),
             "model": opt("string"), "rpm": opt("integer"), "tpm": opt("integer"),
             "created_at": ms(), "updated_at": ms(),
+            "owner": {"type": "string", "enum": ["operator", "tenant"], "description": "Who set it: a tenant may read but not change what the operator (master key) set"},
         })),
     );
     put(

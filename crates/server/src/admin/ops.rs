@@ -5,15 +5,25 @@
 //!
 //! Every function takes a [`Ctx`]: the store, the plan templates, who is
 //! acting ([`Actor`]) and where audit events go. Mutating operations write
-//! one audit event each (`success`, `denied` or `error`).
+//! one audit event each (`success`, `denied` or `error`), durably: the event
+//! is committed (as `pending`) before the change is made, and its outcome
+//! after (see `store::admin_audit`), so no change is acknowledged, or even
+//! made, without its audit row.
+//!
+//! Permissions come from one table, [`super::perm::PERMISSIONS`]: the route
+//! gate, the owner of budgets / rate limits / tenant policy, and the rules
+//! for keys created by keys (never broader than their creator) and for
+//! widening a key (never by itself or a key it created).
 
 use super::error::AdminError;
+use super::perm::{self, Act, Owner, Reach, Res, Who};
 use crate::config::Plan;
 use crate::governance::parse_span;
 use crate::governance::{keys, period_bounds, Ledger, Principal};
 use crate::store::{
     new_id, now_ms, ApiKey, AuditEvent, AuditLog, Bucket, Budget, BudgetAction, GroupBy, Millis,
-    RateLimit, Role, Scope, Store, Tenant, TenantStatus, UsageFilter, UsageRow, UsageTotals, User,
+    PolicyOwner, RateLimit, Role, Scope, Store, Tenant, TenantStatus, UsageFilter, UsageRow,
+    UsageTotals, User,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -58,16 +68,23 @@ pub enum Need {
 }
 
 impl Need {
-    /// The tenant roles that pass (the master key always passes).
-    pub fn roles(self) -> &'static [Role] {
-        use Role::*;
+    /// The tenant roles that pass (the master key always passes): those
+    /// with any access to the resource in [`perm::PERMISSIONS`].
+    pub fn roles(self) -> Vec<Role> {
         match self {
-            Need::Root => &[],
-            Need::Tenant | Need::Users | Need::RateLimits => &[Admin],
-            Need::Keys => &[Admin, Developer],
-            Need::Budgets => &[Admin, Billing],
-            Need::Usage => &[Admin, Billing, Viewer, Developer],
-            Need::Audit => &[Admin, Viewer],
+            Need::Root => [Role::Admin, Role::Billing, Role::Developer, Role::Viewer]
+                .into_iter()
+                .filter(|r| {
+                    perm::reach(Who::Role(*r), Res::Tenant, Owner::Any, Act::Create) != Reach::No
+                })
+                .collect(),
+            Need::Tenant => perm::roles_for(Res::Tenant),
+            Need::Users => perm::roles_for(Res::User),
+            Need::Keys => perm::roles_for(Res::Key),
+            Need::Budgets => perm::roles_for(Res::Budget),
+            Need::RateLimits => perm::roles_for(Res::RateLimit),
+            Need::Usage => perm::roles_for(Res::Usage),
+            Need::Audit => perm::roles_for(Res::Audit),
         }
     }
 }
@@ -120,6 +137,40 @@ impl Ctx<'_> {
         self.principal().map(|p| p.role)
     }
 
+    /// The caller as a column of the permission table.
+    fn who(&self) -> Who {
+        if self.is_root() {
+            Who::Master
+        } else {
+            Who::Role(self.role().unwrap_or(Role::Viewer))
+        }
+    }
+
+    /// The caller's virtual key (`None`: the master key, the CLI, static keys).
+    fn caller_key(&self) -> Option<&str> {
+        if self.is_root() {
+            return None;
+        }
+        self.principal().and_then(|p| p.key_id.as_deref())
+    }
+
+    /// Who owns what the caller creates.
+    fn owner(&self) -> PolicyOwner {
+        if self.is_root() {
+            PolicyOwner::Operator
+        } else {
+            PolicyOwner::Tenant
+        }
+    }
+
+    /// Refuse unless the table allows `act` on `res` owned by `owner`.
+    fn allow(&self, res: Res, owner: Owner, act: Act, why: &str) -> Result<Reach, AdminError> {
+        match perm::reach(self.who(), res, owner, act) {
+            Reach::No => Err(AdminError::denied(why.to_owned())),
+            r => Ok(r),
+        }
+    }
+
     /// Actor name for audit events.
     pub fn actor_name(&self) -> String {
         match &self.actor {
@@ -165,16 +216,15 @@ impl Ctx<'_> {
         self.is_root() || self.tenant() == Some(tenant_id)
     }
 
-    /// Record an audit event.
-    pub async fn audit_event(
+    fn event(
         &self,
         action: &str,
         tenant_id: Option<String>,
         target: Option<String>,
         outcome: &str,
         details: Value,
-    ) {
-        let ev = AuditEvent {
+    ) -> AuditEvent {
+        AuditEvent {
             id: new_id("aud_"),
             ts: now_ms(),
             actor: self.actor_name(),
@@ -184,7 +234,20 @@ impl Ctx<'_> {
             ip: self.ip.clone(),
             outcome: outcome.to_owned(),
             details,
-        };
+        }
+    }
+
+    /// Record an audit event (not waited for on the server: denied
+    /// requests refused before their body is read).
+    pub async fn audit_event(
+        &self,
+        action: &str,
+        tenant_id: Option<String>,
+        target: Option<String>,
+        outcome: &str,
+        details: Value,
+    ) {
+        let ev = self.event(action, tenant_id, target, outcome, details);
         match self.audit {
             AuditTo::Log(l) => l.record(ev),
             AuditTo::Store => {
@@ -195,31 +258,51 @@ impl Ctx<'_> {
         }
     }
 
-    /// Run a mutating operation and audit its outcome. `target` names the
-    /// record for failures; success reports its own.
+    /// Run a mutating operation and audit its outcome, durably: the event
+    /// is committed (outcome `pending`) before `f` runs, so nothing changes
+    /// unless the audit row exists (a database that cannot take it refuses
+    /// the operation with 503), then rewritten with the outcome. `target`
+    /// names the record for failures; success reports its own.
     async fn audited<T, F>(&self, action: &str, target: Option<&str>, f: F) -> Result<T, AdminError>
     where
         F: Future<Output = Result<(T, Done), AdminError>>,
     {
-        match f.await {
-            Ok((v, done)) => {
-                self.audit_event(action, done.tenant_id, done.target, "success", done.details)
-                    .await;
-                Ok(v)
+        let mut ev = self.event(
+            action,
+            None,
+            target.map(str::to_owned),
+            crate::store::AUDIT_PENDING,
+            json!({}),
+        );
+        if let Err(e) = self.store.begin_admin_audit(&ev).await {
+            tracing::warn!(error = %e, action, "cannot write the audit event; operation refused");
+            return Err(AdminError::audit_unavailable());
+        }
+        let res = f.await;
+        match &res {
+            Ok((_, done)) => {
+                if done.tenant_id.is_some() {
+                    ev.tenant_id = done.tenant_id.clone();
+                }
+                ev.target = done.target.clone().or(ev.target);
+                ev.outcome = "success".into();
+                ev.details = done.details.clone();
             }
             Err(e) => {
-                let outcome = if e.status == 403 { "denied" } else { "error" };
-                self.audit_event(
-                    action,
-                    None,
-                    target.map(str::to_owned),
-                    outcome,
-                    json!({"status": e.status, "message": e.message}),
-                )
-                .await;
-                Err(e)
+                ev.outcome = if e.status == 403 { "denied" } else { "error" }.into();
+                ev.details = json!({"status": e.status, "message": e.message});
             }
         }
+        if let Err(e) = self.store.finish_admin_audit(&ev).await {
+            // The change (if any) is made and its `pending` row names it;
+            // the outcome is in the log and the audit file.
+            tracing::warn!(error = %e, action, id = %ev.id, "cannot record the audit outcome; the event stays `pending`");
+        }
+        if let AuditTo::Log(l) = self.audit {
+            // For the audit file; its database insert is a no-op (same id).
+            l.record(ev);
+        }
+        res.map(|(v, _)| v)
     }
 }
 
@@ -313,6 +396,7 @@ async fn apply_plan(store: &Store, tenant: &Tenant, plan: &Plan) -> Result<(), A
                 tpm: plan.tpm,
                 created_at: now,
                 updated_at: now,
+                owner: PolicyOwner::Operator,
             })
             .await?;
     } else {
@@ -333,6 +417,7 @@ async fn apply_plan(store: &Store, tenant: &Tenant, plan: &Plan) -> Result<(), A
                 downgrade_alias: None,
                 created_at: now,
                 updated_at: now,
+                owner: PolicyOwner::Operator,
             })
             .await?;
     } else {
@@ -403,7 +488,7 @@ pub async fn update_tenant(ctx: &Ctx<'_>, id: &str, p: TenantPatch) -> Result<Te
         ctx.require(Need::Tenant)?;
         let mut t = visible_tenant(ctx, id).await?;
         let before = t.clone();
-        if !ctx.is_root() {
+        if !ctx.is_root() && perm::reach(ctx.who(), Res::TenantPlan, Owner::Operator, Act::Update) == Reach::No {
             if p.status.is_some_and(|s| s != t.status) {
                 return Err(AdminError::denied(
                     "only the master key may change a tenant's status",
@@ -429,7 +514,27 @@ pub async fn update_tenant(ctx: &Ctx<'_>, id: &str, p: TenantPatch) -> Result<Te
             }
         }
         if let Some(m) = &p.allowed_models {
-            t.allowed_models = check_models(m)?;
+            let m = check_models(m)?;
+            if !ctx.is_root() && m != t.allowed_models {
+                // The tenant's model list is the operator's: a tenant admin
+                // may only narrow it.
+                let reach = ctx.allow(
+                    Res::TenantModels,
+                    Owner::Operator,
+                    Act::Update,
+                    "only the master key may change a tenant's allowed models",
+                )?;
+                if reach == Reach::Narrow && !models_narrower(&m, &t.allowed_models) {
+                    return Err(AdminError::denied_param(
+                        "allowed_models",
+                        format!(
+                            "a tenant admin may only narrow the tenant's allowed models ({}); widening or clearing them is the operator's (master key)",
+                            if t.allowed_models.is_empty() { "all".to_owned() } else { t.allowed_models.join(", ") }
+                        ),
+                    ));
+                }
+            }
+            t.allowed_models = m;
         } else if let Some(pl) = &new_plan {
             if !pl.models.is_empty() {
                 t.allowed_models = pl.models.clone();
@@ -614,6 +719,8 @@ pub struct KeyPatch {
     /// `Some(None)` clears the expiry.
     pub expires_at: Option<Option<Millis>>,
     pub metadata: Option<Value>,
+    /// Detach the key from the key that created it (operator only).
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -655,10 +762,168 @@ pub struct CreatedKey {
     pub record: ApiKey,
 }
 
-/// Role order for "no higher than": admin above everything, viewer below
-/// everything; developer and billing are not comparable.
+/// Role order for "no higher than", from the permission table: `r` may do
+/// (and read) nothing that `cap` may not. Admin is above every role; no
+/// other two roles are ordered (a viewer reads the tenant's audit log and
+/// usage, which a developer cannot).
 pub fn role_at_most(r: Role, cap: Role) -> bool {
-    r == cap || cap == Role::Admin || r == Role::Viewer
+    perm::role_at_most(r, cap)
+}
+
+/// Longest creator / rotation chain followed.
+const MAX_CHAIN: usize = 64;
+
+/// The keys whose restrictions, per-key rate limits and budgets bind key
+/// `id`: the key itself first, then (breadth first) the key it was rotated
+/// to and the key that created it, and theirs. Missing keys are skipped.
+pub async fn key_chain(store: &Store, id: &str) -> Result<Vec<ApiKey>, AdminError> {
+    let mut out: Vec<ApiKey> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut queue = std::collections::VecDeque::from([id.to_owned()]);
+    while let Some(k) = queue.pop_front() {
+        if out.len() >= MAX_CHAIN || !seen.insert(k.clone()) {
+            continue;
+        }
+        let Some(key) = store.get_key(&k).await? else {
+            continue;
+        };
+        if let Some(n) = &key.rotated_to {
+            queue.push_back(n.clone());
+        }
+        if let Some(p) = &key.parent_key_id {
+            queue.push_back(p.clone());
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
+/// What a set of keys allows together: the intersection of their model
+/// lists (`None`: no list restricts; `Some([])`: nothing is left) and the
+/// earliest expiry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bounds {
+    pub models: Option<Vec<String>>,
+    pub expires_at: Option<Millis>,
+}
+
+pub fn bounds<'a>(keys: impl IntoIterator<Item = &'a ApiKey>) -> Bounds {
+    let mut b = Bounds::default();
+    for k in keys {
+        if !k.allowed_models.is_empty() && !k.allowed_models.iter().any(|m| m == "*") {
+            b.models = Some(match b.models.take() {
+                None => k.allowed_models.clone(),
+                Some(m) => m
+                    .into_iter()
+                    .filter(|x| k.allowed_models.contains(x))
+                    .collect(),
+            });
+        }
+        if let Some(e) = k.expires_at {
+            b.expires_at = Some(b.expires_at.map_or(e, |x| x.min(e)));
+        }
+    }
+    b
+}
+
+/// Is the model list `m` (empty = all) within `bound`?
+fn models_within(m: &[String], bound: Option<&[String]>) -> bool {
+    match bound {
+        None => true,
+        Some(b) => !m.is_empty() && m.iter().all(|x| b.contains(x)),
+    }
+}
+
+/// Is the list `m` (empty = all) no wider than `before` (empty = all)?
+fn models_narrower(m: &[String], before: &[String]) -> bool {
+    before.is_empty() || before.iter().any(|x| x == "*") || models_within(m, Some(before))
+}
+
+/// Is the expiry `e` (`None` = never) no later than `bound`?
+fn expiry_within(e: Option<Millis>, bound: Option<Millis>) -> bool {
+    match bound {
+        None => true,
+        Some(b) => e.is_some_and(|e| e <= b),
+    }
+}
+
+/// Who disabled a key, for `disabled_by`.
+fn disabler(ctx: &Ctx<'_>) -> String {
+    if ctx.is_root() {
+        "operator".into()
+    } else if ctx.role() == Some(Role::Admin) {
+        "admin".into()
+    } else {
+        ctx.caller_key().unwrap_or("developer").to_owned()
+    }
+}
+
+/// May the caller widen key `k` (re-enable it, give it more models or a
+/// later expiry)? Never itself or a key it descends from (`Owner::Lineage`);
+/// otherwise as far as the table reaches: admins in their tenant,
+/// developers only keys they created. Re-enabling also needs the authority
+/// of whoever disabled it.
+async fn check_widen(ctx: &Ctx<'_>, k: &ApiKey, fields: &[&str]) -> Result<(), AdminError> {
+    if ctx.is_root() {
+        return Ok(());
+    }
+    let caller = ctx.caller_key();
+    let mine = match caller {
+        Some(c) => key_chain(ctx.store, c).await?,
+        None => Vec::new(),
+    };
+    let lineage = mine.iter().any(|x| x.id == k.id);
+    let owner = if lineage {
+        Owner::Lineage
+    } else {
+        Owner::Others
+    };
+    let what = fields.join(", ");
+    let reach = ctx.allow(
+        Res::KeyWiden,
+        owner,
+        Act::Update,
+        &if lineage {
+            format!("a key cannot widen its own restrictions ({what}) or those of a key it was created by; only an admin of the tenant (with another key) or the operator can")
+        } else {
+            format!("you may not widen this key's restrictions ({what})")
+        },
+    )?;
+    // Is the caller (strictly) above key `of` in its chain?
+    let above = |chain: &[ApiKey]| caller.is_some_and(|c| chain.iter().skip(1).any(|x| x.id == c));
+    if reach == Reach::Created && !above(&key_chain(ctx.store, &k.id).await?) {
+        return Err(AdminError::denied(format!(
+            "you may only widen ({what}) keys that you created"
+        )));
+    }
+    if fields.contains(&"enabled") {
+        match k.disabled_by.as_deref() {
+            Some("operator") => {
+                return Err(AdminError::denied(
+                    "this key was disabled by the operator; only the master key may re-enable it",
+                ))
+            }
+            Some("admin") if ctx.role() != Some(Role::Admin) => {
+                return Err(AdminError::denied(
+                    "this key was disabled by a tenant admin; only an admin may re-enable it",
+                ))
+            }
+            Some(by)
+                if by.starts_with("key_")
+                    && ctx.role() != Some(Role::Admin)
+                    && caller != Some(by) =>
+            {
+                let creator_of_disabler = above(&key_chain(ctx.store, by).await?);
+                if !creator_of_disabler {
+                    return Err(AdminError::denied(
+                        "this key was disabled by another key; only that key, a key that created it, or an admin may re-enable it",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn check_models(m: &[String]) -> Result<Vec<String>, AdminError> {
@@ -785,7 +1050,49 @@ pub async fn create_key(ctx: &Ctx<'_>, n: NewKey) -> Result<CreatedKey, AdminErr
             }
         }
         let now = now_ms();
-        let expires_at = expiry(now, n.expires_at, n.expires_in)?;
+        let mut expires_at = expiry(now, n.expires_at, n.expires_in)?;
+        let mut allowed_models = check_models(n.allowed_models.as_deref().unwrap_or(&[]))?;
+        // A key created by a key is never broader than its creator: models
+        // within the creator's (inherited when not given), expiry no later
+        // (inherited when not given); the creator's per-key rate limits and
+        // budgets bind it through `parent_key_id` (see governance).
+        let parent = ctx.caller_key().map(str::to_owned);
+        if let Some(pk) = &parent {
+            let b = bounds(&key_chain(ctx.store, pk).await?);
+            if let Some(bm) = &b.models {
+                if allowed_models.is_empty() {
+                    if bm.is_empty() {
+                        return Err(AdminError::denied(
+                            "your key may call no model, so it cannot create keys",
+                        ));
+                    }
+                    allowed_models = bm.clone();
+                } else if !models_within(&allowed_models, Some(bm)) {
+                    return Err(AdminError::denied_param(
+                        "allowed_models",
+                        format!(
+                            "a key cannot allow models its creator may not call (your key allows: {})",
+                            bm.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Some(be) = b.expires_at {
+                match expires_at {
+                    None => expires_at = Some(be),
+                    Some(e) if e > be => {
+                        return Err(AdminError::denied_param(
+                            "expires_at",
+                            format!(
+                                "a key cannot outlive its creator (your key expires at {})",
+                                format_time(be)
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         let name = n.name.as_deref().map(|s| check_name("name", s)).transpose()?;
         let plaintext = keys::generate();
         let k = ApiKey {
@@ -796,7 +1103,7 @@ pub async fn create_key(ctx: &Ctx<'_>, n: NewKey) -> Result<CreatedKey, AdminErr
             tenant_id: tenant,
             user_id,
             role,
-            allowed_models: check_models(n.allowed_models.as_deref().unwrap_or(&[]))?,
+            allowed_models,
             metadata: check_metadata(n.metadata)?,
             expires_at,
             enabled: true,
@@ -805,10 +1112,12 @@ pub async fn create_key(ctx: &Ctx<'_>, n: NewKey) -> Result<CreatedKey, AdminErr
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            parent_key_id: parent,
+            disabled_by: None,
         };
         ctx.store.create_key(&k).await?;
         let k = visible_key(ctx, &k.id).await?;
-        let d = json!({"role": k.role, "user_id": k.user_id, "prefix": k.prefix, "expires_at": k.expires_at});
+        let d = json!({"role": k.role, "user_id": k.user_id, "prefix": k.prefix, "expires_at": k.expires_at, "allowed_models": k.allowed_models, "parent_key_id": k.parent_key_id});
         Ok((
             CreatedKey {
                 key: plaintext,
@@ -881,24 +1190,76 @@ pub async fn update_key(ctx: &Ctx<'_>, id: &str, p: KeyPatch) -> Result<ApiKey, 
     ctx.audited("key.update", Some(id), async {
         ctx.require(Need::Keys)?;
         let mut k = visible_key(ctx, id).await?;
+        let before = k.clone();
         if let Some(n) = &p.name {
             k.name = Some(check_name("name", n)?);
         }
+        let mut widen: Vec<&str> = Vec::new();
         if let Some(e) = p.enabled {
+            if e && !before.enabled {
+                widen.push("enabled");
+                k.disabled_by = None;
+            } else if !e && before.enabled {
+                k.disabled_by = Some(disabler(ctx));
+            }
             k.enabled = e;
         }
         if let Some(m) = &p.allowed_models {
             k.allowed_models = check_models(m)?;
+            if !models_narrower(&k.allowed_models, &before.allowed_models) {
+                widen.push("allowed_models");
+            }
         }
         if let Some(e) = p.expires_at {
             k.expires_at = e;
+            if !expiry_within(e, before.expires_at) {
+                widen.push("expires_at");
+            }
         }
         if p.metadata.is_some() {
             k.metadata = check_metadata(p.metadata)?;
         }
+        if p.detach && k.parent_key_id.is_some() {
+            if !ctx.is_root() {
+                return Err(AdminError::denied_param(
+                    "parent_key_id",
+                    "only the operator (master key or CLI) may detach a key from the key that created it",
+                ));
+            }
+            k.parent_key_id = None;
+        }
+        if !widen.is_empty() {
+            check_widen(ctx, &before, &widen).await?;
+        }
+        // Whoever changes it, a key stays within the keys that created it.
+        if k.parent_key_id.is_some() && (p.allowed_models.is_some() || p.expires_at.is_some()) {
+            let chain = key_chain(ctx.store, id).await?;
+            let b = bounds(chain.iter().skip(1));
+            if p.allowed_models.is_some() && !models_within(&k.allowed_models, b.models.as_deref())
+            {
+                return Err(AdminError::denied_param(
+                    "allowed_models",
+                    format!(
+                        "a key cannot allow models the key that created it may not call ({})",
+                        b.models.unwrap_or_default().join(", ")
+                    ),
+                ));
+            }
+            if p.expires_at.is_some() && !expiry_within(k.expires_at, b.expires_at) {
+                return Err(AdminError::denied_param(
+                    "expires_at",
+                    "a key cannot outlive the key that created it",
+                ));
+            }
+        }
         ctx.store.update_key(&k).await?;
         let k = visible_key(ctx, id).await?;
-        let d = json!({"enabled": k.enabled, "expires_at": k.expires_at, "allowed_models": k.allowed_models});
+        let d = json!({
+            "parent_key_id": {"from": before.parent_key_id, "to": k.parent_key_id},
+            "enabled": {"from": before.enabled, "to": k.enabled},
+            "expires_at": {"from": before.expires_at, "to": k.expires_at},
+            "allowed_models": {"from": before.allowed_models, "to": k.allowed_models},
+        });
         Ok((k.clone(), done(&k.tenant_id, &k.id, d)))
     })
     .await
@@ -957,13 +1318,30 @@ pub async fn rotate_key(
             last_used_at: None,
             ..old.clone()
         };
-        ctx.store.create_key(&new).await?;
+        // In this order no refresh of a gateway ever sees either key
+        // unbound: the old key first points at the new id (the rules that
+        // bind the new key bind it too, through `rotated_to`), then its
+        // per-key rate limits and budgets move to the new id (same rule
+        // ids, so a budget keeps what it spent this period and a limiter
+        // its state), and only then does the new key exist.
         let until = now + overlap * 1000;
         old.expires_at = Some(old.expires_at.map_or(until, |e| e.min(until)));
         old.rotated_to = Some(new.id.clone());
         ctx.store.update_key(&old).await?;
+        let mut moved = Vec::new();
+        for mut r in ctx.store.list_rate_limits(Some((Scope::Key, &old.id))).await? {
+            r.scope_id = new.id.clone();
+            ctx.store.upsert_rate_limit(&r).await?;
+            moved.push(r.id);
+        }
+        for mut b in ctx.store.list_budgets(Some((Scope::Key, &old.id))).await? {
+            b.scope_id = new.id.clone();
+            ctx.store.upsert_budget(&b).await?;
+            moved.push(b.id);
+        }
+        ctx.store.create_key(&new).await?;
         let new = visible_key(ctx, &new.id).await?;
-        let d = json!({"new_key": new.id, "old_expires_at": old.expires_at, "overlap_seconds": overlap});
+        let d = json!({"new_key": new.id, "old_expires_at": old.expires_at, "overlap_seconds": overlap, "moved": moved});
         Ok((
             CreatedKey {
                 key: plaintext,
@@ -1105,7 +1483,60 @@ fn build_budget(
         downgrade_alias,
         created_at,
         updated_at: created_at,
+        owner: ctx.owner(),
     })
+}
+
+fn owner_col(o: PolicyOwner) -> Owner {
+    match o {
+        PolicyOwner::Operator => Owner::Operator,
+        PolicyOwner::Tenant => Owner::Tenant,
+    }
+}
+
+/// May the caller change (`act`) a budget / rate limit owned by `owner` on
+/// `scope`? What the operator set, only the operator changes; a rule on the
+/// caller's own key or a key it descends from, only the operator (or an
+/// admin using an unrelated key) removes or loosens.
+async fn check_policy(
+    ctx: &Ctx<'_>,
+    res: Res,
+    owner: PolicyOwner,
+    scope: Scope,
+    scope_id: &str,
+    act: Act,
+) -> Result<(), AdminError> {
+    let what = res.label();
+    ctx.allow(
+        res,
+        owner_col(owner),
+        act,
+        &format!(
+            "this {what} was set by the {}; only the operator (master key) may {} it",
+            owner.as_str(),
+            act.label()
+        ),
+    )?;
+    if scope == Scope::Key {
+        if let Some(c) = ctx.caller_key() {
+            if key_chain(ctx.store, c)
+                .await?
+                .iter()
+                .any(|k| k.id == scope_id)
+            {
+                ctx.allow(
+                    res,
+                    Owner::Lineage,
+                    act,
+                    &format!(
+                        "a key cannot {} a {what} that binds itself or a key it was created by",
+                        act.label()
+                    ),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn create_budget(ctx: &Ctx<'_>, i: BudgetInput) -> Result<Budget, AdminError> {
@@ -1115,7 +1546,7 @@ pub async fn create_budget(ctx: &Ctx<'_>, i: BudgetInput) -> Result<Budget, Admi
         let tenant = writable_scope(ctx, b.scope, &b.scope_id).await?;
         ctx.store.upsert_budget(&b).await?;
         let b = visible_budget(ctx, &b.id).await?;
-        let d = json!({"scope": b.scope, "scope_id": b.scope_id, "max_cost": b.max_cost, "max_tokens": b.max_tokens, "period": b.period});
+        let d = json!({"scope": b.scope, "scope_id": b.scope_id, "max_cost": b.max_cost, "max_tokens": b.max_tokens, "period": b.period, "owner": b.owner});
         Ok((b.clone(), done(&tenant, &b.id, d)))
     })
     .await
@@ -1195,7 +1626,12 @@ pub async fn put_budget(ctx: &Ctx<'_>, id: &str, i: BudgetInput) -> Result<Budge
     ctx.audited("budget.update", Some(id), async {
         ctx.require(Need::Budgets)?;
         let old = visible_budget(ctx, id).await?;
-        let b = build_budget(ctx, old.id.clone(), old.created_at, i)?;
+        check_policy(ctx, Res::Budget, old.owner, old.scope, &old.scope_id, Act::Update).await?;
+        let mut b = build_budget(ctx, old.id.clone(), old.created_at, i)?;
+        if !ctx.is_root() {
+            b.owner = old.owner;
+        }
+        check_policy(ctx, Res::Budget, b.owner, b.scope, &b.scope_id, Act::Update).await?;
         let tenant = writable_scope(ctx, b.scope, &b.scope_id).await?;
         ctx.store.upsert_budget(&b).await?;
         let b = visible_budget(ctx, id).await?;
@@ -1209,6 +1645,7 @@ pub async fn delete_budget(ctx: &Ctx<'_>, id: &str) -> Result<Budget, AdminError
     ctx.audited("budget.delete", Some(id), async {
         ctx.require(Need::Budgets)?;
         let b = visible_budget(ctx, id).await?;
+        check_policy(ctx, Res::Budget, b.owner, b.scope, &b.scope_id, Act::Delete).await?;
         let tenant = scope_tenant(ctx.store, b.scope, &b.scope_id)
             .await?
             .unwrap_or_default();
@@ -1300,6 +1737,7 @@ pub async fn create_rate_limit(ctx: &Ctx<'_>, i: RateLimitInput) -> Result<RateL
             tpm: i.tpm,
             created_at: now,
             updated_at: now,
+            owner: ctx.owner(),
         };
         ctx.store.upsert_rate_limit(&r).await?;
         let r = visible_rate_limit(ctx, &r.id).await?;
@@ -1343,6 +1781,15 @@ pub async fn delete_rate_limit(ctx: &Ctx<'_>, id: &str) -> Result<RateLimit, Adm
     ctx.audited("rate_limit.delete", Some(id), async {
         ctx.require(Need::RateLimits)?;
         let r = visible_rate_limit(ctx, id).await?;
+        check_policy(
+            ctx,
+            Res::RateLimit,
+            r.owner,
+            r.scope,
+            &r.scope_id,
+            Act::Delete,
+        )
+        .await?;
         let tenant = scope_tenant(ctx.store, r.scope, &r.scope_id)
             .await?
             .unwrap_or_default();
@@ -1613,11 +2060,62 @@ mod tests {
     #[test]
     fn role_order() {
         use Role::*;
-        assert!(role_at_most(Viewer, Developer));
+        assert!(!role_at_most(Viewer, Developer));
         assert!(role_at_most(Developer, Developer));
         assert!(!role_at_most(Admin, Developer));
         assert!(!role_at_most(Billing, Developer));
         assert!(role_at_most(Billing, Admin));
+    }
+
+    fn key(models: &[&str], exp: Option<Millis>) -> ApiKey {
+        ApiKey {
+            id: "key_x".into(),
+            hash: String::new(),
+            prefix: String::new(),
+            name: None,
+            tenant_id: "t".into(),
+            user_id: None,
+            role: Role::Developer,
+            allowed_models: models.iter().map(|s| s.to_string()).collect(),
+            metadata: json!({}),
+            expires_at: exp,
+            enabled: true,
+            revoked_at: None,
+            rotated_to: None,
+            created_at: 0,
+            updated_at: 0,
+            last_used_at: None,
+            parent_key_id: None,
+            disabled_by: None,
+        }
+    }
+
+    #[test]
+    fn bounds_intersect_models_and_take_the_earliest_expiry() {
+        let b = bounds(&[
+            key(&["a", "b"], Some(5)),
+            key(&[], None),
+            key(&["b", "c"], Some(3)),
+        ]);
+        assert_eq!(b.models, Some(vec!["b".to_string()]));
+        assert_eq!(b.expires_at, Some(3));
+        assert_eq!(
+            bounds(&[key(&[], None), key(&["*"], None)]),
+            Bounds::default()
+        );
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(models_within(&s(&["b"]), Some(&s(&["a", "b"]))));
+        assert!(
+            !models_within(&s(&[]), Some(&s(&["a"]))),
+            "empty = all is wider"
+        );
+        assert!(models_within(&s(&[]), None));
+        assert!(models_narrower(&s(&["a"]), &s(&[])));
+        assert!(!models_narrower(&s(&[]), &s(&["a"])));
+        assert!(expiry_within(Some(1), Some(2)));
+        assert!(!expiry_within(None, Some(2)));
+        assert!(!expiry_within(Some(3), Some(2)));
+        assert!(expiry_within(None, None));
     }
 
     #[test]

@@ -368,6 +368,7 @@ mod tests {
             downgrade_alias: (action == BudgetAction::Downgrade).then(|| "cheap".into()),
             created_at: 0,
             updated_at: 0,
+            owner: Default::default(),
         })
     }
 

@@ -21,10 +21,29 @@ pub struct Snapshot {
     pub budgets_by_scope: ByScope<Vec<String>>,
     /// Rate limits per scope, each with its limiter's key.
     pub limits_by_scope: ByScope<Vec<Limit>>,
+    /// For keys created by a key or rotated: the other keys that bind them.
+    /// Keys with neither (most) have no entry.
+    pub lineage: FastMap<String, Arc<Lineage>>,
 }
 
-/// A rate limit and the key of its limiter state
-/// (`scope:scope_id:model`, `*` for all models), made once per snapshot
+/// The other keys whose restrictions bind a key: the key it was rotated to
+/// and the key that created it, and theirs (breadth first, at most
+/// [`MAX_LINEAGE`]). Their per-key rate limits and budgets apply to the
+/// key's requests too; their model lists narrow its own; a revoked,
+/// disabled or expired one (not itself rotated) stops it.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    pub ids: Arc<[String]>,
+    /// The intersection of their non-empty model lists (`None`: none
+    /// restricts).
+    pub models: Option<Vec<String>>,
+}
+
+/// Longest lineage followed (a guard against cycles and abuse).
+pub const MAX_LINEAGE: usize = 64;
+
+/// A rate limit and the key of its limiter state (`rl:` + the rule id, so
+/// a rule moved to a rotated key keeps its state), made once per snapshot
 /// rather than per request.
 #[derive(Debug, Clone)]
 pub struct Limit {
@@ -106,16 +125,59 @@ impl Snapshot {
         }
         self.limits_by_scope.clear();
         for r in self.rate_limits.values() {
-            let key = format!(
-                "{}:{}:{}",
-                r.scope.as_str(),
-                r.scope_id,
-                r.model.as_deref().unwrap_or("*")
-            );
+            let key = format!("rl:{}", r.id);
             self.limits_by_scope.slot(r.scope, &r.scope_id).push(Limit {
                 rule: r.clone(),
                 key: Arc::from(key),
             });
         }
+        self.lineage.clear();
+        for k in self.keys.values() {
+            if k.parent_key_id.is_none() && k.rotated_to.is_none() {
+                continue;
+            }
+            let mut ids: Vec<String> = Vec::new();
+            let mut models: Option<Vec<String>> = None;
+            let mut queue: std::collections::VecDeque<&str> = std::collections::VecDeque::new();
+            queue.extend(k.rotated_to.as_deref());
+            queue.extend(k.parent_key_id.as_deref());
+            while let Some(id) = queue.pop_front() {
+                if ids.len() >= MAX_LINEAGE || id == k.id || ids.iter().any(|x| x == id) {
+                    continue;
+                }
+                ids.push(id.to_owned());
+                let Some(a) = self.keys.get(id) else { continue };
+                if !a.allowed_models.is_empty() && !a.allowed_models.iter().any(|m| m == "*") {
+                    models = Some(match models.take() {
+                        None => a.allowed_models.clone(),
+                        Some(m) => m
+                            .into_iter()
+                            .filter(|x| a.allowed_models.contains(x))
+                            .collect(),
+                    });
+                }
+                queue.extend(a.rotated_to.as_deref());
+                queue.extend(a.parent_key_id.as_deref());
+            }
+            self.lineage.insert(
+                k.id.clone(),
+                Arc::new(Lineage {
+                    ids: Arc::from(ids),
+                    models,
+                }),
+            );
+        }
+    }
+
+    /// Every key bound by the rules of key `id` (itself and the keys whose
+    /// lineage holds it): the usage that counts against its key budgets.
+    pub fn bound_keys(&self, id: &str) -> Vec<String> {
+        let mut out = vec![id.to_owned()];
+        for (k, l) in &self.lineage {
+            if l.ids.iter().any(|x| x == id) {
+                out.push(k.clone());
+            }
+        }
+        out
     }
 }

@@ -38,6 +38,10 @@ pub struct Principal {
     pub master: bool,
     /// Models this caller may use (empty = all).
     pub allowed_models: Arc<[String]>,
+    /// Other keys whose per-key rate limits and budgets bind this caller:
+    /// the keys that created it and the key it was rotated to (see
+    /// `cache::Lineage`). `None` for most keys.
+    pub bound_by: Option<Arc<[String]>>,
 }
 
 impl Principal {
@@ -50,6 +54,7 @@ impl Principal {
             role: Role::Developer,
             master: false,
             allowed_models: Arc::from(Vec::new()),
+            bound_by: None,
         }
     }
 
@@ -247,7 +252,7 @@ impl Governance {
         let now = store::now_ms();
         for b in budgets {
             let (start, _) = period_bounds(&b, now);
-            let (cost, tokens) = store.spend_since(b.scope, &b.scope_id, start).await?;
+            let (cost, tokens) = spent(&store, &snap, &b, start).await?;
             ledger.load(b, cost, tokens, now);
         }
         let (audit, audit_task) = AuditLog::start_with(
@@ -339,7 +344,7 @@ impl Governance {
                 let (cost, tokens) = if self.ledger.contains(&b.id) {
                     (0.0, 0)
                 } else {
-                    self.store.spend_since(b.scope, &b.scope_id, start).await?
+                    spent(&self.store, &snap, &b, start).await?
                 };
                 self.ledger.load(b, cost, tokens, now);
             }
@@ -465,28 +470,32 @@ impl Governance {
                 }
             }
         }
-        let allowed: Vec<String> = match (
-            k.allowed_models.is_empty(),
-            tenant.allowed_models.is_empty(),
-        ) {
-            (true, true) => Vec::new(),
-            (false, true) => k.allowed_models.clone(),
-            (true, false) => tenant.allowed_models.clone(),
-            (false, false) => {
-                let both: Vec<String> = k
-                    .allowed_models
-                    .iter()
-                    .filter(|m| tenant.allowed_models.contains(m))
-                    .cloned()
-                    .collect();
-                // Disjoint lists allow nothing (an empty list would mean "all").
-                if both.is_empty() {
-                    vec![String::from("\u{0}nothing")]
-                } else {
-                    both
+        // A key is never broader than the keys it descends from: each of
+        // them must still be usable (one rotated away is stood in for by
+        // its successor, also in the lineage), and their model lists
+        // narrow its own.
+        let lineage = snap.lineage.get(&k.id);
+        if let Some(l) = lineage {
+            for id in l.ids.iter() {
+                let Some(a) = snap.keys.get(id) else { continue };
+                if a.rotated_to.is_none()
+                    && (a.revoked_at.is_some()
+                        || !a.enabled
+                        || a.expires_at.is_some_and(|e| e <= now))
+                {
+                    return deny(
+                        401,
+                        ErrorKind::Authentication,
+                        "key_creator_inactive",
+                        "The key that created this API key is revoked, disabled or expired, so this key cannot be used either.",
+                    );
                 }
             }
-        };
+        }
+        let mut allowed = narrow(k.allowed_models.clone(), &tenant.allowed_models);
+        if let Some(m) = lineage.and_then(|l| l.models.as_deref()) {
+            allowed = narrow(allowed, m);
+        }
         if let Ok(mut t) = self.touched.lock() {
             match t.get_mut(&k.id) {
                 Some(at) => *at = now,
@@ -502,6 +511,7 @@ impl Governance {
             role,
             master: false,
             allowed_models: Arc::from(allowed),
+            bound_by: lineage.map(|l| l.ids.clone()),
         }))
     }
 
@@ -711,6 +721,25 @@ impl Governance {
     }
 }
 
+/// What counts against budget `b` since `start`: its scope's usage; for a
+/// key budget, also the usage of every key it binds (keys created from it,
+/// the key it was rotated from), which the ledger charges it live.
+async fn spent(
+    store: &Store,
+    snap: &Snapshot,
+    b: &store::Budget,
+    start: store::Millis,
+) -> Result<(f64, i64), store::StoreError> {
+    match b.scope {
+        Scope::Key => {
+            store
+                .spend_since_keys(&snap.bound_keys(&b.scope_id), start)
+                .await
+        }
+        s => store.spend_since(s, &b.scope_id, start).await,
+    }
+}
+
 /// The weaker of two roles (admin > billing/developer > viewer; billing and
 /// developer are not ordered, so a mix yields viewer).
 fn weaker(a: Role, b: Role) -> Role {
@@ -722,6 +751,26 @@ fn weaker(a: Role, b: Role) -> Role {
     }
 }
 
+/// Model list `a` narrowed by `b` (each empty or holding `*` = all).
+/// Disjoint lists allow nothing (an empty list would mean "all").
+fn narrow(a: Vec<String>, b: &[String]) -> Vec<String> {
+    let all = |l: &[String]| l.is_empty() || l.iter().any(|m| m == "*");
+    if all(b) {
+        return a;
+    }
+    if all(&a) {
+        return b.to_vec();
+    }
+    let both: Vec<String> = a.into_iter().filter(|m| b.contains(m)).collect();
+    if both.is_empty() {
+        vec![String::from("\u{0}nothing")]
+    } else {
+        both
+    }
+}
+
+/// The scopes whose rate limits and budgets apply to a caller: its tenant,
+/// user and key, and the keys that bind it (`Principal::bound_by`).
 fn scopes_of(p: &Principal) -> impl Iterator<Item = (Scope, &str)> + Clone {
     [
         (Scope::Tenant, p.tenant_id.as_deref()),
@@ -730,6 +779,11 @@ fn scopes_of(p: &Principal) -> impl Iterator<Item = (Scope, &str)> + Clone {
     ]
     .into_iter()
     .filter_map(|(s, id)| Some((s, id?)))
+    .chain(
+        p.bound_by
+            .iter()
+            .flat_map(|l| l.iter().map(|id| (Scope::Key, id.as_str()))),
+    )
 }
 
 /// OpenAI-style `x-ratelimit-*` headers.
@@ -805,6 +859,61 @@ fn write_reset(buf: &mut bytes::BytesMut, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_lists_narrow_with_empty_and_star_meaning_all() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(narrow(v(&[]), &v(&[])), v(&[]));
+        assert_eq!(narrow(v(&["a"]), &v(&[])), v(&["a"]));
+        assert_eq!(narrow(v(&[]), &v(&["a"])), v(&["a"]));
+        assert_eq!(narrow(v(&["*"]), &v(&["a"])), v(&["a"]));
+        assert_eq!(narrow(v(&["a", "b"]), &v(&["b", "c"])), v(&["b"]));
+        // Disjoint: nothing (not the empty list, which would mean all).
+        assert_eq!(narrow(v(&["a"]), &v(&["b"])), v(&["\u{0}nothing"]));
+    }
+
+    #[test]
+    fn lineage_follows_creators_and_rotation_and_binds_their_rules() {
+        use crate::store::{ApiKey, Changes};
+        let key = |id: &str, parent: Option<&str>, rotated: Option<&str>, models: &[&str]| ApiKey {
+            id: id.into(),
+            hash: format!("{:064x}", id.len() + id.as_bytes()[id.len() - 1] as usize),
+            prefix: String::new(),
+            name: None,
+            tenant_id: "t".into(),
+            user_id: None,
+            role: Role::Developer,
+            allowed_models: models.iter().map(|s| s.to_string()).collect(),
+            metadata: serde_json::json!({}),
+            expires_at: None,
+            enabled: true,
+            revoked_at: None,
+            rotated_to: rotated.map(Into::into),
+            created_at: 0,
+            updated_at: 0,
+            last_used_at: None,
+            parent_key_id: parent.map(Into::into),
+            disabled_by: None,
+        };
+        let mut snap = Snapshot::default();
+        snap.apply(Changes {
+            keys: vec![
+                key("k1", None, Some("k1b"), &["a", "b"]),
+                key("k1b", None, None, &["a", "b"]),
+                key("k2", Some("k1"), None, &["b", "c"]),
+                key("k3", Some("k2"), None, &[]),
+                key("free", None, None, &[]),
+            ],
+            ..Changes::default()
+        });
+        let l = snap.lineage.get("k3").unwrap();
+        assert_eq!(&*l.ids, ["k2", "k1", "k1b"]);
+        assert_eq!(l.models.as_deref(), Some(&["b".to_string()][..]));
+        assert!(!snap.lineage.contains_key("free"));
+        let mut bound = snap.bound_keys("k1b");
+        bound.sort();
+        assert_eq!(bound, ["k1", "k1b", "k2", "k3"]);
+    }
 
     #[test]
     fn reset_headers_are_seconds_to_the_millisecond() {

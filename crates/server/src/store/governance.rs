@@ -14,10 +14,11 @@ const TENANT_COLS: &str =
 const USER_COLS: &str = "id, tenant_id, email, name, role, disabled, created_at, updated_at";
 const KEY_COLS: &str =
     "id, hash, prefix, name, tenant_id, user_id, role, allowed_models, metadata, \
-     expires_at, enabled, revoked_at, rotated_to, created_at, updated_at, last_used_at";
+     expires_at, enabled, revoked_at, rotated_to, created_at, updated_at, last_used_at, \
+     parent_key_id, disabled_by";
 const BUDGET_COLS: &str = "id, scope, scope_id, period, max_cost, max_tokens, alert_thresholds, \
-     action, downgrade_alias, created_at, updated_at";
-const RATE_COLS: &str = "id, scope, scope_id, model, rpm, tpm, created_at, updated_at";
+     action, downgrade_alias, created_at, updated_at, owner";
+const RATE_COLS: &str = "id, scope, scope_id, model, rpm, tpm, created_at, updated_at, owner";
 
 /// Pairs per `touch_keys` statement.
 const TOUCH_CHUNK: usize = 200;
@@ -115,7 +116,14 @@ fn key_from(r: &AnyRow) -> Result<ApiKey, StoreError> {
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
         last_used_at: col(r, "last_used_at")?,
+        parent_key_id: col(r, "parent_key_id")?,
+        disabled_by: col(r, "disabled_by")?,
     })
+}
+
+fn owner_from(r: &AnyRow) -> Result<PolicyOwner, StoreError> {
+    let s: String = col(r, "owner")?;
+    PolicyOwner::parse(&s).ok_or_else(|| bad("owner", &s))
 }
 
 fn scope_from(r: &AnyRow) -> Result<Scope, StoreError> {
@@ -141,6 +149,7 @@ fn budget_from(r: &AnyRow) -> Result<Budget, StoreError> {
         downgrade_alias: col(r, "downgrade_alias")?,
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
+        owner: owner_from(r)?,
     })
 }
 
@@ -154,6 +163,7 @@ fn rate_from(r: &AnyRow) -> Result<RateLimit, StoreError> {
         tpm: col(r, "tpm")?,
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
+        owner: owner_from(r)?,
     })
 }
 
@@ -218,7 +228,7 @@ impl Store {
             Arg::Text(json_text(&t.metadata)?),
             Arg::I64(t.created_at),
         ];
-        let what = format!("tenant {:?} / name {:?}", t.id, t.name);
+        let what = format!("a tenant named {:?}", t.name);
         self.gov_write("create_tenant", &what, &[(sql, args)], false)
             .await?;
         Ok(())
@@ -236,7 +246,7 @@ impl Store {
             Arg::Text(json_text(&t.metadata)?),
             Arg::Text(t.id.clone()),
         ];
-        let what = format!("tenant name {:?}", t.name);
+        let what = format!("a tenant named {:?}", t.name);
         let n = self
             .gov_write("update_tenant", &what, &[(sql, args)], true)
             .await?;
@@ -281,10 +291,7 @@ impl Store {
             flag(u.disabled),
             Arg::I64(u.created_at),
         ];
-        let what = format!(
-            "user {:?} / email {:?} in tenant {:?}",
-            u.id, u.email, u.tenant_id
-        );
+        let what = format!("a user with the email {:?} in this tenant", u.email);
         self.gov_write("create_user", &what, &[(sql, args)], false)
             .await?;
         Ok(())
@@ -302,7 +309,7 @@ impl Store {
             flag(u.disabled),
             Arg::Text(u.id.clone()),
         ];
-        let what = format!("user email {:?} in tenant {:?}", u.email, u.tenant_id);
+        let what = format!("a user with the email {:?} in this tenant", u.email);
         let n = self
             .gov_write("update_user", &what, &[(sql, args)], true)
             .await?;
@@ -339,8 +346,8 @@ impl Store {
     pub async fn create_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         let sql = "INSERT INTO api_keys (updated_at, id, hash, prefix, name, tenant_id, user_id, \
                    role, allowed_models, metadata, expires_at, enabled, revoked_at, rotated_to, \
-                   created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                   $11, $12, $13, $14, $15, $16)";
+                   created_at, last_used_at, parent_key_id, disabled_by) VALUES ($1, $2, $3, $4, \
+                   $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
         let args = vec![
             Arg::Text(k.id.clone()),
             Arg::Text(k.hash.clone()),
@@ -357,8 +364,10 @@ impl Store {
             Arg::OptText(k.rotated_to.clone()),
             Arg::I64(k.created_at),
             Arg::OptI64(k.last_used_at),
+            Arg::OptText(k.parent_key_id.clone()),
+            Arg::OptText(k.disabled_by.clone()),
         ];
-        let what = format!("key {:?} (or its hash)", k.id);
+        let what = format!("a key with the id {:?} (or the same secret)", k.id);
         self.gov_write("create_key", &what, &[(sql, args)], false)
             .await?;
         Ok(())
@@ -369,8 +378,8 @@ impl Store {
     pub async fn update_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         let sql = "UPDATE api_keys SET updated_at = $1, hash = $2, prefix = $3, name = $4, \
                    tenant_id = $5, user_id = $6, role = $7, allowed_models = $8, metadata = $9, \
-                   expires_at = $10, enabled = $11, revoked_at = $12, rotated_to = $13 \
-                   WHERE id = $14";
+                   expires_at = $10, enabled = $11, revoked_at = $12, rotated_to = $13, \
+                   parent_key_id = $14, disabled_by = $15 WHERE id = $16";
         let args = vec![
             Arg::Text(k.hash.clone()),
             Arg::Text(k.prefix.clone()),
@@ -384,9 +393,11 @@ impl Store {
             flag(k.enabled),
             Arg::OptI64(k.revoked_at),
             Arg::OptText(k.rotated_to.clone()),
+            Arg::OptText(k.parent_key_id.clone()),
+            Arg::OptText(k.disabled_by.clone()),
             Arg::Text(k.id.clone()),
         ];
-        let what = format!("key hash of {:?}", k.id);
+        let what = format!("a key with the same secret as {:?}", k.id);
         let n = self
             .gov_write("update_key", &what, &[(sql, args)], true)
             .await?;
@@ -481,13 +492,13 @@ impl Store {
     /// kept). Clears a tombstone for the id.
     pub async fn upsert_budget(&self, b: &Budget) -> Result<(), StoreError> {
         let sql = "INSERT INTO budgets (updated_at, id, scope, scope_id, period, max_cost, \
-                   max_tokens, alert_thresholds, action, downgrade_alias, created_at) VALUES \
-                   ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET \
+                   max_tokens, alert_thresholds, action, downgrade_alias, created_at, owner) VALUES \
+                   ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO UPDATE SET \
                    updated_at = excluded.updated_at, scope = excluded.scope, \
                    scope_id = excluded.scope_id, period = excluded.period, \
                    max_cost = excluded.max_cost, max_tokens = excluded.max_tokens, \
                    alert_thresholds = excluded.alert_thresholds, action = excluded.action, \
-                   downgrade_alias = excluded.downgrade_alias";
+                   downgrade_alias = excluded.downgrade_alias, owner = excluded.owner";
         let args = vec![
             Arg::Text(b.id.clone()),
             Arg::Text(b.scope.as_str().into()),
@@ -499,9 +510,10 @@ impl Store {
             Arg::Text(action_str(b.action).into()),
             Arg::OptText(b.downgrade_alias.clone()),
             Arg::I64(b.created_at),
+            Arg::Text(b.owner.as_str().into()),
         ];
         let clear = "DELETE FROM tombstones WHERE deleted_at <= $1 AND kind = 'budget' AND id = $2";
-        let what = format!("budget {:?}", b.id);
+        let what = format!("the budget {:?}", b.id);
         self.gov_write(
             "upsert_budget",
             &what,
@@ -531,10 +543,10 @@ impl Store {
     /// Insert or replace a rate limit by id. Clears a tombstone for the id.
     pub async fn upsert_rate_limit(&self, r: &RateLimit) -> Result<(), StoreError> {
         let sql = "INSERT INTO rate_limits (updated_at, id, scope, scope_id, model, rpm, tpm, \
-                   created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE \
-                   SET updated_at = excluded.updated_at, scope = excluded.scope, \
+                   created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) \
+                   DO UPDATE SET updated_at = excluded.updated_at, scope = excluded.scope, \
                    scope_id = excluded.scope_id, model = excluded.model, rpm = excluded.rpm, \
-                   tpm = excluded.tpm";
+                   tpm = excluded.tpm, owner = excluded.owner";
         let args = vec![
             Arg::Text(r.id.clone()),
             Arg::Text(r.scope.as_str().into()),
@@ -543,10 +555,11 @@ impl Store {
             Arg::OptI64(r.rpm),
             Arg::OptI64(r.tpm),
             Arg::I64(r.created_at),
+            Arg::Text(r.owner.as_str().into()),
         ];
         let clear =
             "DELETE FROM tombstones WHERE deleted_at <= $1 AND kind = 'rate_limit' AND id = $2";
-        let what = format!("rate limit {:?}", r.id);
+        let what = format!("the rate limit {:?}", r.id);
         self.gov_write(
             "upsert_rate_limit",
             &what,
@@ -623,6 +636,38 @@ impl Store {
             )
             .await?;
         Ok(n > 0)
+    }
+
+    /// Cost and tokens of the usage of any of `key_ids` since `since` (a key
+    /// budget counts the keys it binds: see `governance::cache::Lineage`).
+    pub async fn spend_since_keys(
+        &self,
+        key_ids: &[String],
+        since: Millis,
+    ) -> Result<(f64, i64), StoreError> {
+        let (mut cost, mut tokens) = (0.0, 0i64);
+        for chunk in key_ids.chunks(500) {
+            let mut q = Sql::new(
+                "SELECT SUM(cost) AS cost, CAST(SUM(input_tokens + output_tokens) AS BIGINT) \
+                 AS tokens FROM usage_log WHERE ts >= ",
+            );
+            q.bind(Arg::I64(since)).push(" AND key_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(Arg::Text(id.clone()));
+            }
+            q.push(")");
+            let row = q
+                .query()
+                .fetch_one(&self.pool)
+                .await
+                .op("spend_since_keys")?;
+            cost += col::<Option<f64>>(&row, "cost")?.unwrap_or(0.0);
+            tokens += col::<Option<i64>>(&row, "tokens")?.unwrap_or(0);
+        }
+        Ok((cost, tokens))
     }
 
     // ---- change feed ----

@@ -81,6 +81,7 @@ macro_rules! usage_cols {
     };
 }
 
+mod admin_audit;
 mod audit;
 mod governance;
 pub mod journal;
@@ -90,6 +91,7 @@ mod sqlite_usage;
 mod usage;
 mod writer;
 
+pub use admin_audit::PENDING as AUDIT_PENDING;
 pub use audit::{AuditLog, SecurityKey, SecurityLimits};
 pub use governance::Changes;
 pub use model::*;
@@ -551,14 +553,18 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
 pub(crate) fn classify(e: sqlx::Error, op: &'static str, what: &str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         match db.kind() {
+            // The database's own text (`UNIQUE constraint failed:
+            // tenants.name`, constraint names) goes to the log, never to
+            // callers: `what` is written for them.
             sqlx::error::ErrorKind::UniqueViolation => {
-                return StoreError::Conflict(format!("{what} already exists ({})", db.message()))
+                tracing::debug!(op, error = %db.message(), "unique violation");
+                return StoreError::Conflict(format!("{what} already exists"));
             }
             sqlx::error::ErrorKind::ForeignKeyViolation => {
+                tracing::debug!(op, error = %db.message(), "foreign key violation");
                 return StoreError::Invalid(format!(
-                    "{what} refers to a missing record ({})",
-                    db.message()
-                ))
+                    "{what} refers to a record that does not exist"
+                ));
             }
             _ => {}
         }

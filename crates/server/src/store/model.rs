@@ -124,6 +124,14 @@ pub struct ApiKey {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub last_used_at: Option<Millis>,
+    /// The key that created this one (`None`: the master key or the CLI).
+    /// Its restrictions, per-key rate limits and budgets bind this key too.
+    #[serde(default)]
+    pub parent_key_id: Option<String>,
+    /// Who disabled the key (`operator`, `admin`, or a key id); re-enabling
+    /// needs at least that authority. `None` while enabled.
+    #[serde(default)]
+    pub disabled_by: Option<String>,
 }
 
 /// What a budget or limit applies to.
@@ -179,6 +187,9 @@ pub struct Budget {
     pub downgrade_alias: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Who set it: only the owner (or the operator) may change it.
+    #[serde(default)]
+    pub owner: PolicyOwner,
 }
 
 /// Requests / tokens per minute for a scope, optionally for one model.
@@ -193,6 +204,36 @@ pub struct RateLimit {
     pub tpm: Option<i64>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Who set it: only the owner (or the operator) may change it.
+    #[serde(default)]
+    pub owner: PolicyOwner,
+}
+
+/// Who owns a policy record (budget, rate limit): the operator (master key,
+/// CLI, plan templates) or the tenant (its admin / billing keys). The tenant
+/// may read what the operator set, but only the operator may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOwner {
+    Operator,
+    #[default]
+    Tenant,
+}
+
+impl PolicyOwner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyOwner::Operator => "operator",
+            PolicyOwner::Tenant => "tenant",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(PolicyOwner::Operator),
+            "tenant" => Some(PolicyOwner::Tenant),
+            _ => None,
+        }
+    }
 }
 
 /// One request's accounting row.
