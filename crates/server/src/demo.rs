@@ -109,6 +109,7 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
             )),
             pii: None,
             cache: None,
+            front: Default::default(),
         },
     })
 }

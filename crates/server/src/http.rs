@@ -134,14 +134,24 @@ fn new_request_id() -> String {
 }
 
 /// The gateway key from `Authorization: Bearer`, `x-api-key` or `api-key`.
+/// An empty credential (`Authorization: Bearer ` and nothing after it) is
+/// no credential: the next header is looked at.
 pub fn presented_key(h: &HeaderMap) -> Option<&str> {
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let key = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
-            .trim();
+        // The scheme is case-insensitive (RFC 9110 §11.1); a bare value is
+        // taken as the key itself.
+        let key = match v.get(..6) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer") => {
+                let rest = &v[6..];
+                if rest.is_empty() || rest.starts_with([' ', '\t']) {
+                    rest.trim()
+                } else {
+                    v
+                }
+            }
+            _ => v,
+        };
         if !key.is_empty() {
             return Some(key);
         }
@@ -162,8 +172,9 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
             next.run(req).await
         }
         Err(err) => {
+            // Answered before the body is read.
             let d = dialect_for(req.uri().path());
-            drain(req.into_body(), state.max_body_size).await;
+            crate::limits::discard(req.into_body());
             err.render(d)
         }
     }
@@ -221,25 +232,6 @@ pub fn peer_ip(req: &Request) -> Option<std::net::IpAddr> {
 /// The peer address as text (audit events).
 pub fn client_ip(req: &Request) -> Option<String> {
     peer_ip(req).map(|i| i.to_string())
-}
-
-/// Read and discard a request body we answer without using, so the client
-/// is not reset mid-upload and the connection stays reusable.
-pub(crate) async fn drain<B>(mut body: B, limit: usize)
-where
-    B: hyper::body::Body + Unpin,
-{
-    use http_body_util::BodyExt;
-    let mut seen = 0usize;
-    // Chunks are dropped as they come: nothing is held in memory.
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(d) = frame.data_ref() {
-            seen += bytes::Buf::remaining(d);
-        }
-        if seen > limit.min(1024 * 1024) {
-            break;
-        }
-    }
 }
 
 fn ctx(req: &mut Request) -> RequestCtx {
@@ -309,11 +301,20 @@ where
             .render(d));
         }
     }
+    if body.size_hint().lower() > state.max_body_size as u64 {
+        return Err(too_large(state, d));
+    }
     match http_body_util::Limited::new(body, state.max_body_size)
         .collect()
         .await
     {
         Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<crate::limits::BodyTimeout>() => {
+            let mut r = GatewayError::new(408, ApiError::invalid(e.to_string())).render(d);
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
         // A body that could not be read (malformed chunked encoding, the
         // upload cut off) is not a body that was too large.
         Err(e) if !e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::new(
@@ -321,18 +322,42 @@ where
             ApiError::invalid(format!("could not read the request body: {e}")),
         )
         .render(d)),
-        Err(_) => Err(GatewayError::new(
-            413,
-            ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!(
-                    "request body exceeds the gateway limit of {} bytes",
-                    state.max_body_size
-                ),
-            ),
-        )
-        .render(d)),
+        Err(_) => Err(too_large(state, d)),
     }
+}
+
+/// The 413 for a body past `server.max_body_size`, in the caller's format.
+pub(crate) fn too_large(state: &AppState, d: Dialect) -> Response {
+    GatewayError::new(
+        413,
+        ApiError::new(
+            ErrorKind::RequestTooLarge,
+            format!(
+                "request body exceeds the gateway limit of {} bytes",
+                state.max_body_size
+            ),
+        ),
+    )
+    .render(d)
+}
+
+/// The 503 for a request whose body would take the bytes buffered across
+/// all requests past `server.max_buffered`.
+pub(crate) fn overloaded(state: &AppState, d: Dialect) -> Response {
+    let mut r = GatewayError::new(
+        503,
+        ApiError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "the gateway is holding its limit of {} bytes of request bodies (server.max_buffered); retry shortly",
+                state.front.max_buffered
+            ),
+        ),
+    )
+    .render(d);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// A hot route behind the router's middleware (request id, auth).
@@ -401,6 +426,13 @@ async fn health() -> Response {
 /// Ready when at least one deployment of at least one alias can serve
 /// (breaker not open, provider not marked unhealthy).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        // Shutting down: a load balancer should stop sending here.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "draining", "reason": "shutting down"}),
+        );
+    }
     let aliases = state.router.aliases();
     let down: Vec<&str> = aliases
         .iter()
@@ -422,7 +454,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let msg = format!("no route for {} {path}", req.method());
-    drain(req.into_body(), 1024 * 1024).await;
+    crate::limits::discard(req.into_body());
     GatewayError::new(404, ApiError::new(ErrorKind::NotFound, msg)).render(dialect_for(&path))
 }
 
