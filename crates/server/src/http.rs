@@ -285,7 +285,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use http_body_util::BodyExt;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -304,11 +303,8 @@ where
     if body.size_hint().lower() > state.max_body_size as u64 {
         return Err(too_large(state, d));
     }
-    match http_body_util::Limited::new(body, state.max_body_size)
-        .collect()
-        .await
-    {
-        Ok(b) => Ok(b.to_bytes()),
+    match collect_body(body, state.max_body_size).await {
+        Ok(b) => Ok(b),
         Err(e) if e.is::<crate::limits::BodyTimeout>() => {
             let mut r = GatewayError::new(408, ApiError::invalid(e.to_string())).render(d);
             r.headers_mut()
@@ -324,6 +320,50 @@ where
         .render(d)),
         Err(_) => Err(too_large(state, d)),
     }
+}
+
+/// A body as one buffer, within `limit`, holding it once: a body that came
+/// in one piece (most) is that piece, uncopied; one in several is copied
+/// piece by piece into a buffer sized from its declared length, each piece
+/// freed as it is copied (collecting the pieces and then joining them held
+/// every byte twice).
+async fn collect_body<B>(
+    body: B,
+    limit: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match (&mut joined, first.take()) {
+            (Some(j), _) => j.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(f)) => {
+                let mut j =
+                    bytes::BytesMut::with_capacity(declared.max(f.len() + data.len()).min(limit));
+                j.extend_from_slice(&f);
+                drop(f);
+                j.extend_from_slice(&data);
+                joined = Some(j);
+            }
+        }
+    }
+    Ok(match joined {
+        Some(j) => j.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// The 413 for a body past `server.max_body_size`, in the caller's format.
