@@ -485,3 +485,33 @@ impl Drop for Reap {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn front_limits_have_safe_defaults_and_are_validated() {
+    let env = |k: &str| (k == "K").then(|| "k".to_owned());
+    let base = "providers:\n  oai: { kind: openai, api_key: \"${K}\" }\n";
+    let cfg = switchyard_server::config::from_yaml(base, "t.yaml", &env).unwrap();
+    let f = cfg.front;
+    assert_eq!(f.header_timeout, Duration::from_secs(10));
+    assert_eq!(f.body_timeout, Duration::from_secs(30));
+    assert_eq!(f.idle_timeout, Duration::from_secs(75));
+    assert_eq!(f.max_connections, 4096);
+    assert_eq!(f.max_buffered, 256 << 20);
+    assert_eq!(f.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(f.shutdown_delay, Duration::ZERO);
+    assert_eq!(cfg.max_body_size, 16 << 20);
+    let bad = format!("server:\n  max_body_size: 8MiB\n  max_buffered: 1MiB\n  max_connections: 0\n  header_timeout: soon\n{base}");
+    let problems = switchyard_server::config::from_yaml(&bad, "t.yaml", &env).unwrap_err();
+    let text = format!("{problems:?}");
+    for key in [
+        "server.max_buffered",
+        "server.max_connections",
+        "server.header_timeout",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    // A max_body_size above the default cap raises the cap with it.
+    let big = format!("server:\n  max_body_size: 512MiB\n{base}");
+    let cfg = switchyard_server::config::from_yaml(&big, "t.yaml", &env).unwrap();
+    assert_eq!(cfg.front.max_buffered, 512 << 20);
+}
