@@ -515,3 +515,84 @@ fn front_limits_have_safe_defaults_and_are_validated() {
     let cfg = switchyard_server::config::from_yaml(&big, "t.yaml", &env).unwrap();
     assert_eq!(cfg.front.max_buffered, 512 << 20);
 }
+
+/// In process: after `shutdown_grace`, a request still waiting on its
+/// upstream is cut, and its usage is recorded all the same.
+#[tokio::test]
+async fn requests_left_after_the_grace_are_cut_and_recorded() {
+    let mock = switchyard_mock::MockServer::start(switchyard_mock::MockOptions {
+        flavor: Flavor::OpenAi,
+        api_key: None,
+        label: "oai".into(),
+    })
+    .await
+    .unwrap();
+    mock.set_sticky_fault(Some(switchyard_mock::Fault::Hang));
+    let yaml = format!(
+        r#"
+server:
+  api_keys: ["${{GW}}"]
+  shutdown_grace: 1s
+governance: {{ enabled: false }}
+providers:
+  oai: {{ kind: openai, base_url: "{}", api_key: "${{GW}}" }}
+models:
+  gpt: {{ deployments: [{{ provider: oai, model: gpt-4o }}] }}
+"#,
+        mock.base_url()
+    );
+    let env = |k: &str| (k == "GW").then(|| KEY.to_owned());
+    let cfg = switchyard_server::config::from_yaml(&yaml, "t.yaml", &env).unwrap();
+    let (usage, writer) = switchyard_server::usage::UsageSink::new();
+    tokio::spawn(writer);
+    let state = switchyard_server::state::AppState::new(cfg, usage).unwrap();
+    state
+        .usage
+        .totals()
+        .keep_recent(switchyard_server::usage::RECENT);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(switchyard_server::serve(listener, state.clone(), async {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let pending = tokio::spawn({
+        let url = format!("{base}/v1/chat/completions");
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(KEY)
+                .json(&chat("gpt", "hi"))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("still serving 5 s after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the cut request was answered"
+    );
+    assert!(state.draining.load(std::sync::atomic::Ordering::Relaxed));
+    let mut recent = Vec::new();
+    for _ in 0..100 {
+        recent = state.usage.totals().recent();
+        if !recent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(recent.len(), 1, "no usage record for the cut request");
+}
