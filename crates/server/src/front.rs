@@ -436,7 +436,7 @@ async fn hot_route(
             Ok(p) => p,
             Err(e) => {
                 // Answered before the body is read.
-                crate::limits::discard(body);
+                crate::limits::discard(body, &parts.headers);
                 return ids.stamp(e.render(d));
             }
         };
@@ -444,7 +444,7 @@ async fn hot_route(
     // length (before it is read) to the end of the request.
     let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
     let Some(mut held) = Buffered::take(&state, declared) else {
-        crate::limits::discard(body);
+        crate::limits::discard(body, &parts.headers);
         return ids.stamp(http::overloaded(&state, d));
     };
     let bytes = match http::read_json_body(&state, &parts.headers, body, d).await {

@@ -174,7 +174,8 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
         Err(err) => {
             // Answered before the body is read.
             let d = dialect_for(req.uri().path());
-            crate::limits::discard(req.into_body());
+            let (parts, body) = req.into_parts();
+            crate::limits::discard(body, &parts.headers);
             err.render(d)
         }
     }
@@ -494,7 +495,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let msg = format!("no route for {} {path}", req.method());
-    crate::limits::discard(req.into_body());
+    let (parts, body) = req.into_parts();
+    crate::limits::discard(body, &parts.headers);
     GatewayError::new(404, ApiError::new(ErrorKind::NotFound, msg)).render(dialect_for(&path))
 }
 

@@ -309,13 +309,17 @@ use std::future::Future as _;
 /// client still sending it reads the answer instead of a reset, and the
 /// connection stays reusable. What has arrived is taken at once; the rest,
 /// if any, on a task of its own after the answer has gone out, for at most
-/// 1 MiB and 5 s (past that the connection is closed).
-pub fn discard<B>(mut body: B)
+/// 1 MiB and 5 s (past that the connection is closed). A client waiting
+/// for `100 Continue` is not invited to send it.
+pub fn discard<B>(mut body: B, headers: &http::HeaderMap)
 where
     B: Body + Unpin + Send + 'static,
 {
     const LIMIT: usize = 1024 * 1024;
-    if body.is_end_stream() || body.size_hint().lower() > LIMIT as u64 {
+    if body.is_end_stream()
+        || body.size_hint().lower() > LIMIT as u64
+        || headers.contains_key(http::header::EXPECT)
+    {
         return;
     }
     let mut seen = 0usize;

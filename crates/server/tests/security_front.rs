@@ -221,6 +221,14 @@ async fn a_keyless_caller_is_answered_before_its_body_is_sent() {
         assert_eq!(status(&head), 401, "{path}: {head}");
         assert!(t.elapsed() < Duration::from_secs(1), "{path}");
     }
+    // A client waiting for `100 Continue` gets the 401 instead, not an
+    // invitation to send its body.
+    for path in ["/v1/chat/completions", "/admin/tenants"] {
+        let mut s = connect(&g.base).await;
+        s.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: nope\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s, Duration::from_secs(3)).await.unwrap();
+        assert_eq!(status(&head), 401, "{path}: {head}");
+    }
     // A small body that is all there is answered and the connection kept.
     let mut s = connect(&g.base).await;
     let body = r#"{"model":"gpt","messages":[]}"#;
