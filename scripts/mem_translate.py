@@ -8,7 +8,7 @@ and reports the gateway's resident memory before, at its peak (VmHWM) and
 after, and the peak growth per in-flight request as a multiple of the body.
 
 usage: scripts/mem_translate.py [BINARY] [--size BYTES] [--n N] [--conc C]
-       [--workers W] [--text] [--to anthropic|gemini]
+       [--workers W] [--text | --many] [--to anthropic|gemini]
 """
 import base64, json, os, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
@@ -19,6 +19,7 @@ def opt(name, default):
 SIZE, N, CONC = opt("--size", 881 * 1024), opt("--n", 40), opt("--conc", 20)
 WORKERS = opt("--workers", 1)
 TEXT = "--text" in args
+MANY = "--many" in args  # many small messages instead of one big part
 TO = args[args.index("--to") + 1] if "--to" in args else "anthropic"
 KIND = {"anthropic": "anthropic", "gemini": "gemini"}[TO]
 PATH = {"anthropic": "", "gemini": "/v1beta"}[TO]
@@ -61,7 +62,13 @@ try:
             time.sleep(0.05)
     # An image of about SIZE bytes once base64-encoded, and some text.
     img = base64.b64encode(os.urandom(SIZE * 3 // 4 - 2000)).decode()
-    if TEXT:
+    if MANY:
+        msgs, size = [], 0
+        while size < SIZE - 200:
+            m = {"role": "user" if len(msgs) % 2 == 0 else "assistant", "content": "lorem ipsum dolor sit amet %d" % len(msgs)}
+            msgs.append(m); size += len(json.dumps(m)) + 1
+        body = json.dumps({"model": "claude", "max_tokens": 16, "messages": msgs + [{"role": "user", "content": "end"}]}).encode()
+    elif TEXT:
         words = ("lorem ipsum dolor sit amet " * (SIZE // 27 + 1))[:SIZE - 200]
         body = json.dumps({"model": "claude", "max_tokens": 16, "messages": [
             {"role": "system", "content": "be brief"}, {"role": "user", "content": words}]}).encode()
