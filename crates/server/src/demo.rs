@@ -110,6 +110,7 @@ pub async fn start(listen: Option<String>, gateway_keys: Vec<Secret>) -> std::io
             pii: None,
             cache: None,
             metrics_endpoint: Default::default(),
+            front: Default::default(),
         },
     })
 }

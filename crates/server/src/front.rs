@@ -13,6 +13,7 @@
 //! suites drive both.
 
 use crate::http::{self, RequestIds};
+use crate::limits::{Buffered, TimedBody};
 use crate::pipeline::{self, RequestCtx};
 use crate::state::AppState;
 use axum::body::Body;
@@ -20,7 +21,8 @@ use axum::extract::ConnectInfo;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::FutureExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
+use hyper::header::HeaderValue;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
@@ -67,6 +69,7 @@ pub struct Spread {
 pub struct Handoff {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
+    slot: crate::limits::Slot,
 }
 
 /// One worker's part of a [`Spread`].
@@ -129,6 +132,14 @@ impl Drop for Active {
 
 /// [`serve`], one of several workers sharing `listener` when `lane` is
 /// given (see [`Spread`]).
+///
+/// Every connection is held to `server.*`'s limits (see [`crate::limits`]):
+/// past `max_connections` a new one is answered 503 and closed; a request
+/// head must arrive within `header_timeout` of its first byte, an idle
+/// keep-alive connection is closed after `idle_timeout`, and a body must
+/// arrive within `body_timeout`. On `shutdown`, `/ready` fails at once; the
+/// listener stays open for `shutdown_delay`, then closes, in-flight
+/// requests get `shutdown_grace` to finish, and what is left is cut.
 pub async fn serve_spread(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -136,32 +147,34 @@ pub async fn serve_spread(
     mut lane: Option<Lane>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let serve_one = |tcp: tokio::net::TcpStream, peer: SocketAddr, active: Active| {
-        let _ = tcp.set_nodelay(true);
-        let svc = Front {
-            state: state.clone(),
-            router: router.clone(),
-            peer,
-        };
-        let conn = builder
-            .serve_connection(TokioIo::new(tcp), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _active = active;
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended with an error");
-            }
-        });
+    let mut conns = Conns {
+        graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        builder: hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()),
+        tasks: tokio::task::JoinSet::new(),
+        state: state.clone(),
+        router,
     };
     // A handed-over connection, registered with this worker's reactor.
-    let adopt = |h: Handoff, lane: &Lane| match tokio::net::TcpStream::from_std(h.tcp) {
-        Ok(tcp) => serve_one(tcp, h.peer, Active(Some((lane.spread.clone(), lane.me)))),
-        Err(e) => {
-            lane.spread.active[lane.me].fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "could not take over a connection");
+    let adopt =
+        |conns: &mut Conns, h: Handoff, lane: &Lane| match tokio::net::TcpStream::from_std(h.tcp) {
+            Ok(tcp) => conns.serve_one(
+                tcp,
+                h.peer,
+                h.slot,
+                Active(Some((lane.spread.clone(), lane.me))),
+            ),
+            Err(e) => {
+                lane.spread.active[lane.me].fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not take over a connection");
+            }
+        };
+    let front = state.front;
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        st.draining.store(true, Ordering::Relaxed);
+        if !front.shutdown_delay.is_zero() {
+            tokio::time::sleep(front.shutdown_delay).await;
         }
     };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -185,27 +198,35 @@ pub async fn serve_spread(
                 }
             } => {
                 if let Some(l) = lane.as_ref() {
-                    adopt(h, l);
+                    adopt(&mut conns, h, l);
                 }
                 continue;
             }
             () = &mut shutdown => break,
         };
+        // Finished connections' entries, a few at a time.
+        while conns.tasks.try_join_next().is_some() {}
+        let Some(slot) = crate::limits::Slot::take(&state) else {
+            // Past `server.max_connections`: say so, and close.
+            let _ = tcp.try_write(&crate::limits::refused());
+            tracing::debug!(%peer, "connection refused: server.max_connections reached");
+            continue;
+        };
         let Some(l) = lane.as_ref() else {
-            serve_one(tcp, peer, Active(None));
+            conns.serve_one(tcp, peer, slot, Active(None));
             continue;
         };
         let to = l.spread.pick(l.me);
         l.spread.active[to].fetch_add(1, Ordering::Relaxed);
         if to != l.me {
             match tcp.into_std() {
-                Ok(tcp) => match l.spread.inboxes[to].send(Handoff { tcp, peer }) {
+                Ok(tcp) => match l.spread.inboxes[to].send(Handoff { tcp, peer, slot }) {
                     Ok(()) => continue,
                     // That worker has stopped: serve it here.
                     Err(mpsc::error::SendError(h)) => {
                         l.spread.active[to].fetch_sub(1, Ordering::Relaxed);
                         l.spread.active[l.me].fetch_add(1, Ordering::Relaxed);
-                        adopt(h, l);
+                        adopt(&mut conns, h, l);
                     }
                 },
                 Err(e) => {
@@ -215,7 +236,7 @@ pub async fn serve_spread(
             }
             continue;
         }
-        serve_one(tcp, peer, Active(Some((l.spread.clone(), l.me))));
+        conns.serve_one(tcp, peer, slot, Active(Some((l.spread.clone(), l.me))));
     }
     drop(listener);
     // Connections already handed to this worker are served like the rest;
@@ -224,11 +245,78 @@ pub async fn serve_spread(
     if let Some(l) = lane.as_mut() {
         l.inbox.close();
         while let Ok(h) = l.inbox.try_recv() {
-            adopt(h, l);
+            adopt(&mut conns, h, l);
         }
     }
-    graceful.shutdown().await;
+    let Conns {
+        graceful,
+        mut tasks,
+        ..
+    } = conns;
+    // Idle connections close now; the others after their current request.
+    if tokio::time::timeout(front.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            grace = ?front.shutdown_grace,
+            "shutdown grace period over: closing the connections still open"
+        );
+    }
+    // Dropping a connection's task drops its requests, whose usage guards
+    // record what they had used.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// One worker's connections and what it serves them with.
+struct Conns {
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    tasks: tokio::task::JoinSet<()>,
+    state: Arc<AppState>,
+    router: axum::Router,
+}
+
+impl Conns {
+    fn serve_one(
+        &mut self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        slot: crate::limits::Slot,
+        active: Active,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        // The header and idle timeouts: hyper's header-read timer, per
+        // connection (see `limits::HeadTimer`).
+        let clock = crate::limits::HeadClock::new();
+        let timer = crate::limits::HeadTimer::new(clock.clone(), &self.state.front);
+        let mut builder = self.builder.clone();
+        builder
+            .http1()
+            .timer(timer.clone())
+            .header_read_timeout(self.state.front.idle_timeout);
+        let io = TokioIo::new(crate::limits::Clocked::new(tcp, clock.clone()));
+        let svc = Front {
+            state: self.state.clone(),
+            router: self.router.clone(),
+            peer,
+            clock,
+        };
+        let conn = builder.serve_connection(io, svc).into_owned();
+        let conn = crate::limits::FirstHead::new(self.graceful.watch(conn), &timer);
+        self.tasks.spawn(async move {
+            let _active = active;
+            let _slot = slot;
+            match conn.await {
+                Some(Err(e)) => tracing::trace!(error = %e, "connection ended with an error"),
+                None => tracing::trace!("connection closed: no request head in time"),
+                Some(Ok(())) => {}
+            }
+        });
+    }
 }
 
 /// Errors that concern one connection, not the listener.
@@ -259,7 +347,7 @@ pub const HOT_ROUTES: [(&str, Hot); 5] = [
 ];
 
 impl Hot {
-    fn of(req: &Request<Incoming>) -> Option<Hot> {
+    fn of<B>(req: &Request<B>) -> Option<Hot> {
         if req.method() != hyper::Method::POST {
             return None;
         }
@@ -292,6 +380,7 @@ struct Front {
     state: Arc<AppState>,
     router: axum::Router,
     peer: SocketAddr,
+    clock: Arc<crate::limits::HeadClock>,
 }
 
 type Fut = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -302,6 +391,18 @@ impl hyper::service::Service<Request<Incoming>> for Front {
     type Future = Fut;
 
     fn call(&self, req: Request<Incoming>) -> Fut {
+        self.clock.start();
+        let front = &self.state.front;
+        let req = req.map(|b| TimedBody::new(b, front.body_timeout));
+        // A declared body past the limit is answered at once, unread.
+        if req.body().size_hint().lower() > self.state.max_body_size as u64 {
+            let ids = RequestIds::new(req.headers());
+            let d = http::dialect_for(req.uri().path());
+            let mut resp = http::too_large(&self.state, d);
+            resp.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return Box::pin(std::future::ready(Ok(ids.stamp(resp))));
+        }
         match Hot::of(&req) {
             Some(hot) => Box::pin(
                 // What the router's catch-panic layer does: a panic is a 500
@@ -324,7 +425,7 @@ async fn hot_route(
     state: Arc<AppState>,
     peer: SocketAddr,
     hot: Hot,
-    req: Request<Incoming>,
+    req: Request<TimedBody<Incoming>>,
 ) -> Response {
     let mut ids = RequestIds::new(req.headers());
     let started = Instant::now();
@@ -334,14 +435,25 @@ async fn hot_route(
         match http::authenticate(&state, &parts.headers, parts.uri.path(), Some(peer.ip())) {
             Ok(p) => p,
             Err(e) => {
-                http::drain(body, state.max_body_size).await;
+                // Answered before the body is read.
+                crate::limits::discard(body, &parts.headers);
                 return ids.stamp(e.render(d));
             }
         };
+    // The body counts against `server.max_buffered` from its declared
+    // length (before it is read) to the end of the request.
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    let Some(mut held) = Buffered::take(&state, declared) else {
+        crate::limits::discard(body, &parts.headers);
+        return ids.stamp(http::overloaded(&state, d));
+    };
     let bytes = match http::read_json_body(&state, &parts.headers, body, d).await {
         Ok(b) => b,
         Err(r) => return ids.stamp(r),
     };
+    if !held.grow_to(bytes.len()) {
+        return ids.stamp(http::overloaded(&state, d));
+    }
     let ctx = RequestCtx {
         // The response header was made from it already.
         request_id: std::mem::take(&mut ids.id),
@@ -349,5 +461,7 @@ async fn hot_route(
         principal: Some(principal),
         cache: crate::cache::Directive::from_headers(&parts.headers),
     };
-    ids.stamp(hot.run(state, bytes, ctx).await)
+    let resp = hot.run(state.clone(), bytes, ctx).await;
+    drop(held);
+    ids.stamp(resp)
 }

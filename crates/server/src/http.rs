@@ -134,14 +134,24 @@ fn new_request_id() -> String {
 }
 
 /// The gateway key from `Authorization: Bearer`, `x-api-key` or `api-key`.
+/// An empty credential (`Authorization: Bearer ` and nothing after it) is
+/// no credential: the next header is looked at.
 pub fn presented_key(h: &HeaderMap) -> Option<&str> {
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let key = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v)
-            .trim();
+        // The scheme is case-insensitive (RFC 9110 §11.1); a bare value is
+        // taken as the key itself.
+        let key = match v.get(..6) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer") => {
+                let rest = &v[6..];
+                if rest.is_empty() || rest.starts_with([' ', '\t']) {
+                    rest.trim()
+                } else {
+                    v
+                }
+            }
+            _ => v,
+        };
         if !key.is_empty() {
             return Some(key);
         }
@@ -162,8 +172,10 @@ async fn auth(State(state): State<Arc<AppState>>, mut req: Request, next: Next) 
             next.run(req).await
         }
         Err(err) => {
+            // Answered before the body is read.
             let d = dialect_for(req.uri().path());
-            drain(req.into_body(), state.max_body_size).await;
+            let (parts, body) = req.into_parts();
+            crate::limits::discard(body, &parts.headers);
             err.render(d)
         }
     }
@@ -233,25 +245,6 @@ pub fn client_ip(req: &Request) -> Option<String> {
     peer_ip(req).map(|i| i.to_string())
 }
 
-/// Read and discard a request body we answer without using, so the client
-/// is not reset mid-upload and the connection stays reusable.
-pub(crate) async fn drain<B>(mut body: B, limit: usize)
-where
-    B: hyper::body::Body + Unpin,
-{
-    use http_body_util::BodyExt;
-    let mut seen = 0usize;
-    // Chunks are dropped as they come: nothing is held in memory.
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(d) = frame.data_ref() {
-            seen += bytes::Buf::remaining(d);
-        }
-        if seen > limit.min(1024 * 1024) {
-            break;
-        }
-    }
-}
-
 fn ctx(req: &mut Request) -> RequestCtx {
     let (request_id, started) = req
         .extensions_mut()
@@ -303,7 +296,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use http_body_util::BodyExt;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -319,11 +311,17 @@ where
             .render(d));
         }
     }
-    match http_body_util::Limited::new(body, state.max_body_size)
-        .collect()
-        .await
-    {
-        Ok(b) => Ok(b.to_bytes()),
+    if body.size_hint().lower() > state.max_body_size as u64 {
+        return Err(too_large(state, d));
+    }
+    match collect_body(body, state.max_body_size).await {
+        Ok(b) => Ok(b),
+        Err(e) if e.is::<crate::limits::BodyTimeout>() => {
+            let mut r = GatewayError::new(408, ApiError::invalid(e.to_string())).render(d);
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
         // A body that could not be read (malformed chunked encoding, the
         // upload cut off) is not a body that was too large.
         Err(e) if !e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::new(
@@ -331,18 +329,86 @@ where
             ApiError::invalid(format!("could not read the request body: {e}")),
         )
         .render(d)),
-        Err(_) => Err(GatewayError::new(
-            413,
-            ApiError::new(
-                ErrorKind::RequestTooLarge,
-                format!(
-                    "request body exceeds the gateway limit of {} bytes",
-                    state.max_body_size
-                ),
-            ),
-        )
-        .render(d)),
+        Err(_) => Err(too_large(state, d)),
     }
+}
+
+/// A body as one buffer, within `limit`, holding it once: a body that came
+/// in one piece (most) is that piece, uncopied; one in several is copied
+/// piece by piece into a buffer sized from its declared length, each piece
+/// freed as it is copied (collecting the pieces and then joining them held
+/// every byte twice).
+async fn collect_body<B>(
+    body: B,
+    limit: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match (&mut joined, first.take()) {
+            (Some(j), _) => j.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(f)) => {
+                let mut j =
+                    bytes::BytesMut::with_capacity(declared.max(f.len() + data.len()).min(limit));
+                j.extend_from_slice(&f);
+                drop(f);
+                j.extend_from_slice(&data);
+                joined = Some(j);
+            }
+        }
+    }
+    Ok(match joined {
+        Some(j) => j.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
+/// The 413 for a body past `server.max_body_size`, in the caller's format.
+pub(crate) fn too_large(state: &AppState, d: Dialect) -> Response {
+    GatewayError::new(
+        413,
+        ApiError::new(
+            ErrorKind::RequestTooLarge,
+            format!(
+                "request body exceeds the gateway limit of {} bytes",
+                state.max_body_size
+            ),
+        ),
+    )
+    .render(d)
+}
+
+/// The 503 for a request whose body would take the bytes buffered across
+/// all requests past `server.max_buffered`.
+pub(crate) fn overloaded(state: &AppState, d: Dialect) -> Response {
+    let mut r = GatewayError::new(
+        503,
+        ApiError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "the gateway is holding its limit of {} bytes of request bodies (server.max_buffered); retry shortly",
+                state.front.max_buffered
+            ),
+        ),
+    )
+    .render(d);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// A hot route behind the router's middleware (request id, auth).
@@ -411,6 +477,13 @@ async fn health() -> Response {
 /// Ready when at least one deployment of at least one alias can serve
 /// (breaker not open, provider not marked unhealthy).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        // Shutting down: a load balancer should stop sending here.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "draining", "reason": "shutting down"}),
+        );
+    }
     let aliases = state.router.aliases();
     let down: Vec<&str> = aliases
         .iter()
@@ -442,7 +515,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let msg = format!("no route for {} {path}", req.method());
-    drain(req.into_body(), 1024 * 1024).await;
+    let (parts, body) = req.into_parts();
+    crate::limits::discard(body, &parts.headers);
     GatewayError::new(404, ApiError::new(ErrorKind::NotFound, msg)).render(dialect_for(&path))
 }
 

@@ -8,6 +8,7 @@
 //! - [`routing`]: aliases → deployments.
 //! - [`front`]: the connection loop; hot routes served without the router.
 //! - [`http`]: routes and middleware (request id, auth, limits).
+//! - [`limits`]: connection timeouts and caps (header, body, idle, count, bytes).
 //! - [`pipeline`]: the chat request path (peek, route, translate or pass
 //!   through, forward, stream relay, usage).
 //! - [`embeddings`]: the embeddings request path.
@@ -37,6 +38,7 @@ pub mod governance;
 pub mod guard;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod peek;
 pub mod pipeline;

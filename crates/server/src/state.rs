@@ -41,6 +41,15 @@ pub struct AppState {
     pub cache: Option<crate::cache::ResponseCache>,
     /// Where `/metrics` is served and the key it asks for.
     pub metrics_endpoint: crate::metrics::Endpoint,
+    /// Client-connection timeouts and caps (`server.*`).
+    pub front: crate::config::FrontConfig,
+    /// Request-body bytes held by in-flight requests now (see
+    /// [`crate::front::Buffered`]), capped by `front.max_buffered`.
+    pub buffered: std::sync::atomic::AtomicUsize,
+    /// Set on a shutdown signal: `/ready` fails from then on.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Client connections open now, capped by `front.max_connections`.
+    pub connections: std::sync::atomic::AtomicUsize,
 }
 
 /// `0` (auto) → one worker per CPU.
@@ -154,6 +163,10 @@ impl AppState {
             pii: cfg.pii.map(crate::guard::PiiGuard::new),
             cache: cfg.cache.as_ref().map(crate::cache::ResponseCache::new),
             metrics_endpoint: cfg.metrics_endpoint,
+            front: cfg.front,
+            buffered: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 

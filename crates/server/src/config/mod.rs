@@ -23,8 +23,13 @@ use switchyard_core::resilience::{Backoff, BreakerConfig, Strategy};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
-/// Default request-body limit (images as data URLs make bodies big).
-pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+/// Default request-body limit. Images as data URLs make bodies big: 16 MiB
+/// holds about 12 MB of images in base64 (several full-size photos, or
+/// dozens at the 1–2 MP the providers recommend), while one request cannot
+/// hold the 32 MB a single provider accepts at most.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Default cap on request bytes buffered across all in-flight requests.
+pub const DEFAULT_MAX_BUFFERED: usize = 256 * 1024 * 1024;
 
 /// Where the running configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +69,46 @@ pub struct Config {
     pub cache: Option<crate::cache::CacheConfig>,
     /// `server.metrics_listen` / `server.metrics_key`.
     pub metrics_endpoint: crate::metrics::Endpoint,
+    /// Client-connection limits and timeouts, shutdown drain.
+    pub front: FrontConfig,
+}
+
+/// How the gateway treats client connections (`server.*`): timeouts that
+/// bound what a slow or idle client can hold, the connection and
+/// buffered-bytes caps, and the shutdown drain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrontConfig {
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// From the first wait for a request body to its end.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections served at once (past it: 503 and close).
+    pub max_connections: usize,
+    /// Request-body bytes held across all in-flight requests (past it: 503).
+    pub max_buffered: usize,
+    /// After SIGTERM, in-flight requests get this long, then are cut.
+    pub shutdown_grace: Duration,
+    /// After SIGTERM, keep serving this long with `/ready` failing (lets a
+    /// load balancer stop sending before the listener closes).
+    pub shutdown_delay: Duration,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        FrontConfig {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            // Longer than the 60 s idle timeout of common load balancers
+            // (AWS ALB, nginx upstream keep-alive), so they close first.
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            shutdown_grace: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// Validated governance settings.
@@ -439,6 +484,7 @@ impl Validator<'_> {
         if let Some(k) = &raw.server.metrics_key {
             metrics_endpoint.key = self.secret("server.metrics_key", k);
         }
+        let front = self.front(&raw.server, max_body_size);
         let reliability = self.reliability(&raw.reliability);
         let governance = self.governance(&raw.governance);
         let pii = raw.guardrails.pii.as_ref().and_then(|p| self.pii(p));
@@ -495,6 +541,71 @@ impl Validator<'_> {
             pii,
             cache,
             metrics_endpoint,
+            front,
+        }
+    }
+
+    fn front(&mut self, s: &raw::RawServer, max_body_size: usize) -> FrontConfig {
+        let d = FrontConfig::default();
+        let max_buffered = match &s.max_buffered {
+            None => d.max_buffered.max(max_body_size),
+            Some(raw::RawSize::Bytes(b)) => usize::try_from(*b).unwrap_or(usize::MAX),
+            Some(raw::RawSize::Text(t)) => interp::parse_size(t).unwrap_or_else(|| {
+                self.problem(
+                    "server.max_buffered",
+                    format!("`{t}` is not a size"),
+                    "write a size like `256MiB` or a byte count",
+                );
+                d.max_buffered
+            }),
+        };
+        if max_buffered < max_body_size {
+            self.problem(
+                "server.max_buffered",
+                format!("{max_buffered} bytes is less than server.max_body_size ({max_body_size}): a request of the largest allowed size could never be served"),
+                "make it at least server.max_body_size (default 256MiB)",
+            );
+        }
+        let max_connections = match s.max_connections {
+            Some(0) => {
+                self.problem(
+                    "server.max_connections",
+                    "0 connections would refuse every client",
+                    "leave it out (4096) or write a positive number",
+                );
+                d.max_connections
+            }
+            Some(n) => n as usize,
+            None => d.max_connections,
+        };
+        let shutdown_delay = match s.shutdown_delay.as_deref().map(str::trim) {
+            Some("0" | "0s") => Duration::ZERO,
+            v => self.duration("server.shutdown_delay", v, d.shutdown_delay),
+        };
+        FrontConfig {
+            header_timeout: self.duration(
+                "server.header_timeout",
+                s.header_timeout.as_deref(),
+                d.header_timeout,
+            ),
+            body_timeout: self.duration(
+                "server.body_timeout",
+                s.body_timeout.as_deref(),
+                d.body_timeout,
+            ),
+            idle_timeout: self.duration(
+                "server.idle_timeout",
+                s.idle_timeout.as_deref(),
+                d.idle_timeout,
+            ),
+            max_connections,
+            max_buffered,
+            shutdown_grace: self.duration(
+                "server.shutdown_grace",
+                s.shutdown_grace.as_deref(),
+                d.shutdown_grace,
+            ),
+            shutdown_delay,
         }
     }
 
@@ -1315,6 +1426,7 @@ pub fn from_env(env: EnvFn<'_>) -> Option<Config> {
                 .filter(|k| !k.is_empty())
                 .map(Secret::new),
         },
+        front: FrontConfig::default(),
     })
 }
 

@@ -194,6 +194,20 @@ pub struct RawServer {
     pub metrics_listen: Option<String>,
     /// `${ENV}` reference to the key a scraper sends for `/metrics`.
     pub metrics_key: Option<String>,
+    /// Time a client has to send a request's headers, from its first byte.
+    pub header_timeout: Option<String>,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Option<String>,
+    /// How long an idle keep-alive connection is kept open.
+    pub idle_timeout: Option<String>,
+    /// Client connections served at once; more are answered 503 and closed.
+    pub max_connections: Option<u32>,
+    /// Request bytes held in memory across all requests; past it, 503.
+    pub max_buffered: Option<RawSize>,
+    /// On SIGTERM: how long in-flight requests may take before they are cut.
+    pub shutdown_grace: Option<String>,
+    /// On SIGTERM: how long to keep serving (with `/ready` failing) first.
+    pub shutdown_delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
