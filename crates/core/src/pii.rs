@@ -168,6 +168,11 @@ pub enum Outcome {
     Masked { body: Vec<u8>, findings: Findings },
     /// A blocking rule matched: refuse. (Masking rules' findings included.)
     Blocked { findings: Findings },
+    /// The body had to be read and could not be (not UTF-8, a lone
+    /// surrogate escape, nesting beyond serde's limit, not JSON): refuse,
+    /// since what was not read was not checked. The reason names the
+    /// problem, never the text.
+    Unreadable { reason: String },
 }
 
 /// A configuration problem (unknown entity, bad pattern).
@@ -290,8 +295,13 @@ impl Detector {
         Some(out)
     }
 
-    /// Inspect a request body. A body that is not JSON (or not the expected
-    /// shape) is `Clean`: the request's own validation rejects it later.
+    /// Inspect a request body. One the detector must parse and cannot is
+    /// `Unreadable`, never `Clean`. The prefilter alone passes a body only
+    /// when no rule matches its raw bytes and it has no `\u` escape; give it
+    /// bodies that [`crate::json_scan::readable`] accepted (the gateway
+    /// checks every request body so), since a provider that decodes invalid
+    /// UTF-8 leniently could see text the raw scan did not. A JSON value of
+    /// another shape (no `messages` / `input`) is `Clean`.
     pub fn apply(&self, kind: BodyKind, body: &[u8]) -> Outcome {
         let hits = self.prefilter.matches(body);
         let escaped = memchr::memmem::find(body, b"\\u").is_some();
@@ -303,8 +313,15 @@ impl Detector {
         // contain), so only those run on the decoded text.
         let only: Option<Vec<bool>> =
             (!escaped).then(|| (0..self.rules.len()).map(|i| hits.matched(i)).collect());
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return Outcome::Clean;
+        let mut v = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v,
+            Err(e) => {
+                // serde's message names the problem and its place only
+                // ("lone leading surrogate in hex escape at line 1 column 9").
+                return Outcome::Unreadable {
+                    reason: e.to_string(),
+                };
+            }
         };
         let mut findings = Findings::default();
         let mut changed = false;
