@@ -871,6 +871,78 @@ mod tests {
         ));
     }
 
+    /// On every text serde's skipping parse accepts, `readable` says yes
+    /// exactly when a full parse into a `Value` does (mutated texts).
+    #[test]
+    fn readable_is_exactly_serdes_full_parse() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(125), "]".repeat(125));
+        let base: Vec<Vec<u8>> = vec![
+            br#"{"model":"m","messages":[{"role":"user","content":"a\ud83d\ude00b \u00e9 \\ud800"}]}"#.to_vec(),
+            "{\"x\":\"caf\u{e9} \u{1f600}\",\"y\":[[[{\"z\":\"\\uDBFF\\uDFFF\"}]]]}".as_bytes().to_vec(),
+            deep.into_bytes(),
+        ];
+        let alphabet: &[&[u8]] = &[
+            b"[",
+            b"]",
+            b"{}",
+            b"[[",
+            b"]]",
+            b"\\ud800",
+            b"\\udc00",
+            b"\\u0041",
+            b"\\\\",
+            b"\xff",
+            b"\xc3",
+            b"\xa9",
+            b"\xf0\x9f",
+            b"\xed\xa0\x80",
+            b"a",
+            b"\"",
+            b",",
+        ];
+        let (mut readable_ok, mut unreadable, mut lexical) = (0, 0, 0);
+        for round in 0..30_000 {
+            let mut t = base[round % base.len()].clone();
+            for _ in 0..(next() % 3 + 1) {
+                let at = (next() as usize) % (t.len() + 1);
+                let piece = alphabet[(next() as usize) % alphabet.len()];
+                if next() % 2 == 0 {
+                    t.splice(at..at, piece.iter().copied());
+                } else if at < t.len() {
+                    t.remove(at);
+                }
+            }
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&t).is_err() {
+                continue;
+            }
+            lexical += 1;
+            let full = serde_json::from_slice::<serde_json::Value>(&t).is_ok();
+            let fast = readable(&t);
+            assert_eq!(
+                fast.is_ok(),
+                full,
+                "{:?}: {fast:?}",
+                String::from_utf8_lossy(&t)
+            );
+            if full {
+                readable_ok += 1;
+            } else {
+                unreadable += 1;
+            }
+        }
+        assert!(
+            readable_ok > 1_000 && unreadable > 1_000,
+            "{readable_ok} readable, {unreadable} not, of {lexical}"
+        );
+    }
+
     /// `cargo test --release -p switchyard-core --lib json_scan::tests::readable_cost -- --ignored --nocapture`
     #[test]
     #[ignore = "a timing, not a test"]
