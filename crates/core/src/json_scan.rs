@@ -357,8 +357,8 @@ pub const MAX_NESTING: usize = 127;
 pub enum Unreadable {
     /// The bytes from offset `at` on are not UTF-8.
     NotUtf8 { at: usize },
-    /// The string starting at offset `at` holds a `\u` escape of a UTF-16
-    /// surrogate that is not half of a pair.
+    /// The `\u` escape at offset `at` is of a UTF-16 surrogate that is not
+    /// half of a high-low pair.
     LoneSurrogate { at: usize },
     /// Arrays and objects nest deeper than [`MAX_NESTING`] at offset `at`.
     TooDeep { at: usize },
@@ -373,7 +373,7 @@ impl std::fmt::Display for Unreadable {
             ),
             Unreadable::LoneSurrogate { at } => write!(
                 f,
-                "the string at offset {at} of the request body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff not in a high-low pair), which is not text"
+                "the request body holds a lone UTF-16 surrogate escape at offset {at} (\\ud800-\\udfff not in a high-low pair), which is not text"
             ),
             Unreadable::TooDeep { at } => write!(
                 f,
@@ -386,14 +386,65 @@ impl std::fmt::Display for Unreadable {
 /// Whether a JSON text that a parser has already accepted lexically can
 /// also be read in full: UTF-8, no lone surrogate escapes, nesting within
 /// [`MAX_NESTING`]. What it says of a malformed text is unspecified (it
-/// does not look for syntax errors). One pass: the UTF-8 check, then a
-/// walk that crosses strings at memchr speed.
+/// does not look for syntax errors). SIMD passes: the UTF-8 check, a
+/// search for `\u` escapes, a count of `{` and `[`; only a body with more
+/// than [`MAX_NESTING`] of them is walked (strings crossed at memchr speed).
 pub fn readable(j: &[u8]) -> Result<(), Unreadable> {
-    if let Err(e) = std::str::from_utf8(j) {
+    // SIMD validation (std's is several times slower on non-ASCII text);
+    // std's, for the offset, only when it fails.
+    if simdutf8::basic::from_utf8(j).is_err() {
         return Err(Unreadable::NotUtf8 {
-            at: e.valid_up_to(),
+            at: std::str::from_utf8(j).err().map_or(0, |e| e.valid_up_to()),
         });
     }
+    lone_surrogate(j)?;
+    // Too few brackets in all to nest beyond the limit (the common body:
+    // one SIMD count), or the walk.
+    if memchr::memchr2_iter(b'{', b'[', j)
+        .nth(MAX_NESTING)
+        .is_some()
+    {
+        nesting(j)?;
+    }
+    Ok(())
+}
+
+/// The first `\u` escape of a surrogate that is not half of a pair. In a
+/// lexically valid text a backslash is always inside a string, and a `\u`
+/// is an escape when an odd run of backslashes ends at it; so a SIMD search
+/// for `\u` finds every one, however dense.
+fn lone_surrogate(j: &[u8]) -> Result<(), Unreadable> {
+    let mut low_half = usize::MAX;
+    for p in memchr::memmem::find_iter(j, b"\\u") {
+        if p == low_half {
+            continue;
+        }
+        let run = j[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
+        if run % 2 == 0 {
+            continue;
+        }
+        let Some(code) = j.get(p + 2..p + 6).and_then(hex4) else {
+            continue;
+        };
+        match code {
+            0xD800..=0xDBFF
+                if j.get(p + 6..p + 8) == Some(b"\\u")
+                    && j.get(p + 8..p + 12)
+                        .and_then(hex4)
+                        .is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo)) =>
+            {
+                low_half = p + 6;
+            }
+            0xD800..=0xDFFF => return Err(Unreadable::LoneSurrogate { at: p }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Nesting deeper than [`MAX_NESTING`]: the walk (strings crossed by
+/// [`string_end`]).
+fn nesting(j: &[u8]) -> Result<(), Unreadable> {
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(&b) = j.get(i) {
@@ -403,7 +454,8 @@ pub fn readable(j: &[u8]) -> Result<(), Unreadable> {
                     i = end;
                     continue;
                 }
-                None => return Err(Unreadable::LoneSurrogate { at: i }),
+                // Not lexically valid after all: not this check's verdict.
+                None => return Ok(()),
             },
             b'{' | b'[' => {
                 depth += 1;
@@ -859,7 +911,7 @@ mod tests {
         }
         assert_eq!(
             readable(br#"{"a":1,"b":"\ud800"}"#),
-            Err(Unreadable::LoneSurrogate { at: 11 })
+            Err(Unreadable::LoneSurrogate { at: 12 })
         );
         assert_eq!(
             readable(b"{\"a\":\"\xff\"}"),
@@ -979,14 +1031,42 @@ mod tests {
                 ),
             ),
         ];
-        for (name, body) in cases {
+        // Under callgrind: READABLE_N=1000 READABLE_CASE=0 valgrind --tool=callgrind
+        // --toggle-collect='*json_scan*readable*' <test binary> readable_cost --ignored
+        let n: usize = std::env::var("READABLE_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let only: Option<usize> = std::env::var("READABLE_CASE")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        for (i, (name, body)) in cases.into_iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             let b = body.as_bytes();
-            let n = 200_000;
             let t = std::time::Instant::now();
             for _ in 0..n {
                 assert!(readable(std::hint::black_box(b)).is_ok());
             }
             let ns = t.elapsed().as_nanos() as f64 / n as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(std::str::from_utf8(std::hint::black_box(b)).is_ok());
+            }
+            let utf8 = t.elapsed().as_nanos() as f64 / n as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(simdutf8::basic::from_utf8(std::hint::black_box(b)).is_ok());
+            }
+            let simd = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{name}: std utf-8 {utf8:.0} ns, simdutf8 {simd:.0} ns");
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(nesting(std::hint::black_box(b)).is_ok());
+            }
+            let walk = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{name}: the nesting walk alone {walk:.0} ns");
             let t = std::time::Instant::now();
             for _ in 0..n {
                 let v: serde::de::IgnoredAny =

@@ -117,8 +117,7 @@ impl PiiGuard {
             Outcome::Unreadable { reason } => {
                 // Nothing the guardrail did not read goes on (the hot
                 // routes' `peek` refuses such bodies first; this holds for
-                // any other caller).
-                self.requests_blocked.fetch_add(1, Ordering::Relaxed);
+                // any other caller). Not a finding: no counter moves.
                 let err = GatewayError::new(
                     400,
                     ApiError::new(
