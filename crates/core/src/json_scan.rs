@@ -410,34 +410,33 @@ pub fn readable(j: &[u8]) -> Result<(), Unreadable> {
 }
 
 /// The first `\u` escape of a surrogate that is not half of a pair. In a
-/// lexically valid text a backslash is always inside a string, and a `\u`
-/// is an escape when an odd run of backslashes ends at it; so a SIMD search
-/// for `\u` finds every one, however dense.
+/// lexically valid text every backslash is inside a string and, read from
+/// the left, starts an escape: a SIMD search for the next backslash finds
+/// each one, and only the escape's own bytes are looked at.
 fn lone_surrogate(j: &[u8]) -> Result<(), Unreadable> {
-    let mut low_half = usize::MAX;
-    for p in memchr::memmem::find_iter(j, b"\\u") {
-        if p == low_half {
-            continue;
+    // `\uD800`–`\uDBFF` (high) and `\uDC00`–`\uDFFF` (low), any case.
+    let half = |at: usize| -> Option<bool> {
+        let (d, x) = (*j.get(at + 2)?, *j.get(at + 3)?);
+        if j.get(at..at + 2) != Some(b"\\u") || d | 0x20 != b'd' {
+            return None;
         }
-        let run = j[..=p].iter().rev().take_while(|&&b| b == b'\\').count();
-        if run % 2 == 0 {
-            continue;
+        match x | 0x20 {
+            b'8' | b'9' | b'a' | b'b' => Some(true),
+            b'c' | b'd' | b'e' | b'f' => Some(false),
+            _ => None,
         }
-        let Some(code) = j.get(p + 2..p + 6).and_then(hex4) else {
-            continue;
+    };
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', j.get(i..).unwrap_or_default()) {
+        let p = i + k;
+        i = match j.get(p + 1) {
+            Some(b'u') => match half(p) {
+                None => p + 6,
+                Some(true) if half(p + 6) == Some(false) => p + 12,
+                Some(_) => return Err(Unreadable::LoneSurrogate { at: p }),
+            },
+            _ => p + 2,
         };
-        match code {
-            0xD800..=0xDBFF
-                if j.get(p + 6..p + 8) == Some(b"\\u")
-                    && j.get(p + 8..p + 12)
-                        .and_then(hex4)
-                        .is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo)) =>
-            {
-                low_half = p + 6;
-            }
-            0xD800..=0xDFFF => return Err(Unreadable::LoneSurrogate { at: p }),
-            _ => {}
-        }
     }
     Ok(())
 }
