@@ -7,9 +7,9 @@
 //!
 //! Cost model: the common clean request costs one scan of the raw bytes by
 //! a [`regex::bytes::RegexSet`] of every rule's pattern. Only when some rule
-//! may match (or the body holds `\u` escapes, which could hide a match from a
-//! raw scan) is the body parsed, and only the text a client wrote is
-//! inspected: message contents, system prompts, tool arguments and results,
+//! may match (or the body holds `\u` escapes, or with custom rules any
+//! escape, which could hide a match from a raw scan) is the body parsed, and
+//! only the text a client wrote is inspected: message contents, system prompts, tool arguments and results,
 //! embedding inputs. Identifiers, roles, images, files and thinking blocks
 //! (whose signatures must round-trip unchanged) are never touched, and a body
 //! with nothing to mask is forwarded byte for byte.
@@ -104,6 +104,9 @@ pub struct Detector {
     rules: Vec<Rule>,
     /// The same patterns over raw bytes: the clean-request fast path.
     prefilter: RegexSet,
+    /// Some rule is the operator's own pattern, which may match characters
+    /// JSON writes as escapes (`\t`, `\n`, `\"`, `\/` …).
+    custom: bool,
 }
 
 impl fmt::Debug for Detector {
@@ -242,7 +245,11 @@ impl Detector {
         }
         let prefilter = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
             .map_err(|e| ConfigError(format!("PII rules: {e}")))?;
-        Ok(Detector { rules, prefilter })
+        Ok(Detector {
+            rules,
+            prefilter,
+            custom: !cfg.custom.is_empty(),
+        })
     }
 
     /// Rule names, in precedence order.
@@ -304,13 +311,19 @@ impl Detector {
     /// another shape (no `messages` / `input`) is `Clean`.
     pub fn apply(&self, kind: BodyKind, body: &[u8]) -> Outcome {
         let hits = self.prefilter.matches(body);
-        let escaped = memchr::memmem::find(body, b"\\u").is_some();
+        // An escape can hide a match from the raw scan: `\u` any (`\u0040`
+        // is `@`); the others (`\t`, `\n`, `\"`, `\/` …) only from a
+        // custom pattern, since the built-in shapes never contain them.
+        let escaped = if self.custom {
+            memchr::memchr(b'\\', body).is_some()
+        } else {
+            memchr::memmem::find(body, b"\\u").is_some()
+        };
         if !hits.matched_any() && !escaped {
             return Outcome::Clean;
         }
-        // Without `\u` escapes the raw scan is exact about which rules can
-        // match (JSON escapes only characters the built-in shapes never
-        // contain), so only those run on the decoded text.
+        // Without such escapes the raw scan is exact about which rules can
+        // match, so only those run on the decoded text.
         let only: Option<Vec<bool>> =
             (!escaped).then(|| (0..self.rules.len()).map(|i| hits.matched(i)).collect());
         let mut v = match serde_json::from_slice::<Value>(body) {

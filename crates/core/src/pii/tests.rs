@@ -315,3 +315,27 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+/// A custom pattern may match a character JSON writes as an escape (a tab,
+/// a quote, a slash): the raw scan cannot see it, so the body is parsed.
+#[test]
+fn escapes_cannot_hide_a_custom_match() {
+    let cfg = PiiConfig {
+        entities: vec![],
+        custom: vec![CustomRule {
+            name: "ticket".into(),
+            pattern: r#"TK[\s/"][0-9]{4}"#.into(),
+            action: Action::Block,
+        }],
+    };
+    let d = Detector::new(&cfg).unwrap();
+    for body in [
+        &br#"{"model":"m","messages":[{"role":"user","content":"see TK\t1234"}]}"#[..],
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK\/1234"}]}"#,
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK\"1234"}]}"#,
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK 1234"}]}"#,
+    ] {
+        let out = d.apply(BodyKind::OpenAiChat, body);
+        assert!(matches!(out, Outcome::Blocked { .. }), "{out:?}");
+    }
+}
