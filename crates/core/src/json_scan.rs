@@ -11,6 +11,10 @@
 //!   it, where a full parse would refuse the whole text.
 //! - [`is_valid`]: whether a text is JSON (each stream event must be),
 //!   never yes where `serde_json` says no.
+//! - [`readable`]: whether a text a lexical parse accepted can be read in
+//!   full (UTF-8, no lone surrogate escapes, nesting within serde's limit):
+//!   every request body on the hot routes must be, before anything
+//!   (guardrail, estimate, cache, upstream) relies on it.
 //!
 //! Strings, where the bytes are, are crossed with a SIMD search for the
 //! next quote or backslash.
@@ -204,8 +208,10 @@ fn value_end(json: &[u8], i: usize) -> Option<usize> {
 /// True when `json` is one well-formed JSON text (any value, with
 /// surrounding whitespace), decided at memchr speed over strings. `false`
 /// means "not sure": the caller asks a full parser. It never says true
-/// for a text `serde_json` refuses; it gives up (false) on nesting
-/// deeper than 64 levels, which serde would still accept.
+/// for a UTF-8 text `serde_json` refuses; it gives up (false) on nesting
+/// deeper than 64 levels, which serde would still accept, and on a lone
+/// surrogate escape, which serde accepts only when it skips the string.
+/// It does not check UTF-8 (its callers hold `str`s).
 pub fn is_valid(json: &[u8]) -> bool {
     validate(json).is_some()
 }
@@ -315,13 +321,153 @@ fn string_end(j: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The index after the escape whose backslash is at `k`.
+/// The index after the escape whose backslash is at `k`. A `\u` escape
+/// of a UTF-16 surrogate must be the first half of a pair whose second
+/// half follows at once (as `serde_json` demands of a string).
 fn escape_end(j: &[u8], k: usize) -> Option<usize> {
     match *j.get(k + 1)? {
         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(k + 2),
-        b'u' if j.get(k + 2..k + 6)?.iter().all(u8::is_ascii_hexdigit) => Some(k + 6),
+        b'u' => match hex4(j.get(k + 2..k + 6)?)? {
+            0xD800..=0xDBFF => (j.get(k + 6..k + 8)? == b"\\u"
+                && (0xDC00..=0xDFFF).contains(&hex4(j.get(k + 8..k + 12)?)?))
+            .then_some(k + 12),
+            0xDC00..=0xDFFF => None,
+            _ => Some(k + 6),
+        },
         _ => None,
     }
+}
+
+/// The value of four hex digits.
+fn hex4(h: &[u8]) -> Option<u16> {
+    h.iter().try_fold(0u16, |acc, &b| {
+        let d = (b as char).to_digit(16)?;
+        Some(acc << 4 | d as u16)
+    })
+}
+
+/// The deepest nesting of arrays and objects `serde_json` reads (its
+/// recursion limit of 128 counts the container that exceeds it).
+pub const MAX_NESTING: usize = 127;
+
+/// Why a JSON text that a parser accepted lexically (for instance
+/// skipping the members it does not need) cannot be read in full by
+/// `serde_json`, and so by the gateway's decoders and guardrails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The bytes from offset `at` on are not UTF-8.
+    NotUtf8 { at: usize },
+    /// The `\u` escape at offset `at` is of a UTF-16 surrogate that is not
+    /// half of a high-low pair.
+    LoneSurrogate { at: usize },
+    /// Arrays and objects nest deeper than [`MAX_NESTING`] at offset `at`.
+    TooDeep { at: usize },
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::NotUtf8 { at } => write!(
+                f,
+                "the request body is not valid UTF-8 (invalid byte at offset {at}); JSON must be UTF-8"
+            ),
+            Unreadable::LoneSurrogate { at } => write!(
+                f,
+                "the request body holds a lone UTF-16 surrogate escape at offset {at} (\\ud800-\\udfff not in a high-low pair), which is not text"
+            ),
+            Unreadable::TooDeep { at } => write!(
+                f,
+                "the request body nests arrays and objects deeper than {MAX_NESTING} levels (at offset {at})"
+            ),
+        }
+    }
+}
+
+/// Whether a JSON text that a parser has already accepted lexically can
+/// also be read in full: UTF-8, no lone surrogate escapes, nesting within
+/// [`MAX_NESTING`]. What it says of a malformed text is unspecified (it
+/// does not look for syntax errors). SIMD passes: the UTF-8 check, a
+/// search for `\u` escapes, a count of `{` and `[`; only a body with more
+/// than [`MAX_NESTING`] of them is walked (strings crossed at memchr speed).
+pub fn readable(j: &[u8]) -> Result<(), Unreadable> {
+    // SIMD validation (std's is several times slower on non-ASCII text);
+    // std's, for the offset, only when it fails.
+    if simdutf8::basic::from_utf8(j).is_err() {
+        return Err(Unreadable::NotUtf8 {
+            at: std::str::from_utf8(j).err().map_or(0, |e| e.valid_up_to()),
+        });
+    }
+    lone_surrogate(j)?;
+    // Too few brackets in all to nest beyond the limit (the common body:
+    // one SIMD count), or the walk.
+    if memchr::memchr2_iter(b'{', b'[', j)
+        .nth(MAX_NESTING)
+        .is_some()
+    {
+        nesting(j)?;
+    }
+    Ok(())
+}
+
+/// The first `\u` escape of a surrogate that is not half of a pair. In a
+/// lexically valid text every backslash is inside a string and, read from
+/// the left, starts an escape: a SIMD search for the next backslash finds
+/// each one, and only the escape's own bytes are looked at.
+fn lone_surrogate(j: &[u8]) -> Result<(), Unreadable> {
+    // `\uD800`–`\uDBFF` (high) and `\uDC00`–`\uDFFF` (low), any case.
+    let half = |at: usize| -> Option<bool> {
+        let (d, x) = (*j.get(at + 2)?, *j.get(at + 3)?);
+        if j.get(at..at + 2) != Some(b"\\u") || d | 0x20 != b'd' {
+            return None;
+        }
+        match x | 0x20 {
+            b'8' | b'9' | b'a' | b'b' => Some(true),
+            b'c' | b'd' | b'e' | b'f' => Some(false),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', j.get(i..).unwrap_or_default()) {
+        let p = i + k;
+        i = match j.get(p + 1) {
+            Some(b'u') => match half(p) {
+                None => p + 6,
+                Some(true) if half(p + 6) == Some(false) => p + 12,
+                Some(_) => return Err(Unreadable::LoneSurrogate { at: p }),
+            },
+            _ => p + 2,
+        };
+    }
+    Ok(())
+}
+
+/// Nesting deeper than [`MAX_NESTING`]: the walk (strings crossed by
+/// [`string_end`]).
+fn nesting(j: &[u8]) -> Result<(), Unreadable> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = j.get(i) {
+        match b {
+            b'"' => match string_end(j, i) {
+                Some(end) => {
+                    i = end;
+                    continue;
+                }
+                // Not lexically valid after all: not this check's verdict.
+                None => return Ok(()),
+            },
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Unreadable::TooDeep { at: i });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The bytes of `w` (little-endian: the first byte lowest) that end a run
@@ -538,12 +684,15 @@ mod tests {
             r#"{"choices":[{"delta":{"content":"€ ✓ 🚀"},"index":0,"finish_reason":null}]}"#,
             "[[[[[[[[[[]]]]]]]]]]",
             "{\"a\" : 1 ,\n\t\"b\" :\r\n[ ] }",
-            r#""\ud800""#, // a lone surrogate escape: serde's skipping accepts it
         ];
         for t in valid {
             assert!(serde_ok(t.as_bytes()), "serde refuses {t:?}");
             assert!(is_valid(t.as_bytes()), "{t:?}");
         }
+        // A lone surrogate escape: serde's skipping accepts it, but no
+        // parse into a string does. `is_valid` is unsure (the relay's
+        // serde check decides).
+        assert!(serde_ok(br#""\ud800""#) && !is_valid(br#""\ud800""#));
         let invalid = [
             "",
             " ",
@@ -708,6 +857,227 @@ mod tests {
             let key = Key::new("usage");
             let _ = top_level(&doc.as_bytes()[..cut], &key);
             let _ = top_level(&doc.as_bytes()[cut..], &key);
+        }
+    }
+
+    #[test]
+    fn readable_agrees_with_a_full_parse() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut docs: Vec<Vec<u8>> = [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"x\ud800\u0041"}"#,
+            r#"{"a":"x\ud800\n"}"#,
+            r#"{"a":"\ud800\ud800"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\\\ud800"}"#,
+            r#"{"a":"\uDBFF\uDFFF","b":"\uD800"}"#,
+            r#"{"a":"[[[[","b":"\u00e9"}"#,
+            r#"["\ud83d"]"#,
+        ]
+        .iter()
+        .map(|d| d.as_bytes().to_vec())
+        .collect();
+        for n in [1, 64, 126, 127, 128, 129, 300] {
+            docs.push(nest(n).into_bytes());
+            docs.push(format!(r#"{{"a":{},"b":"]]]"}}"#, nest(n)).into_bytes());
+        }
+        docs.push(b"{\"a\":\"caf\xc3\xa9\"}".to_vec());
+        docs.push(b"{\"a\":\"caf\xc3(\"}".to_vec());
+        docs.push(b"{\"a\":\"\xff\"}".to_vec());
+        docs.push(b"{\"a\":\"\xed\xa0\x80\"}".to_vec());
+        for d in &docs {
+            // The text is lexically JSON (what `readable` assumes).
+            assert!(
+                serde_json::from_slice::<serde::de::IgnoredAny>(d).is_ok(),
+                "{d:?}"
+            );
+            let serde = serde_json::from_slice::<serde_json::Value>(d).is_ok();
+            let fast = readable(d);
+            assert_eq!(
+                fast.is_ok(),
+                serde,
+                "{:?}: {fast:?}",
+                String::from_utf8_lossy(d)
+            );
+            // `is_valid` (whose texts are `str`s) never says yes where
+            // serde says no.
+            assert!(
+                std::str::from_utf8(d).is_err() || !is_valid(d) || serde,
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            readable(br#"{"a":1,"b":"\ud800"}"#),
+            Err(Unreadable::LoneSurrogate { at: 12 })
+        );
+        assert_eq!(
+            readable(b"{\"a\":\"\xff\"}"),
+            Err(Unreadable::NotUtf8 { at: 6 })
+        );
+        assert!(matches!(
+            readable(nest(128).as_bytes()),
+            Err(Unreadable::TooDeep { at: 127 })
+        ));
+    }
+
+    /// On every text serde's skipping parse accepts, `readable` says yes
+    /// exactly when a full parse into a `Value` does (mutated texts).
+    #[test]
+    fn readable_is_exactly_serdes_full_parse() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(125), "]".repeat(125));
+        let base: Vec<Vec<u8>> = vec![
+            br#"{"model":"m","messages":[{"role":"user","content":"a\ud83d\ude00b \u00e9 \\ud800"}]}"#.to_vec(),
+            "{\"x\":\"caf\u{e9} \u{1f600}\",\"y\":[[[{\"z\":\"\\uDBFF\\uDFFF\"}]]]}".as_bytes().to_vec(),
+            deep.into_bytes(),
+        ];
+        let alphabet: &[&[u8]] = &[
+            b"[",
+            b"]",
+            b"{}",
+            b"[[",
+            b"]]",
+            b"\\ud800",
+            b"\\udc00",
+            b"\\u0041",
+            b"\\\\",
+            b"\xff",
+            b"\xc3",
+            b"\xa9",
+            b"\xf0\x9f",
+            b"\xed\xa0\x80",
+            b"a",
+            b"\"",
+            b",",
+        ];
+        let (mut readable_ok, mut unreadable, mut lexical) = (0, 0, 0);
+        for round in 0..30_000 {
+            let mut t = base[round % base.len()].clone();
+            for _ in 0..(next() % 3 + 1) {
+                let at = (next() as usize) % (t.len() + 1);
+                let piece = alphabet[(next() as usize) % alphabet.len()];
+                if next() % 2 == 0 {
+                    t.splice(at..at, piece.iter().copied());
+                } else if at < t.len() {
+                    t.remove(at);
+                }
+            }
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&t).is_err() {
+                continue;
+            }
+            lexical += 1;
+            let full = serde_json::from_slice::<serde_json::Value>(&t).is_ok();
+            let fast = readable(&t);
+            assert_eq!(
+                fast.is_ok(),
+                full,
+                "{:?}: {fast:?}",
+                String::from_utf8_lossy(&t)
+            );
+            if full {
+                readable_ok += 1;
+            } else {
+                unreadable += 1;
+            }
+        }
+        assert!(
+            readable_ok > 1_000 && unreadable > 1_000,
+            "{readable_ok} readable, {unreadable} not, of {lexical}"
+        );
+    }
+
+    /// `cargo test --release -p switchyard-core --lib json_scan::tests::readable_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a timing, not a test"]
+    fn readable_cost() {
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(40);
+        let cases = [
+            (
+                "1 KiB chat",
+                format!(
+                    r#"{{"model":"gpt-4o","messages":[{{"role":"system","content":"{}"}},{{"role":"user","content":"{}"}}],"temperature":0.2}}"#,
+                    &text[..400],
+                    &text[..500]
+                ),
+            ),
+            (
+                "8 KiB chat, 8 turns",
+                format!(
+                    r#"{{"model":"gpt-4o","messages":[{}]}}"#,
+                    vec![format!(r#"{{"role":"user","content":"{text}"}}"#); 4].join(",")
+                ),
+            ),
+            (
+                "2 KiB non-ASCII, escaped",
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+                    r"caf\u00e9 \u4f60\u597d \ud83d\ude00 ".repeat(60)
+                ),
+            ),
+            (
+                "2 KiB non-ASCII, raw",
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+                    "café 你好 😀 ".repeat(120)
+                ),
+            ),
+        ];
+        // Under callgrind: READABLE_N=1000 READABLE_CASE=0 valgrind --tool=callgrind
+        // --toggle-collect='*json_scan*readable*' <test binary> readable_cost --ignored
+        let n: usize = std::env::var("READABLE_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let only: Option<usize> = std::env::var("READABLE_CASE")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        for (i, (name, body)) in cases.into_iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
+            let b = body.as_bytes();
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(readable(std::hint::black_box(b)).is_ok());
+            }
+            let ns = t.elapsed().as_nanos() as f64 / n as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(std::str::from_utf8(std::hint::black_box(b)).is_ok());
+            }
+            let utf8 = t.elapsed().as_nanos() as f64 / n as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(simdutf8::basic::from_utf8(std::hint::black_box(b)).is_ok());
+            }
+            let simd = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{name}: std utf-8 {utf8:.0} ns, simdutf8 {simd:.0} ns");
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert!(nesting(std::hint::black_box(b)).is_ok());
+            }
+            let walk = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{name}: the nesting walk alone {walk:.0} ns");
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                let v: serde::de::IgnoredAny =
+                    serde_json::from_slice(std::hint::black_box(b)).unwrap();
+                std::hint::black_box(v);
+            }
+            let skip = t.elapsed().as_nanos() as f64 / n as f64;
+            println!(
+                "{name}: {} bytes, readable {ns:.0} ns ({:.2} GB/s); serde skip-parse {skip:.0} ns",
+                b.len(),
+                b.len() as f64 / ns
+            );
         }
     }
 }

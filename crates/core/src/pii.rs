@@ -7,9 +7,9 @@
 //!
 //! Cost model: the common clean request costs one scan of the raw bytes by
 //! a [`regex::bytes::RegexSet`] of every rule's pattern. Only when some rule
-//! may match (or the body holds `\u` escapes, which could hide a match from a
-//! raw scan) is the body parsed, and only the text a client wrote is
-//! inspected: message contents, system prompts, tool arguments and results,
+//! may match (or the body holds `\u` escapes, or with custom rules any
+//! escape, which could hide a match from a raw scan) is the body parsed, and
+//! only the text a client wrote is inspected: message contents, system prompts, tool arguments and results,
 //! embedding inputs. Identifiers, roles, images, files and thinking blocks
 //! (whose signatures must round-trip unchanged) are never touched, and a body
 //! with nothing to mask is forwarded byte for byte.
@@ -104,6 +104,9 @@ pub struct Detector {
     rules: Vec<Rule>,
     /// The same patterns over raw bytes: the clean-request fast path.
     prefilter: RegexSet,
+    /// Some rule is the operator's own pattern, which may match characters
+    /// JSON writes as escapes (`\t`, `\n`, `\"`, `\/` …).
+    custom: bool,
 }
 
 impl fmt::Debug for Detector {
@@ -168,6 +171,11 @@ pub enum Outcome {
     Masked { body: Vec<u8>, findings: Findings },
     /// A blocking rule matched: refuse. (Masking rules' findings included.)
     Blocked { findings: Findings },
+    /// The body had to be read and could not be (not UTF-8, a lone
+    /// surrogate escape, nesting beyond serde's limit, not JSON): refuse,
+    /// since what was not read was not checked. The reason names the
+    /// problem, never the text.
+    Unreadable { reason: String },
 }
 
 /// A configuration problem (unknown entity, bad pattern).
@@ -237,7 +245,11 @@ impl Detector {
         }
         let prefilter = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
             .map_err(|e| ConfigError(format!("PII rules: {e}")))?;
-        Ok(Detector { rules, prefilter })
+        Ok(Detector {
+            rules,
+            prefilter,
+            custom: !cfg.custom.is_empty(),
+        })
     }
 
     /// Rule names, in precedence order.
@@ -290,21 +302,39 @@ impl Detector {
         Some(out)
     }
 
-    /// Inspect a request body. A body that is not JSON (or not the expected
-    /// shape) is `Clean`: the request's own validation rejects it later.
+    /// Inspect a request body. One the detector must parse and cannot is
+    /// `Unreadable`, never `Clean`. The prefilter alone passes a body only
+    /// when no rule matches its raw bytes and it has no `\u` escape; give it
+    /// bodies that [`crate::json_scan::readable`] accepted (the gateway
+    /// checks every request body so), since a provider that decodes invalid
+    /// UTF-8 leniently could see text the raw scan did not. A JSON value of
+    /// another shape (no `messages` / `input`) is `Clean`.
     pub fn apply(&self, kind: BodyKind, body: &[u8]) -> Outcome {
         let hits = self.prefilter.matches(body);
-        let escaped = memchr::memmem::find(body, b"\\u").is_some();
+        // An escape can hide a match from the raw scan: `\u` any (`\u0040`
+        // is `@`); the others (`\t`, `\n`, `\"`, `\/` …) only from a
+        // custom pattern, since the built-in shapes never contain them.
+        let escaped = if self.custom {
+            memchr::memchr(b'\\', body).is_some()
+        } else {
+            memchr::memmem::find(body, b"\\u").is_some()
+        };
         if !hits.matched_any() && !escaped {
             return Outcome::Clean;
         }
-        // Without `\u` escapes the raw scan is exact about which rules can
-        // match (JSON escapes only characters the built-in shapes never
-        // contain), so only those run on the decoded text.
+        // Without such escapes the raw scan is exact about which rules can
+        // match, so only those run on the decoded text.
         let only: Option<Vec<bool>> =
             (!escaped).then(|| (0..self.rules.len()).map(|i| hits.matched(i)).collect());
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return Outcome::Clean;
+        let mut v = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v,
+            Err(e) => {
+                // serde's message names the problem and its place only
+                // ("lone leading surrogate in hex escape at line 1 column 9").
+                return Outcome::Unreadable {
+                    reason: e.to_string(),
+                };
+            }
         };
         let mut findings = Findings::default();
         let mut changed = false;

@@ -26,6 +26,8 @@
 //! * `tools[].functionDeclarations[]` with a valid `name`; `toolConfig.
 //!   functionCallingConfig.mode` a valid enum value;
 //! * model names starting with `missing` → 404 `NOT_FOUND`.
+//! * a model that is not one path segment of `A-Z a-z 0-9 - _ .` (a `/`,
+//!   a second `:`, `%`, a space) → 404 `NOT_FOUND`, like any unknown path.
 
 use axum::response::Response;
 use base64::Engine;
@@ -243,7 +245,16 @@ pub(crate) async fn handle(req: Incoming) -> Response {
             }
         }
         ("POST", r) if r.starts_with('/') => match r[1..].split_once(':') {
-            Some((model, method)) if !model.is_empty() && !model.contains('/') => {
+            // A model id is one path segment of plain id characters: a
+            // `/`, a second `:`, an escape or a space is another resource.
+            Some((model, method))
+                if !model.is_empty()
+                    && model != "."
+                    && model != ".."
+                    && model
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+            {
                 let model = model.to_string();
                 match method {
                     "generateContent" => generate(&req, &model, false),

@@ -32,7 +32,7 @@ async fn inner(
     let alias = state
         .router
         .resolve(&p.model)
-        .ok_or_else(|| GatewayError::model_not_found(&p.model))?;
+        .ok_or_else(|| state.router.unresolved(&p.model))?;
     if let Some(pr) = &ctx.principal {
         crate::pipeline::authorize(pr, &p.model)?;
     }

@@ -128,6 +128,21 @@ impl PiiGuard {
                     header: HeaderValue::from_str(&findings.summary()).ok(),
                 })
             }
+            Outcome::Unreadable { reason } => {
+                // Nothing the guardrail did not read goes on (the hot
+                // routes' `peek` refuses such bodies first; this holds for
+                // any other caller). Not a finding: no counter moves.
+                let err = GatewayError::new(
+                    400,
+                    ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "the request body cannot be read in full ({reason}), so it cannot be checked for personal data; send valid UTF-8 JSON"
+                        ),
+                    ),
+                );
+                Err((err, Findings::default()))
+            }
             Outcome::Blocked { findings } => {
                 self.count(&findings);
                 self.requests_blocked.fetch_add(1, Ordering::Relaxed);

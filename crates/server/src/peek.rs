@@ -1,7 +1,10 @@
 //! Cheap request inspection and byte-level rewriting for the pass-through
 //! fast path: read only `model`, `stream` and `stream_options` (borrowed,
 //! everything else skipped), and splice a new `model` value into the
-//! original bytes instead of re-serialising the body.
+//! original bytes instead of re-serialising the body. What is skipped is
+//! still checked to be readable in full (`json_scan::readable`: UTF-8, no
+//! lone surrogate escapes, nesting within serde's limit), so a body is
+//! never forwarded that a guardrail or decoder could not have read.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -65,6 +68,10 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, ApiError> {
             ))
         }
     })?;
+    // The lexical parse above skipped what `Head` does not name; the rest
+    // of the gateway (guardrails, translation, estimates, the cache, the
+    // upstream) relies on every byte being readable too.
+    switchyard_core::json_scan::readable(body).map_err(|e| ApiError::invalid(e.to_string()))?;
     let Some(model_raw) = head.model else {
         return Err(ApiError::invalid_param(
             "model",
@@ -226,5 +233,29 @@ mod tests {
         assert!(peek(b"{not json").is_err());
         assert!(peek(b"[1]").is_err());
         assert!(peek(br#"{"model":"a","model":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn skipped_members_must_be_readable_too() {
+        let deep = format!(
+            r#"{{"model":"a","x":{}{}}}"#,
+            "[".repeat(128),
+            "]".repeat(128)
+        );
+        for (body, word) in [
+            (br#"{"model":"a","x":"\ud800"}"#.to_vec(), "surrogate"),
+            (br#"{"model":"a","x":"\udfff\ud800"}"#.to_vec(), "surrogate"),
+            (b"{\"model\":\"a\",\"x\":\"\xff\"}".to_vec(), "UTF-8"),
+            (deep.into_bytes(), "deeper than 127"),
+        ] {
+            let e = peek(&body).unwrap_err();
+            assert!(e.message.contains(word), "{}", e.message);
+        }
+        let ok = format!(
+            r#"{{"model":"a","x":{}{},"y":"\\ud800 \ud83d\ude00 é"}}"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        assert!(peek(ok.as_bytes()).is_ok());
     }
 }

@@ -289,7 +289,7 @@ async fn chat_inner(
     let mut alias = state
         .router
         .resolve(&peek.model)
-        .ok_or_else(|| GatewayError::model_not_found(&peek.model))?;
+        .ok_or_else(|| state.router.unresolved(&peek.model))?;
     if let Some(p) = &ctx.principal {
         authorize(p, &peek.model)?;
     }

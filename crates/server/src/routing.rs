@@ -396,6 +396,28 @@ impl Router {
         Some(alias)
     }
 
+    /// The refusal for a model name [`Router::resolve`] did not resolve:
+    /// a 400 naming the problem when it addresses a provider directly (or
+    /// by prefix) with a name that provider cannot take, else a 404.
+    pub fn unresolved(&self, model: &str) -> crate::error::GatewayError {
+        let Some((provider, upstream)) = self.dynamic_target_unchecked(model) else {
+            return crate::error::GatewayError::model_not_found(model);
+        };
+        let why = provider
+            .model_name_problem(upstream)
+            .unwrap_or("letters, digits and `-_.:@/+` only, without empty, `.` or `..` segments, at most 256 bytes");
+        let mut e = switchyard_core::ir::ApiError::new(
+            switchyard_core::ir::ErrorKind::InvalidRequest,
+            format!(
+                "The model `{model}` cannot be sent to provider `{}`: `{upstream}` is not a valid model name there ({why}).",
+                provider.name
+            ),
+        )
+        .with_code("invalid_model_name");
+        e.param = Some("model".into());
+        crate::error::GatewayError::new(400, e)
+    }
+
     fn dynamic_target<'m>(&self, model: &'m str) -> Option<(&Arc<Provider>, &'m str)> {
         let (provider, upstream) = self.dynamic_target_unchecked(model)?;
         safe_model_name(provider, upstream).then_some((provider, upstream))
@@ -432,11 +454,6 @@ impl Router {
 /// and in the route cache: accept only plain model-id characters, no dot
 /// segments, bounded length. Names from the config file are trusted.
 pub fn safe_model_name(provider: &Provider, name: &str) -> bool {
-    use switchyard_core::provider::PathStyle;
-    let path_style = matches!(
-        provider.preset.path_style,
-        PathStyle::Gemini | PathStyle::AzureDeployment
-    );
     !name.is_empty()
         && name.len() <= 256
         && !name
@@ -445,7 +462,7 @@ pub fn safe_model_name(provider: &Provider, name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+".contains(&b))
-        && !(path_style && name.contains('/') && !name.starts_with("models/"))
+        && provider.model_name_problem(name).is_none()
 }
 
 #[cfg(test)]
@@ -488,5 +505,13 @@ mod tests {
         assert!(safe_model_name(&o, "openai/gpt-4o"));
         assert!(!safe_model_name(&o, "a?b"));
         assert!(!safe_model_name(&o, &"x".repeat(300)));
+        // Issue 18 §7: other sub-paths and methods.
+        assert!(!safe_model_name(&g, "models/a/b/c"));
+        assert!(!safe_model_name(
+            &g,
+            "x:streamGenerateContent:generateContent"
+        ));
+        assert!(!safe_model_name(&p("azure"), "d:x"));
+        assert!(safe_model_name(&o, "ft:gpt-4o-2024-08-06:acme::abc123"));
     }
 }

@@ -227,11 +227,36 @@ fn clean_bodies_are_not_rewritten() {
         &br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":1000000}"#[..],
         // A candidate outside the text fields: parsed, nothing changed.
         br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"a@b.io"}"#,
-        // Not JSON: left to the request's own validation.
-        b"{not json a@b.io",
+        // Nothing any rule could match: not parsed at all.
         b"",
     ] {
         assert!(matches!(d.apply(BodyKind::OpenAiChat, body), Outcome::Clean));
+    }
+}
+
+/// A body the detector must parse and cannot is refused, never passed
+/// as clean: what was not read was not checked (issue 18 §3).
+#[test]
+fn unreadable_bodies_are_never_clean() {
+    let d = all();
+    let deep = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"a@b.io"}}],"x":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for body in [
+        b"{not json a@b.io".to_vec(),
+        br#"{"model":"m","messages":[{"role":"user","content":"a@b.io \ud800"}]}"#.to_vec(),
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"x":"\udc00"}"#.to_vec(),
+        b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a@b.io \xff\"}]}"
+            .to_vec(),
+        deep.into_bytes(),
+    ] {
+        let out = d.apply(BodyKind::OpenAiChat, &body);
+        assert!(
+            matches!(out, Outcome::Unreadable { ref reason } if !reason.contains("a@b")),
+            "{out:?}"
+        );
     }
 }
 
@@ -288,5 +313,29 @@ fn arbitrary_bytes_never_panic() {
         if let Ok(s) = std::str::from_utf8(&b) {
             let _ = d.mask_text(s, &mut Findings::default());
         }
+    }
+}
+
+/// A custom pattern may match a character JSON writes as an escape (a tab,
+/// a quote, a slash): the raw scan cannot see it, so the body is parsed.
+#[test]
+fn escapes_cannot_hide_a_custom_match() {
+    let cfg = PiiConfig {
+        entities: vec![],
+        custom: vec![CustomRule {
+            name: "ticket".into(),
+            pattern: r#"TK[\s/"][0-9]{4}"#.into(),
+            action: Action::Block,
+        }],
+    };
+    let d = Detector::new(&cfg).unwrap();
+    for body in [
+        &br#"{"model":"m","messages":[{"role":"user","content":"see TK\t1234"}]}"#[..],
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK\/1234"}]}"#,
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK\"1234"}]}"#,
+        br#"{"model":"m","messages":[{"role":"user","content":"see TK 1234"}]}"#,
+    ] {
+        let out = d.apply(BodyKind::OpenAiChat, body);
+        assert!(matches!(out, Outcome::Blocked { .. }), "{out:?}");
     }
 }

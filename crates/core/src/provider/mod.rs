@@ -138,6 +138,46 @@ impl Provider {
         self.preset.dialect
     }
 
+    /// Why `name` cannot be this provider's upstream model name (`None`
+    /// when it can). Where the name goes into the URL path (Gemini's
+    /// `models/{model}:generateContent`, Azure's `deployments/{name}/…`) it
+    /// must be one path segment of plain id characters, `A-Z a-z 0-9 - _ .`
+    /// and not `.` or `..` (Gemini also takes the `models/` prefix), or it
+    /// would reach another resource or method (`a/b/c`, `x:streamGenerateContent`,
+    /// `%2e%2e`, `?`, `#`). Where it travels in the JSON body, any text
+    /// without control characters. Never empty, at most 256 bytes.
+    pub fn model_name_problem(&self, name: &str) -> Option<&'static str> {
+        if name.is_empty() {
+            return Some("the name is empty");
+        }
+        if name.len() > 256 {
+            return Some("the name is longer than 256 bytes");
+        }
+        let segment = match self.preset.path_style {
+            PathStyle::OpenAi | PathStyle::Anthropic => {
+                return name
+                    .chars()
+                    .any(char::is_control)
+                    .then_some("the name holds control characters");
+            }
+            PathStyle::Gemini => gemini_model(name),
+            PathStyle::AzureDeployment => name,
+        };
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Some("the name must be one plain URL path segment");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Some(match self.preset.path_style {
+                PathStyle::Gemini => "a Gemini model id is letters, digits, `-`, `_` and `.` (optionally after `models/`): it goes into the URL path `models/{model}:generateContent`",
+                _ => "an Azure deployment name is letters, digits, `-`, `_` and `.`: it goes into the URL path `deployments/{name}/…`",
+            });
+        }
+        None
+    }
+
     /// URL for a chat request.
     pub fn chat_url(&self, upstream_model: &str, stream: bool) -> String {
         match self.preset.path_style {
@@ -352,6 +392,63 @@ mod tests {
         assert_eq!(h["api-key"], "k1");
         assert!(h.get("authorization").is_none());
         assert_eq!(h["x-extra"], "1");
+    }
+
+    #[test]
+    fn model_names_stay_in_their_url_segment() {
+        let p = |kind| {
+            Provider::new(
+                "p".into(),
+                preset(kind).unwrap(),
+                "https://x".into(),
+                vec![],
+                vec![],
+                None,
+                Default::default(),
+            )
+        };
+        let (g, az, o, a) = (p("gemini"), p("azure"), p("openai"), p("anthropic"));
+        for ok in [
+            "gemini-2.5-flash",
+            "models/gemini-2.5-flash",
+            "text-embedding-004",
+            "gemma_3.1",
+        ] {
+            assert_eq!(g.model_name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "models/",
+            "a/b/c",
+            "models/a/b/c",
+            "x:streamGenerateContent",
+            "gemini-2.5-flash:streamGenerateContent:generateContent",
+            "..",
+            "models/..",
+            "%2e%2e",
+            "a?b",
+            "a#b",
+            "a b",
+            "a\tb",
+            "tunedModels/x",
+        ] {
+            assert!(g.model_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(az.model_name_problem("my-gpt4o.v2_1"), None);
+        for bad in ["a/b", "../files", "x?api-version=1", "d:x", "models/x"] {
+            assert!(az.model_name_problem(bad).is_some(), "{bad:?}");
+        }
+        // In the body any text goes, but not control characters.
+        for ok in [
+            "ft:gpt-4o-2024-08-06:acme::abc123",
+            "openai/gpt-4o",
+            "a b?#%",
+        ] {
+            assert_eq!(o.model_name_problem(ok), None, "{ok}");
+            assert_eq!(a.model_name_problem(ok), None, "{ok}");
+        }
+        assert!(o.model_name_problem("a\nb").is_some());
+        assert!(o.model_name_problem(&"x".repeat(257)).is_some());
     }
 
     #[test]

@@ -1211,6 +1211,15 @@ impl Validator<'_> {
             let Some(model) = self.string(&format!("{path}.model"), model) else {
                 continue;
             };
+            if let Some(why) = provider.model_name_problem(&model) {
+                // The name goes into the upstream URL or body as written.
+                self.problem(
+                    &format!("{path}.model"),
+                    format!("`{model}` is not a valid model name for provider `{pname}`: {why}"),
+                    "write the provider's model id (for Azure, the deployment name), e.g. `gemini-2.5-flash`",
+                );
+                continue;
+            }
             let weight = d.weight.unwrap_or(1);
             if weight == 0 {
                 self.problem(
