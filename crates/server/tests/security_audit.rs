@@ -413,6 +413,70 @@ async fn revoked_keys_and_pii_refusals_are_aggregated_too(db: TestDb) {
         .contains("sk-ant-api03"));
 }
 
+/// A valid key repeating an admin call its role forbids (a developer key
+/// reading the audit log) is a repeatable security event too: aggregated per
+/// actor, action and target, every refusal accounted for, a bounded number
+/// of rows.
+async fn refused_admin_calls_are_aggregated(db: TestDb) {
+    let mut r = rig(db, 256, INTERVAL).await;
+    let admin = reqwest::Client::new();
+    let t: Value = admin
+        .post(format!("{}/admin/tenants", r.base))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "nosy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let k: Value = admin
+        .post(format!("{}/admin/keys", r.base))
+        .bearer_auth(MASTER)
+        .json(&json!({"tenant_id": tid, "name": "dev", "role": "developer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (kid, key) = (
+        k["id"].as_str().unwrap().to_owned(),
+        k["key"].as_str().unwrap().to_owned(),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_millis(1200) {
+        let resp = admin
+            .post(format!("{}/admin/tenants", r.base))
+            .bearer_auth(&key)
+            .json(&json!({"name": format!("mine-{sent}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        sent += 1;
+    }
+    let elapsed = started.elapsed();
+    assert!(sent >= 20, "{sent}");
+    r.shutdown().await;
+    let events = r.audit().await;
+    let rows: Vec<&AuditEvent> = events
+        .iter()
+        .filter(|e| e.outcome == "denied" && e.actor.contains(&kid))
+        .collect();
+    let intervals = (elapsed.as_millis() / INTERVAL.as_millis()) as usize + 4;
+    eprintln!("{sent} refused admin calls, {} rows", rows.len());
+    assert!(rows.len() <= 2 * intervals, "{rows:#?}");
+    assert_eq!(
+        rows.iter().map(|e| weight(e)).sum::<u64>(),
+        sent,
+        "{rows:#?}"
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -437,6 +501,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    refused_admin_calls_are_aggregated,
     bad_key_flood_is_aggregated_and_admin_events_survive,
     distinct_sources_beyond_the_cap_fold_into_other,
     revoked_keys_and_pii_refusals_are_aggregated_too,

@@ -636,15 +636,26 @@ async fn run(
         let ctx = r.ctx();
         if let Err(e) = ctx.require(op.need) {
             if let Some(action) = op.action {
+                // A valid key can repeat a refused call at line rate: a
+                // security event, aggregated per actor, action and target
+                // like refused keys, so it cannot flood the audit queue.
                 let target = (!r.id.is_empty()).then(|| r.id.clone());
-                ctx.audit_event(
+                let ev = ctx.event(
                     action,
                     None,
-                    target,
+                    target.clone(),
                     "denied",
                     serde_json::json!({"message": e.message}),
-                )
-                .await;
+                );
+                let key = crate::store::SecurityKey {
+                    action,
+                    reason: "forbidden",
+                    ip: r.ip.as_deref().and_then(|i| i.parse().ok()),
+                    actor: std::borrow::Cow::Owned(ev.actor.clone()),
+                    tenant_id: ev.tenant_id.clone(),
+                    target,
+                };
+                r.gov.audit.security(key, || ev);
             }
             return Err(e);
         }

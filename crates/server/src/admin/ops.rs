@@ -216,7 +216,7 @@ impl Ctx<'_> {
         self.is_root() || self.tenant() == Some(tenant_id)
     }
 
-    fn event(
+    pub(crate) fn event(
         &self,
         action: &str,
         tenant_id: Option<String>,
