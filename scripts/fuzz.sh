@@ -8,7 +8,7 @@
 # Runs each target (default: all) for SECONDS (default 15) from the
 # committed seed corpus fuzz/corpus/<target>/ (new finds go to a scratch
 # copy under fuzz/target/, the committed corpus is not touched) and fails on
-# any crash, panic, leak or timeout. A crash input is saved as
+# any crash, panic, failed assertion or timeout. A crash input is saved as
 # fuzz/artifacts/<target>/crash-*; reproduce it with
 #   fuzz/target/<triple>/release/<target> fuzz/artifacts/<target>/crash-…
 # Targets are listed in fuzz/Cargo.toml; see docs/TESTING.md.
