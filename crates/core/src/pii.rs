@@ -268,7 +268,10 @@ impl Detector {
         findings: &mut Findings,
         only: Option<&[bool]>,
     ) -> Option<String> {
-        // Non-overlapping spans; earlier rules take precedence.
+        // Every match of every rule; overlapping matches are masked as one
+        // span (their union), named by the earliest rule among them. (Masking
+        // only the earlier rule's part would leave the rest of a longer
+        // match in clear: `sk-proj-….doe@example.com` kept `doe@example.com`.)
         let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if only.is_some_and(|o| !o[i]) {
@@ -279,19 +282,24 @@ impl Detector {
                 if !stands_alone(text, s, e) || !(rule.validate)(m.as_str()) {
                     continue;
                 }
-                if spans.iter().any(|&(a, b, _)| s < b && a < e) {
-                    continue;
-                }
                 spans.push((s, e, i));
             }
         }
         if spans.is_empty() {
             return None;
         }
-        spans.sort_unstable_by_key(|&(s, _, _)| s);
+        spans.sort_unstable_by_key(|&(s, _, i)| (s, i));
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for (s, e, i) in spans {
+        let mut k = 0;
+        while let Some(&(s, mut e, mut i)) = spans.get(k) {
+            k += 1;
+            while let Some(&(s2, e2, i2)) = spans.get(k).filter(|n| n.0 < e) {
+                debug_assert!(s2 >= s);
+                e = e.max(e2);
+                i = i.min(i2);
+                k += 1;
+            }
             let rule = &self.rules[i];
             out.push_str(&text[at..s]);
             out.push_str(&rule.placeholder);
@@ -602,5 +610,7 @@ fn valid_ipv4(s: &str) -> bool {
         .all(|o| o.parse::<u16>().is_ok_and(|v| v <= 255) && (o.len() == 1 || !o.starts_with('0')))
 }
 
+#[cfg(test)]
+mod overlap_tests;
 #[cfg(test)]
 mod tests;

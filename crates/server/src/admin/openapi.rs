@@ -282,6 +282,26 @@ fn error_response(desc: &str) -> Value {
     json!({ "description": desc, "content": { "application/json": { "schema": schema_ref("Error") } } })
 }
 
+/// OpenAPI links from a create operation (`POST /admin/x`) to the
+/// operations on the record it returns (`/admin/x/{id}…`), so a stateful
+/// client (schemathesis) can chain them with a real id.
+fn links_from(op: &Operation) -> Map<String, Value> {
+    let mut links = Map::new();
+    if !matches!(op.method, super::Method::Post) || op.path.contains("{id}") {
+        return links;
+    }
+    let prefix = format!("{}/{{id}}", op.path);
+    for to in OPERATIONS {
+        if to.path.starts_with(&prefix) {
+            links.insert(
+                to.operation_id.to_owned(),
+                json!({"operationId": to.operation_id, "parameters": {"id": "$response.body#/id"}}),
+            );
+        }
+    }
+    links
+}
+
 fn operation(op: &Operation) -> Value {
     let roles: Vec<&str> = op.need.roles().iter().map(|r| r.as_str()).collect();
     let who = if roles.is_empty() {
@@ -305,10 +325,12 @@ fn operation(op: &Operation) -> Value {
         }),
     };
     let mut responses = Map::new();
-    responses.insert(
-        op.status.to_string(),
-        json!({ "description": "Success", "content": content }),
-    );
+    let mut success = json!({ "description": "Success", "content": content });
+    let links = links_from(op);
+    if !links.is_empty() {
+        success["links"] = Value::Object(links);
+    }
+    responses.insert(op.status.to_string(), success);
     responses.insert(
         "400".into(),
         error_response("Invalid input (`param` names the field)"),
@@ -356,24 +378,137 @@ fn operation(op: &Operation) -> Value {
     o
 }
 
+/// The request bodies of the proxy routes: the providers' own formats, as
+/// far as a schema-based generator needs them (the fields the gateway
+/// reads, with their types and ranges; other fields are allowed and passed
+/// on or refused by the dialect's decoder).
+pub fn proxy_schemas() -> Map<String, Value> {
+    let model = || json!({"type": "string", "minLength": 1, "examples": ["demo-openai", "demo-anthropic", "demo-gemini", "demo"]});
+    let text_part = json!({"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": s("string")}});
+    let image_part = json!({"type": "object", "required": ["type", "image_url"], "properties": {
+        "type": {"const": "image_url"},
+        "image_url": {"type": "object", "required": ["url"], "properties": {"url": s("string"), "detail": enum_of(&["auto", "low", "high"])}},
+    }});
+    let function = json!({"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}, "description": s("string"), "parameters": s("object"), "strict": s("boolean"),
+    }});
+    let tool_call = json!({"type": "object", "required": ["id", "type", "function"], "properties": {
+        "id": s("string"), "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name", "arguments"], "properties": {"name": s("string"), "arguments": s("string")}},
+    }});
+    let oai_content = json!({"anyOf": [s("string"), {"type": "array", "items": {"anyOf": [text_part, image_part]}}]});
+    let oai_message = json!({"oneOf": [
+        {"type": "object", "required": ["role", "content"], "properties": {"role": enum_of(&["system", "developer", "user"]), "content": oai_content, "name": s("string")}},
+        {"type": "object", "required": ["role"], "properties": {"role": {"const": "assistant"}, "content": {"anyOf": [oai_content, {"type": "null"}]}, "tool_calls": {"type": "array", "items": tool_call}, "refusal": opt("string")}},
+        {"type": "object", "required": ["role", "content", "tool_call_id"], "properties": {"role": {"const": "tool"}, "content": oai_content, "tool_call_id": s("string")}},
+    ]});
+    let stop = json!({"anyOf": [s("string"), {"type": "array", "items": s("string"), "maxItems": 4}, {"type": "null"}]});
+    let chat = json!({
+        "type": "object", "required": ["model", "messages"],
+        "properties": {
+            "model": model(),
+            "messages": {"type": "array", "minItems": 1, "items": oai_message},
+            "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+            "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
+            "stream": opt("boolean"),
+            "stream_options": {"type": ["object", "null"], "properties": {"include_usage": s("boolean")}},
+            "stop": stop,
+            "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+            "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+            "seed": opt("integer"),
+            "user": s("string"),
+            "tools": {"type": "array", "items": {"type": "object", "required": ["type", "function"], "properties": {"type": {"const": "function"}, "function": function}}},
+            "tool_choice": {"anyOf": [enum_of(&["none", "auto", "required"]), {"type": "object", "required": ["type", "function"], "properties": {"type": {"const": "function"}, "function": {"type": "object", "required": ["name"], "properties": {"name": s("string")}}}}]},
+            "parallel_tool_calls": s("boolean"),
+            "response_format": {"type": "object", "required": ["type"], "properties": {"type": enum_of(&["text", "json_object", "json_schema"]), "json_schema": s("object")}},
+            "reasoning_effort": enum_of(&["minimal", "low", "medium", "high"]),
+            "metadata": {"type": "object", "additionalProperties": s("string")},
+        },
+    });
+    let block = json!({"anyOf": [
+        text_part,
+        {"type": "object", "required": ["type", "source"], "properties": {"type": {"const": "image"}, "source": {"type": "object", "required": ["type"], "properties": {
+            "type": enum_of(&["base64", "url"]), "media_type": enum_of(&["image/png", "image/jpeg", "image/gif", "image/webp"]), "data": s("string"), "url": s("string"),
+        }}}},
+        {"type": "object", "required": ["type", "id", "name", "input"], "properties": {"type": {"const": "tool_use"}, "id": s("string"), "name": s("string"), "input": s("object")}},
+        {"type": "object", "required": ["type", "tool_use_id"], "properties": {"type": {"const": "tool_result"}, "tool_use_id": s("string"), "content": {"anyOf": [s("string"), {"type": "array", "items": text_part}]}, "is_error": s("boolean")}},
+    ]});
+    let messages = json!({
+        "type": "object", "required": ["model", "messages", "max_tokens"],
+        "properties": {
+            "model": model(),
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {
+                "role": enum_of(&["user", "assistant"]),
+                "content": {"anyOf": [s("string"), {"type": "array", "items": block}]},
+            }}},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"anyOf": [s("string"), {"type": "array", "items": text_part}]},
+            "stream": s("boolean"),
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_k": {"type": "integer", "minimum": 0},
+            "stop_sequences": strings(),
+            "metadata": {"type": "object", "properties": {"user_id": s("string")}},
+            "tools": {"type": "array", "items": {"type": "object", "required": ["name", "input_schema"], "properties": {
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}, "description": s("string"), "input_schema": s("object"),
+            }}},
+            "tool_choice": {"type": "object", "required": ["type"], "properties": {"type": enum_of(&["auto", "any", "tool", "none"]), "name": s("string")}},
+            "thinking": {"type": "object", "required": ["type"], "properties": {"type": enum_of(&["enabled", "disabled"]), "budget_tokens": {"type": "integer", "minimum": 1024}}},
+        },
+    });
+    let embeddings = json!({
+        "type": "object", "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "examples": ["demo-embed"]},
+            "input": {"anyOf": [
+                s("string"), {"type": "array", "minItems": 1, "items": s("string")},
+                {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}},
+            ]},
+            "encoding_format": enum_of(&["float", "base64"]),
+            "dimensions": {"type": "integer", "minimum": 1},
+            "user": s("string"),
+        },
+    });
+    let mut m = Map::new();
+    m.insert("ChatCompletionRequest".into(), chat);
+    m.insert("MessagesRequest".into(), messages);
+    m.insert("EmbeddingsRequest".into(), embeddings);
+    m
+}
+
 /// The proxy routes, described briefly (their bodies are the providers'
 /// own formats).
 fn proxy_paths(paths: &mut Map<String, Value>) {
-    let p = |id: &str, summary: &str| {
+    let p = |id: &str, summary: &str, body: &str| {
         json!({
             "operationId": id, "tags": ["proxy"], "summary": summary,
             "security": [{"bearer": []}, {"apiKey": []}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "requestBody": {"required": true, "content": {"application/json": {"schema": schema_ref(body)}}},
             "responses": {"200": {"description": "The provider's response, translated to the called format (JSON or SSE)"},
+                          "400": error_response("Invalid request (the called API's own error shape)"),
                           "401": error_response("Missing, invalid, revoked or expired key"),
-                          "429": error_response("Rate limit or budget exhausted")},
+                          "404": error_response("No such model alias"),
+                          "413": error_response("Body over the size limit"),
+                          "429": error_response("Rate limit or budget exhausted"),
+                          "502": error_response("The upstream failed"),
+                          "503": error_response("No deployment can serve the alias now")},
         })
     };
-    paths.insert("/v1/chat/completions".into(), json!({"post": p("chatCompletions", "OpenAI Chat Completions (streaming, tools, images) to any configured model alias.")}));
-    paths.insert("/v1/messages".into(), json!({"post": p("messages", "Anthropic Messages (streaming, tools, images, thinking) to any configured model alias.")}));
+    paths.insert("/v1/chat/completions".into(), json!({"post": p("chatCompletions", "OpenAI Chat Completions (streaming, tools, images) to any configured model alias.", "ChatCompletionRequest")}));
+    let mut messages = p(
+        "messages",
+        "Anthropic Messages (streaming, tools, images, thinking) to any configured model alias.",
+        "MessagesRequest",
+    );
+    messages["parameters"] = json!([{"name": "anthropic-version", "in": "header", "required": false, "schema": {"type": "string", "examples": ["2023-06-01"]}}]);
+    paths.insert("/v1/messages".into(), json!({ "post": messages }));
     paths.insert(
         "/v1/embeddings".into(),
-        json!({"post": p("embeddings", "OpenAI embeddings.")}),
+        json!({"post": p("embeddings", "OpenAI embeddings.", "EmbeddingsRequest")}),
     );
     paths.insert("/v1/models".into(), json!({"get": {
         "operationId": "listModels", "tags": ["proxy"], "summary": "The configured model aliases (OpenAI list; Anthropic list with `anthropic-version`).",
@@ -393,6 +528,8 @@ pub fn document() -> Value {
         entry[op.method.as_str()] = operation(op);
     }
     proxy_paths(&mut paths);
+    let mut all_schemas = schemas();
+    all_schemas.extend(proxy_schemas());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -406,7 +543,7 @@ pub fn document() -> Value {
         ],
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": all_schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key> (virtual key, master key or static key)"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
