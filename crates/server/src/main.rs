@@ -288,7 +288,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => match config::from_env(&config::process_env) {
             Some(c) => c,
             None => {
-                let d = demo::start(None, config::gateway_keys_from_env(&config::process_env))
+                // The demo key works even with SWITCHYARD_MASTER_KEY exported
+                // (as the README's admin example does): only explicit
+                // SWITCHYARD_API_KEYS replace it.
+                let mut keys = config::gateway_keys_from_env(&config::process_env);
+                if config::process_env("SWITCHYARD_API_KEYS").is_none() {
+                    keys.insert(0, switchyard_core::provider::Secret::new(demo::DEMO_KEY));
+                }
+                let d = demo::start(None, keys)
                     .await
                     .context("starting the demo providers")?;
                 _demo_servers = d.servers;
@@ -319,8 +326,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let source = cfg.source.clone();
-    let demo_key = (source == Source::Demo && cfg.api_keys.len() == 1)
-        .then(|| cfg.api_keys[0].expose().to_owned());
+    let demo_key = (source == Source::Demo
+        && cfg
+            .api_keys
+            .first()
+            .is_some_and(|k| k.expose() == demo::DEMO_KEY))
+    .then(|| demo::DEMO_KEY.to_owned());
     let aliases: Vec<String> = cfg.aliases.iter().map(|a| a.name.clone()).collect();
     let gov_db = cfg.governance.as_ref().map(|g| g.database_url.clone());
     let running = switchyard_server::build(cfg).await?;
@@ -379,9 +390,9 @@ fn banner(source: &Source, addr: std::net::SocketAddr, aliases: &[String], demo_
     let anth_model = m("demo-anthropic", 0);
     let gem_model = m("demo-gemini", 0);
     println!("\nTry:");
-    println!("  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{openai_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'");
-    println!("  curl -sN {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{gem_model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Stream please\"}}]}}'");
-    println!("  curl -s {base}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{anth_model}\",\"max_tokens\":256,\"messages\":[{{\"role\":\"user\",\"content\":\"Hi Claude\"}}]}}'");
+    println!("  curl -s {base}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{openai_model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'");
+    println!("  curl -sN {base}/v1/chat/completions -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{gem_model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Stream please\"}}]}}'");
+    println!("  curl -s {base}/v1/messages -H \"x-api-key: {key}\" -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{anth_model}\",\"max_tokens\":256,\"messages\":[{{\"role\":\"user\",\"content\":\"Hi Claude\"}}]}}'");
     println!();
 }
 

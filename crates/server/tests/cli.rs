@@ -155,3 +155,64 @@ fn closed_stdout_is_not_a_panic() {
         );
     }
 }
+
+/// The README's order of things: export SWITCHYARD_MASTER_KEY (the admin
+/// example), then start the gateway with no config. Demo mode still accepts
+/// the demo key its banner prints, and the master key too.
+#[tokio::test]
+async fn demo_key_works_with_a_master_key_exported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = tmpdir("demo-master");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWITCHYARD_MASTER_KEY", "sk-master-cli-test")
+        .env("SWITCHYARD_DATA_DIR", d.join("data"))
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .current_dir(&d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the demo gateway started");
+    for key in ["sk-switchyard-demo", "sk-master-cli-test"] {
+        let r = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": "demo-openai", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "{key}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let banner = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        banner.contains("gateway key: sk-switchyard-demo"),
+        "{banner}"
+    );
+    assert!(
+        !banner.contains("sk-master-cli-test"),
+        "the master key is never printed: {banner}"
+    );
+}
