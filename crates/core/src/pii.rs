@@ -9,10 +9,11 @@
 //! a [`regex::bytes::RegexSet`] of every rule's pattern. Only when some rule
 //! may match (or the body holds `\u` escapes, or with custom rules any
 //! escape, which could hide a match from a raw scan) is the body parsed, and
-//! only the text a client wrote is inspected: message contents, system prompts, tool arguments and results,
-//! embedding inputs. Identifiers, roles, images, files and thinking blocks
-//! (whose signatures must round-trip unchanged) are never touched, and a body
-//! with nothing to mask is forwarded byte for byte.
+//! every string value is inspected (issue 18 §3: guardrails see every byte
+//! they let through), but identifiers and protocol fields, tool names,
+//! thinking blocks (whose signatures must round-trip unchanged) and base64
+//! media (see `walk`). A body that names a member twice is unreadable, and a
+//! body with nothing to mask is forwarded byte for byte.
 //!
 //! Matches are validated beyond the pattern: card numbers by the Luhn
 //! checksum, IBANs by ISO 7064 mod 97, Chinese resident IDs by their check
