@@ -9,10 +9,11 @@
 //! a [`regex::bytes::RegexSet`] of every rule's pattern. Only when some rule
 //! may match (or the body holds `\u` escapes, or with custom rules any
 //! escape, which could hide a match from a raw scan) is the body parsed, and
-//! only the text a client wrote is inspected: message contents, system prompts, tool arguments and results,
-//! embedding inputs. Identifiers, roles, images, files and thinking blocks
-//! (whose signatures must round-trip unchanged) are never touched, and a body
-//! with nothing to mask is forwarded byte for byte.
+//! every string value is inspected (issue 18 §3: guardrails see every byte
+//! they let through), but identifiers and protocol fields, tool names,
+//! thinking blocks (whose signatures must round-trip unchanged) and base64
+//! media (see `walk`). A body that names a member twice is unreadable, and a
+//! body with nothing to mask is forwarded byte for byte.
 //!
 //! Matches are validated beyond the pattern: card numbers by the Luhn
 //! checksum, IBANs by ISO 7064 mod 97, Chinese resident IDs by their check
@@ -23,6 +24,7 @@
 
 use regex::bytes::RegexSet;
 use regex::Regex;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -334,16 +336,18 @@ impl Detector {
         // match, so only those run on the decoded text.
         let only: Option<Vec<bool>> =
             (!escaped).then(|| (0..self.rules.len()).map(|i| hits.matched(i)).collect());
-        let mut v = match serde_json::from_slice::<Value>(body) {
+        let mut v = match parse_strict(body) {
             Ok(v) => v,
             Err(e) => {
                 // serde's message names the problem and its place only
-                // ("lone leading surrogate in hex escape at line 1 column 9").
+                // ("lone leading surrogate in hex escape at line 1 column 9",
+                // "duplicate member `content` at line 1 column 80").
                 return Outcome::Unreadable {
                     reason: e.to_string(),
                 };
             }
         };
+        let _ = kind; // every kind is walked whole
         let mut findings = Findings::default();
         let mut changed = false;
         {
@@ -353,26 +357,10 @@ impl Detector {
                     changed = true;
                 }
             };
-            match (kind, v.as_object_mut()) {
-                (BodyKind::OpenAiChat, Some(o)) => {
-                    if let Some(m) = o.get_mut("messages") {
-                        walk(m, &mut visit);
-                    }
-                }
-                (BodyKind::AnthropicMessages, Some(o)) => {
-                    for k in ["system", "messages"] {
-                        if let Some(m) = o.get_mut(k) {
-                            walk(m, &mut visit);
-                        }
-                    }
-                }
-                (BodyKind::Embeddings, Some(o)) => {
-                    if let Some(m) = o.get_mut("input") {
-                        walk(m, &mut visit);
-                    }
-                }
-                _ => {}
-            }
+            // Every string value in the body (tool descriptions, `stop`,
+            // `user`, `metadata`, schemas, predictions …), except the few
+            // that must not change: see `walk`.
+            walk(&mut v, "", &mut visit);
         }
         if findings.blocking().next().is_some() {
             return Outcome::Blocked { findings };
@@ -389,56 +377,156 @@ impl Detector {
     }
 }
 
-/// Keys whose values are identifiers, media or signed content, not text a
-/// person wrote.
+/// Members whose string values are identifiers or protocol fields that
+/// must round-trip unchanged (a masked `tool_call_id` would break the pairing
+/// with its call). Only string values are left: an object under such a
+/// member (a schema property called `id`) is walked like any other.
 const SKIP_KEYS: &[&str] = &[
-    "type",
+    "model",
     "role",
+    "type",
     "id",
     "tool_call_id",
     "tool_use_id",
-    "name",
-    "image_url",
-    "input_audio",
-    "file",
     "file_id",
-    "source",
-    "url",
-    "data",
-    "media_type",
-    "cache_control",
     "signature",
-    "citations",
+    "encrypted_content",
+    "encrypted_index",
 ];
 
-/// Content blocks left whole: media, and thinking (signed by the provider).
-const SKIP_BLOCKS: &[&str] = &[
-    "thinking",
-    "redacted_thinking",
-    "image",
-    "image_url",
-    "input_audio",
-    "file",
-];
+/// Content blocks left whole: thinking, signed by the provider.
+const SKIP_BLOCKS: &[&str] = &["thinking", "redacted_thinking"];
 
-fn walk(v: &mut Value, visit: &mut impl FnMut(&mut String)) {
+/// Visit every string value under `v` except: the [`SKIP_KEYS`] string
+/// members; `name` outside a message (a tool's or function's name, which
+/// must match the tool's calls; a message's participant `name` is scanned);
+/// thinking blocks; and media payloads that are pure base64 (`data` of a
+/// `{"type":"base64"}` source or of `input_audio`, a `data:…;base64,` URL in
+/// `url` or `file_data`). A text `document` source (`{"type":"text",
+/// "data":…}`) is scanned. Member names are not values and are not scanned.
+fn walk(v: &mut Value, parent: &str, visit: &mut impl FnMut(&mut String)) {
     match v {
         Value::String(s) => visit(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, visit)),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, parent, visit)),
         Value::Object(o) => {
-            if o.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| SKIP_BLOCKS.contains(&t))
-            {
+            let ty = o.get("type").and_then(Value::as_str);
+            if ty.is_some_and(|t| SKIP_BLOCKS.contains(&t)) {
                 return;
             }
+            let base64_source = ty == Some("base64") || parent == "input_audio";
+            let message = o.contains_key("role");
             for (k, x) in o.iter_mut() {
-                if !SKIP_KEYS.contains(&k.as_str()) {
-                    walk(x, visit);
+                if let Value::String(s) = x {
+                    let k = k.as_str();
+                    let skip = SKIP_KEYS.contains(&k)
+                        || (k == "name" && !message)
+                        || (k == "data" && base64_source && is_base64(s))
+                        || ((k == "url" || k == "file_data") && is_base64_data_url(s));
+                    if skip {
+                        continue;
+                    }
                 }
+                walk(x, k, visit);
             }
         }
         _ => {}
+    }
+}
+
+/// Only the standard base64 alphabet and padding (not `-`, which every
+/// `sk-…` key holds): a payload with anything else is scanned as text.
+fn is_base64(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+/// `data:<type>;base64,<base64>`.
+fn is_base64_data_url(s: &str) -> bool {
+    s.strip_prefix("data:")
+        .and_then(|r| r.split_once(";base64,"))
+        .is_some_and(|(mime, payload)| !mime.contains(',') && is_base64(payload))
+}
+
+/// Parse like `serde_json::from_slice::<Value>`, but refuse an object that
+/// names a member twice: parsers disagree on which one wins (serde keeps the
+/// last, others the first), so the scan could read one and a provider the
+/// other.
+fn parse_strict(body: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = StrictValue::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v.0)
+}
+
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        StrictValue::deserialize(d).map(|v| v.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                // Name the member when it looks like a protocol field; an
+                // arbitrary key could be the very text being guarded.
+                let named = k.len() <= 40
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                return Err(de::Error::custom(if named {
+                    format!("duplicate member `{k}`")
+                } else {
+                    "duplicate member in an object".to_owned()
+                }));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 

@@ -137,7 +137,7 @@ impl PiiGuard {
                     ApiError::new(
                         ErrorKind::InvalidRequest,
                         format!(
-                            "the request body cannot be read in full ({reason}), so it cannot be checked for personal data; send valid UTF-8 JSON"
+                            "the request body cannot be read in full ({reason}), so it cannot be checked for personal data; send valid UTF-8 JSON, each member once"
                         ),
                     ),
                 );

@@ -224,3 +224,157 @@ async fn readable_bodies_still_pass_and_escaped_pii_is_masked() {
         .unwrap();
     assert_eq!(sent["messages"][0]["content"], "mail [EMAIL]");
 }
+
+/// One request, raw.
+async fn post(r: &Rig, route: &Route, body: &str) -> (u16, Option<String>, Value) {
+    let resp = send(r, route, body.as_bytes().to_vec()).await;
+    let status = resp.status().as_u16();
+    let pii = resp
+        .headers()
+        .get("x-switchyard-pii")
+        .map(|h| h.to_str().unwrap().to_owned());
+    (status, pii, resp.json().await.unwrap())
+}
+
+const KEY_TEXT: &str = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0";
+
+/// A member named twice: serde keeps the last, so the scan read "hi" and
+/// the original bytes (secret included) went out. Now a 400 naming the
+/// member, in the route's shape, and nothing reaches an upstream.
+#[tokio::test]
+async fn duplicate_members_never_leave() {
+    let r = gateway().await;
+    let cases: &[(Route, &str, &str)] = &[
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"KEY","content":"hi"}]}"#,
+            "content",
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"KEY"}],"messages":[{"role":"user","content":"hi"}]}"#,
+            "messages",
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"claude","stream":true,"messages":[{"role":"user","content":"KEY","content":"hi"}]}"#,
+            "content",
+        ),
+        (
+            Route::Messages,
+            r#"{"model":"claude","max_tokens":20,"system":"KEY","system":"hi","messages":[{"role":"user","content":"hi"}]}"#,
+            "system",
+        ),
+        (
+            Route::Messages,
+            r#"{"model":"claude","max_tokens":20,"messages":[{"role":"user","content":[{"type":"text","text":"KEY","text":"hi"}]}]}"#,
+            "text",
+        ),
+        (
+            Route::Messages,
+            r#"{"model":"gpt","max_tokens":20,"messages":[{"role":"user","content":"KEY","content":"hi"}]}"#,
+            "content",
+        ),
+        (
+            Route::Embeddings,
+            r#"{"model":"embed","input":"KEY","input":"hi"}"#,
+            "input",
+        ),
+        (
+            Route::Embeddings,
+            r#"{"model":"gembed","input":["KEY"],"input":["hi"]}"#,
+            "input",
+        ),
+    ];
+    for (route, t, member) in cases {
+        let before = upstream_calls(&r);
+        let (status, pii, v) = post(&r, route, &t.replace("KEY", KEY_TEXT)).await;
+        let case = format!("{t}: {v}");
+        assert_eq!(status, 400, "{case}");
+        assert!(pii.is_none(), "{case}");
+        if let Route::Messages = route {
+            assert_eq!(v["type"], "error", "{case}");
+        }
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{case}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("duplicate member `{member}`")),
+            "{case}"
+        );
+        assert!(!message.contains("sk-proj"), "{case}");
+        assert_eq!(upstream_calls(&r), before, "{case}: reached an upstream");
+    }
+}
+
+/// Issue 18 §3: every string value is scanned, not only the prompt. A
+/// secret in a tool description, a prediction, a parameter default, `stop`,
+/// `user`, `metadata` or an Anthropic text document is refused under
+/// `block: [secret]`; an email there is masked.
+#[tokio::test]
+async fn text_outside_the_prompt_is_scanned() {
+    let r = gateway().await;
+    let cases: &[(Route, &str)] = &[
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","description":"X","parameters":{"type":"object"}}}]}"#,
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","default":"X"}}}}}]}"#,
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"prediction":{"type":"content","content":"X"}}"#,
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"stop":["X"],"user":"X","metadata":{"k":"X"}}"#,
+        ),
+        (
+            Route::Chat,
+            r#"{"model":"claude","messages":[{"role":"user","name":"X","content":"hi"}]}"#,
+        ),
+        (
+            Route::Messages,
+            r#"{"model":"claude","max_tokens":20,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"X"}},{"type":"text","text":"summarise"}]}]}"#,
+        ),
+        (
+            Route::Messages,
+            r#"{"model":"claude","max_tokens":20,"tools":[{"name":"f","description":"X","input_schema":{"type":"object"}}],"metadata":{"user_id":"X"},"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            Route::Embeddings,
+            r#"{"model":"embed","input":"hi","user":"X"}"#,
+        ),
+    ];
+    for (route, t) in cases {
+        let before = upstream_calls(&r);
+        let (status, pii, v) = post(&r, route, &t.replace('X', &format!("key {KEY_TEXT}"))).await;
+        let case = format!("secret in {t}: {v}");
+        assert_eq!(status, 400, "{case}");
+        assert!(pii.is_none(), "{case}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("secret"),
+            "{case}"
+        );
+        assert_eq!(upstream_calls(&r), before, "{case}: reached an upstream");
+
+        let (status, pii, v) = post(&r, route, &t.replace('X', "mail jane.doe@example.com")).await;
+        let case = format!("email in {t}: {v}");
+        assert_eq!(status, 200, "{case}");
+        assert!(pii.unwrap().starts_with("email="), "{case}");
+        let sent = r
+            .mocks
+            .values()
+            .flat_map(|m| m.requests())
+            .map(|q| q.body.clone())
+            .collect::<Vec<_>>();
+        assert_eq!(upstream_calls(&r), before + 1, "{case}");
+        for b in sent {
+            assert!(
+                !String::from_utf8_lossy(&b).contains("jane.doe"),
+                "{case}: forwarded unmasked"
+            );
+        }
+    }
+}

@@ -163,13 +163,13 @@ fn openai_body_masks_text_and_keeps_everything_else() {
         r#"{"email":"[EMAIL]"}"#
     );
     assert_eq!(v["messages"][3]["content"], "found [IP_ADDRESS]");
-    // Outside `messages`: untouched (the `user` field is the caller's id).
-    assert_eq!(v["user"], "bob@corp.example");
+    // Outside `messages` too: every string value is scanned.
+    assert_eq!(v["user"], "[EMAIL]");
     assert_eq!(v["temperature"], 0.5);
     // Key order preserved.
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["model", "messages", "user", "temperature"]);
-    assert_eq!(findings.summary(), "email=2, phone=1, ip_address=1");
+    assert_eq!(findings.summary(), "email=3, phone=1, ip_address=1");
 }
 
 #[test]
@@ -225,8 +225,8 @@ fn clean_bodies_are_not_rewritten() {
     let d = all();
     for body in [
         &br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":1000000}"#[..],
-        // A candidate outside the text fields: parsed, nothing changed.
-        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"a@b.io"}"#,
+        // A candidate in an identifier: parsed, nothing changed.
+        br#"{"model":"m","messages":[{"role":"tool","tool_call_id":"a@b.io","content":"hi"}]}"#,
         // Nothing any rule could match: not parsed at all.
         b"",
     ] {
@@ -338,4 +338,125 @@ fn escapes_cannot_hide_a_custom_match() {
         let out = d.apply(BodyKind::OpenAiChat, body);
         assert!(matches!(out, Outcome::Blocked { .. }), "{out:?}");
     }
+}
+
+/// A member named twice: serde keeps the last, other parsers the first, so
+/// the scan and the provider could read different text. Refused, in any
+/// object, on every body kind, naming the member and never the text.
+#[test]
+fn duplicate_members_are_unreadable() {
+    let d = all();
+    let key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0";
+    for (kind, body, member) in [
+        (
+            BodyKind::OpenAiChat,
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"{key}","content":"hi"}}]}}"#
+            ),
+            "content",
+        ),
+        (
+            BodyKind::OpenAiChat,
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"{key}"}}],"messages":[]}}"#
+            ),
+            "messages",
+        ),
+        (
+            BodyKind::AnthropicMessages,
+            format!(r#"{{"model":"m","system":"{key}","system":"hi","messages":[]}}"#),
+            "system",
+        ),
+        (
+            BodyKind::AnthropicMessages,
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"{key}","text":"hi"}}]}}]}}"#
+            ),
+            "text",
+        ),
+        (
+            BodyKind::Embeddings,
+            format!(r#"{{"model":"m","input":"{key}","input":"hi"}}"#),
+            "input",
+        ),
+        (
+            BodyKind::Embeddings,
+            format!(r#"{{"model":"m","input":"{key}","x":{{"a":1,"a":2}}}}"#),
+            "a",
+        ),
+    ] {
+        let out = d.apply(kind, body.as_bytes());
+        let want = format!("duplicate member `{member}`");
+        assert!(
+            matches!(out, Outcome::Unreadable { ref reason } if reason.contains(&want) && !reason.contains("sk-")),
+            "{body}: {out:?}"
+        );
+    }
+    // A duplicate whose name is not a plain word is not echoed.
+    let body = br#"{"input":"a@b.io","x":{"a@b.io x":1,"a@b.io x":2}}"#;
+    assert!(matches!(
+        d.apply(BodyKind::Embeddings, body),
+        Outcome::Unreadable { ref reason } if reason.contains("duplicate member") && !reason.contains("a@b")
+    ));
+    // Same name in different objects is fine; and a body no rule can match
+    // is not parsed at all, duplicate or not (its raw bytes, every copy
+    // included, hold nothing to find).
+    let body =
+        br#"{"messages":[{"role":"user","content":"a@b.io"},{"role":"user","content":"x"}]}"#;
+    assert!(matches!(
+        d.apply(BodyKind::OpenAiChat, body),
+        Outcome::Masked { .. }
+    ));
+    let body = br#"{"messages":[{"role":"user","content":"hi","content":"there"}]}"#;
+    assert!(matches!(
+        d.apply(BodyKind::OpenAiChat, body),
+        Outcome::Clean
+    ));
+}
+
+/// Issue 18 §3: guardrails see every byte they let through. Every string
+/// value is scanned, not only message text.
+#[test]
+fn every_string_value_is_scanned() {
+    let d = all();
+    let chat = br#"{"model":"m","messages":[{"role":"user","name":"a@b.io","content":"hi"}],"tools":[{"type":"function","function":{"name":"lookup","description":"mail a@b.io","parameters":{"type":"object","properties":{"id":{"type":"string","description":"like a@b.io","default":"a@b.io","enum":["a@b.io"]}}}}}],"prediction":{"type":"content","content":"a@b.io"},"stop":["a@b.io"],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"description":"a@b.io"}}},"user":"a@b.io","metadata":{"k":"a@b.io"}}"#;
+    let Outcome::Masked { body, findings } = d.apply(BodyKind::OpenAiChat, chat) else {
+        panic!("expected masking");
+    };
+    let out = String::from_utf8(body).unwrap();
+    assert!(!out.contains("a@b.io"), "{out}");
+    assert_eq!(findings.summary(), "email=10");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    // Tool names round-trip with the tool's calls.
+    assert_eq!(v["tools"][0]["function"]["name"], "lookup");
+    assert_eq!(v["messages"][0]["name"], "[EMAIL]");
+
+    let anthropic = br#"{"model":"m","max_tokens":5,"metadata":{"user_id":"a@b.io"},"tools":[{"name":"crm","description":"a@b.io","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"owner a@b.io"}},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo4111111111111111/a+b="}}]}]}"#;
+    let Outcome::Masked { body, findings } = d.apply(BodyKind::AnthropicMessages, anthropic) else {
+        panic!("expected masking");
+    };
+    assert_eq!(findings.summary(), "email=3");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["messages"][0]["content"][0]["source"]["data"],
+        "owner [EMAIL]"
+    );
+    assert_eq!(
+        v["messages"][0]["content"][1]["source"]["data"],
+        "iVBORw0KGgo4111111111111111/a+b="
+    );
+    assert_eq!(v["tools"][0]["name"], "crm");
+
+    // A "base64" payload that is not base64 is text, and is scanned.
+    let body = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"x a@b.io"}},{"type":"image_url","image_url":{"url":"data:image/png;base64,x a@b.io"}}]}]}"#;
+    let Outcome::Masked { findings, .. } = d.apply(BodyKind::AnthropicMessages, body) else {
+        panic!("expected masking");
+    };
+    assert_eq!(findings.summary(), "email=2");
+
+    let emb = br#"{"model":"e","input":"hi","user":"a@b.io"}"#;
+    assert!(matches!(
+        d.apply(BodyKind::Embeddings, emb),
+        Outcome::Masked { .. }
+    ));
 }
