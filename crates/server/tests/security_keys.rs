@@ -686,6 +686,12 @@ async fn what_the_operator_set_only_the_operator_changes(db: &Db) {
     let bud = format!("/admin/budgets/bud_plan_{t}");
     let rl = format!("/admin/rate-limits/rl_plan_{t}");
     assert_eq!(ok(&g, &sa, "get", &bud, None).await["owner"], "operator");
+    // The billing key authenticates once the gateway refreshed (it may not
+    // call models, so `live` does not apply).
+    eventually(5.0, "billing key live", || async {
+        call(&g, &sb, "get", "/admin/budgets", None).await.0 != 401
+    })
+    .await;
     for who in [&sa, &sb] {
         let (s, v) = call(
             &g,
@@ -1002,6 +1008,40 @@ async fn a_key_never_acts_on_a_broader_key(db: &Db) {
         "post",
         "/admin/budgets",
         Some(json!({"scope": "key", "scope_id": ak0, "max_cost": 0.000001})),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    // A rotated key's successor, narrowed since, cannot rotate the old
+    // (broader) key while it overlaps.
+    let (e, se, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": dev})).await;
+    live(&g, &se).await;
+    let r = ok(
+        &g,
+        &se,
+        "post",
+        &format!("/admin/keys/{e}/rotate"),
+        Some(json!({"overlap_seconds": 3600})),
+    )
+    .await;
+    let (e2, se2) = (
+        r["id"].as_str().unwrap().to_owned(),
+        r["key"].as_str().unwrap().to_owned(),
+    );
+    live(&g, &se2).await;
+    ok(
+        &g,
+        &se2,
+        "patch",
+        &format!("/admin/keys/{e2}"),
+        Some(json!({"allowed_models": ["gpt"]})),
+    )
+    .await;
+    let (s, v) = call(
+        &g,
+        &se2,
+        "post",
+        &format!("/admin/keys/{e}/rotate"),
+        Some(json!({"overlap_seconds": 0})),
     )
     .await;
     assert_eq!(s, 403, "{v}");

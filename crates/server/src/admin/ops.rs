@@ -1013,10 +1013,15 @@ async fn key_authority(ctx: &Ctx<'_>, t: &ApiKey, res: Res, act: Act) -> Result<
     if t.id == c {
         return Ok(());
     }
-    let theirs = key_chain(ctx.store, &t.id).await?;
-    if theirs.iter().skip(1).any(|k| k.id == c) {
-        return Ok(());
+    // Created by the caller: the caller is among the keys `t` descends
+    // from (its creator, theirs, and the keys those were rotated to; not
+    // the key `t` itself was rotated to, which may have been narrowed since).
+    if let Some(p) = &t.parent_key_id {
+        if key_chain(ctx.store, p).await?.iter().any(|k| k.id == c) {
+            return Ok(());
+        }
     }
+    let theirs = key_chain(ctx.store, &t.id).await?;
     let mine = key_chain(ctx.store, c).await?;
     if mine.iter().any(|k| k.id == t.id) {
         ctx.allow(
