@@ -833,11 +833,27 @@ async fn fixture(api: &Api<'_>, t: &Tenant, op: &str, who: &str) -> (String, Opt
     } else {
         "viewer"
     };
-    let fresh_key = || {
-        create(
-            "/admin/keys",
-            json!({"tenant_id": tid, "user_id": owner, "role": key_role}),
-        )
+    // A developer's own keys are itself and the keys it created, so its
+    // fixture key is made by its own key; the others' by the master key.
+    let fresh_key = || async move {
+        if who == "developer" {
+            let (s, v) = api
+                .call(
+                    Some(t.key("developer")),
+                    "post",
+                    "/admin/keys",
+                    Some(json!({"role": key_role})),
+                )
+                .await;
+            assert_eq!(s, 201, "{v}");
+            v["id"].as_str().unwrap().to_owned()
+        } else {
+            create(
+                "/admin/keys",
+                json!({"tenant_id": tid, "user_id": owner, "role": key_role}),
+            )
+            .await
+        }
     };
     let fresh_budget = || {
         tenant_owned(

@@ -47,6 +47,8 @@ on_both!(
     database_text_never_reaches_callers,
     admin_changes_are_audited_even_under_an_audit_flood,
     a_change_is_not_made_without_its_audit_row,
+    a_key_never_acts_on_a_broader_key,
+    keys_still_manage_what_they_may,
 );
 
 async fn start(db: &Db) -> GovRig {
@@ -684,6 +686,12 @@ async fn what_the_operator_set_only_the_operator_changes(db: &Db) {
     let bud = format!("/admin/budgets/bud_plan_{t}");
     let rl = format!("/admin/rate-limits/rl_plan_{t}");
     assert_eq!(ok(&g, &sa, "get", &bud, None).await["owner"], "operator");
+    // The billing key authenticates once the gateway refreshed (it may not
+    // call models, so `live` does not apply).
+    eventually(5.0, "billing key live", || async {
+        call(&g, &sb, "get", "/admin/budgets", None).await.0 != 401
+    })
+    .await;
     for who in [&sa, &sb] {
         let (s, v) = call(
             &g,
@@ -902,4 +910,220 @@ async fn a_change_is_not_made_without_its_audit_row(db: &Db) {
     // Other changes are still made, and audited.
     user(&g, &t, "developer").await;
     g.shutdown().await;
+}
+
+// ------------------------------------------------- authority over keys
+
+/// Every key operation a caller can aim at key `id`; each must be refused.
+async fn refused_everything(g: &GovRig, by: &str, id: &str) {
+    refused_with(g, by, id, &[403]).await
+}
+
+async fn refused_with(g: &GovRig, by: &str, id: &str, codes: &[u16]) {
+    let base = format!("/admin/keys/{id}");
+    for (m, path, body) in [
+        ("get", base.clone(), None),
+        ("patch", base.clone(), Some(json!({"name": "pwned"}))),
+        ("patch", base.clone(), Some(json!({"enabled": false}))),
+        (
+            "post",
+            format!("{base}/rotate"),
+            Some(json!({"overlap_seconds": 31536000})),
+        ),
+        ("post", format!("{base}/revoke"), None),
+    ] {
+        let (s, v) = call(g, by, m, &path, body.clone()).await;
+        assert!(codes.contains(&s), "{id} {m} {path} {body:?}: {s} {v}");
+        assert!(
+            v.get("key").is_none(),
+            "{m} {path}: a plaintext leaked: {v}"
+        );
+    }
+}
+
+/// Key `id` as the operator sees it is untouched: active, enabled, not
+/// rotated, its name unchanged.
+async fn untouched(g: &GovRig, id: &str) {
+    let v = ok(g, MASTER, "get", &format!("/admin/keys/{id}"), None).await;
+    assert!(v["revoked_at"].is_null(), "{v}");
+    assert!(v["rotated_to"].is_null(), "{v}");
+    assert_eq!(v["enabled"], json!(true), "{v}");
+    assert!(v["disabled_by"].is_null(), "{v}");
+    assert_ne!(v["name"], json!("pwned"), "{v}");
+    assert!(v["expires_at"].is_null(), "{v}");
+}
+
+/// The reviewer's repro: a narrowed child of a developer key cannot read,
+/// rename, disable, rotate (which would hand it an unrestricted plaintext)
+/// or revoke its creator or a sibling key of the same user; a narrowed,
+/// expiring admin key cannot do so to the admin key that created it, to
+/// another admin key, or to a developer key broader than itself, nor put a
+/// budget on its creator.
+async fn a_key_never_acts_on_a_broader_key(db: &Db) {
+    let g = start(db).await;
+    let t = tenant(&g, "authority", json!({})).await;
+    let dev = user(&g, &t, "developer").await;
+    let adm = user(&g, &t, "admin").await;
+    let (ak0, sak0, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": adm})).await;
+    let (ak1, _, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": adm})).await;
+    let (d, sd, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": dev})).await;
+    live(&g, &sak0).await;
+    let (sib, _, _) = key(&g, &sak0, json!({"user_id": dev, "name": "sibling"})).await;
+    live(&g, &sd).await;
+    let (_, s3, k3) = key(&g, &sd, json!({"name": "k3", "allowed_models": ["gpt"]})).await;
+    assert_eq!(k3["parent_key_id"], json!(d));
+    live(&g, &s3).await;
+    for target in [&d, &sib] {
+        refused_everything(&g, &s3, target).await;
+        untouched(&g, target).await;
+    }
+    // Nor does it list them.
+    let listed = ok(&g, &s3, "get", "/admin/keys", None).await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&d.as_str()) && !ids.contains(&sib.as_str()),
+        "{listed}"
+    );
+    // The narrowed admin key.
+    let (_, sac, ac) = key(
+        &g,
+        &sak0,
+        json!({"user_id": adm, "role": "admin", "allowed_models": ["gpt"], "expires_in": 3600}),
+    )
+    .await;
+    assert_eq!(ac["role"], json!("admin"), "{ac}");
+    live(&g, &sac).await;
+    for target in [&ak0, &ak1, &d] {
+        refused_everything(&g, &sac, target).await;
+        untouched(&g, target).await;
+    }
+    let (s, v) = call(
+        &g,
+        &sac,
+        "post",
+        "/admin/budgets",
+        Some(json!({"scope": "key", "scope_id": ak0, "max_cost": 0.000001})),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    // A rotated key's successor, narrowed since, cannot rotate the old
+    // (broader) key while it overlaps.
+    let (e, se, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": dev})).await;
+    live(&g, &se).await;
+    let r = ok(
+        &g,
+        &se,
+        "post",
+        &format!("/admin/keys/{e}/rotate"),
+        Some(json!({"overlap_seconds": 3600})),
+    )
+    .await;
+    let (e2, se2) = (
+        r["id"].as_str().unwrap().to_owned(),
+        r["key"].as_str().unwrap().to_owned(),
+    );
+    live(&g, &se2).await;
+    ok(
+        &g,
+        &se2,
+        "patch",
+        &format!("/admin/keys/{e2}"),
+        Some(json!({"allowed_models": ["gpt"]})),
+    )
+    .await;
+    let (s, v) = call(
+        &g,
+        &se2,
+        "post",
+        &format!("/admin/keys/{e}/rotate"),
+        Some(json!({"overlap_seconds": 0})),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    // The unrestricted keys still work for every model.
+    for secret in [&sd, &sak0] {
+        assert_eq!(chat(&g, secret, "cheap").await.0, 200);
+    }
+}
+
+/// What stays allowed: a developer key rotates and revokes the keys it
+/// created, a key rotates and revokes itself, an unrestricted admin key
+/// manages a developer key of its tenant, the master key anything.
+async fn keys_still_manage_what_they_may(db: &Db) {
+    let g = start(db).await;
+    let t = tenant(&g, "authority-ok", json!({})).await;
+    let dev = user(&g, &t, "developer").await;
+    let adm = user(&g, &t, "admin").await;
+    let (ak0, sak0, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": adm})).await;
+    let (d, sd, _) = key(&g, MASTER, json!({"tenant_id": t, "user_id": dev})).await;
+    live(&g, &sd).await;
+    let (k4, _, _) = key(&g, &sd, json!({"allowed_models": ["gpt"]})).await;
+    ok(&g, &sd, "get", &format!("/admin/keys/{k4}"), None).await;
+    ok(
+        &g,
+        &sd,
+        "patch",
+        &format!("/admin/keys/{k4}"),
+        Some(json!({"name": "renamed"})),
+    )
+    .await;
+    let r = ok(
+        &g,
+        &sd,
+        "post",
+        &format!("/admin/keys/{k4}/rotate"),
+        Some(json!({"overlap_seconds": 0})),
+    )
+    .await;
+    assert_eq!(r["allowed_models"], json!(["gpt"]), "{r}");
+    let k4b = r["id"].as_str().unwrap().to_owned();
+    ok(&g, &sd, "post", &format!("/admin/keys/{k4b}/revoke"), None).await;
+    // A key on itself.
+    let (k5, s5, _) = key(&g, &sd, json!({"allowed_models": ["gpt"]})).await;
+    live(&g, &s5).await;
+    let r = ok(
+        &g,
+        &s5,
+        "post",
+        &format!("/admin/keys/{k5}/rotate"),
+        Some(json!({"overlap_seconds": 60})),
+    )
+    .await;
+    assert_eq!(r["allowed_models"], json!(["gpt"]), "{r}");
+    ok(&g, &s5, "post", &format!("/admin/keys/{k5}/revoke"), None).await;
+    // An unrestricted admin key on a developer key of its tenant.
+    live(&g, &sak0).await;
+    ok(&g, &sak0, "get", &format!("/admin/keys/{d}"), None).await;
+    let r = ok(
+        &g,
+        &sak0,
+        "post",
+        &format!("/admin/keys/{d}/rotate"),
+        Some(json!({"overlap_seconds": 60})),
+    )
+    .await;
+    assert!(r["key"].is_string(), "{r}");
+    ok(
+        &g,
+        &sak0,
+        "post",
+        "/admin/budgets",
+        Some(json!({"scope": "key", "scope_id": r["id"], "max_cost": 5})),
+    )
+    .await;
+    // The master key on an admin key.
+    let r = ok(
+        &g,
+        MASTER,
+        "post",
+        &format!("/admin/keys/{ak0}/rotate"),
+        Some(json!({"overlap_seconds": 0})),
+    )
+    .await;
+    assert!(r["key"].is_string(), "{r}");
 }

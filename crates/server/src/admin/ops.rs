@@ -990,6 +990,80 @@ async fn visible_key(ctx: &Ctx<'_>, id: &str) -> Result<ApiKey, AdminError> {
     }
 }
 
+/// The one rule for acting on an existing key `t` (read, patch, disable,
+/// revoke, rotate, budgets and rate limits on it): a key never obtains,
+/// controls or widens a key broader than itself. Allowed: the operator
+/// (master key, CLI); the caller's own key (acting on itself cannot widen
+/// it: rotating yields the same rights); a key the caller created,
+/// directly or not (a descendant: never broader, see `create_key`). With
+/// `tenant_wide` (an admin on keys; an admin or billing key on budgets),
+/// also any other key of the tenant that is not broader than the caller,
+/// provided the caller is itself unrestricted (no model list anywhere in its
+/// chain) and expires no earlier than the target. Never a key the caller
+/// descends from (its creators). Refusals are 403 with the reason.
+async fn key_authority(ctx: &Ctx<'_>, t: &ApiKey, res: Res, act: Act) -> Result<(), AdminError> {
+    if ctx.is_root() {
+        return Ok(());
+    }
+    let Some(c) = ctx.caller_key() else {
+        return Err(AdminError::denied(
+            "only a virtual key or the operator may manage keys",
+        ));
+    };
+    if t.id == c {
+        return Ok(());
+    }
+    // Created by the caller: the caller is among the keys `t` descends
+    // from (its creator, theirs, and the keys those were rotated to; not
+    // the key `t` itself was rotated to, which may have been narrowed since).
+    if let Some(p) = &t.parent_key_id {
+        if key_chain(ctx.store, p).await?.iter().any(|k| k.id == c) {
+            return Ok(());
+        }
+    }
+    let theirs = key_chain(ctx.store, &t.id).await?;
+    let mine = key_chain(ctx.store, c).await?;
+    if mine.iter().any(|k| k.id == t.id) {
+        ctx.allow(
+            res,
+            Owner::Creators,
+            act,
+            &format!("a key cannot {} a key it was created by (or rotated to); only an admin of the tenant (with another key) or the operator can", act.label()),
+        )?;
+        return Ok(());
+    }
+    // Keys: as far as the table reaches (`tenant` for admins); budgets and
+    // rate limits: the route and owner checks already passed.
+    let tenant_wide =
+        res != Res::Key || perm::reach(ctx.who(), res, Owner::Others, act) >= Reach::Tenant;
+    if !tenant_wide {
+        return Err(AdminError::denied(
+            "you may only manage your own key and the keys it created",
+        ));
+    }
+    let me = bounds(&mine);
+    let it = bounds(&theirs);
+    if me.models.is_some() {
+        return Err(AdminError::denied(
+            "a key restricted to some models may only manage itself and the keys it created",
+        ));
+    }
+    if !expiry_within(it.expires_at, me.expires_at) {
+        return Err(AdminError::denied(
+            "this key outlives yours; a key may only manage keys that expire no later than itself (or that it created)",
+        ));
+    }
+    Ok(())
+}
+
+/// A key the caller may act on: visible to it ([`visible_key`]) and within
+/// its authority ([`key_authority`]; admins tenant-wide).
+async fn managed_key(ctx: &Ctx<'_>, id: &str, act: Act) -> Result<ApiKey, AdminError> {
+    let k = visible_key(ctx, id).await?;
+    key_authority(ctx, &k, Res::Key, act).await?;
+    Ok(k)
+}
+
 pub async fn create_key(ctx: &Ctx<'_>, n: NewKey) -> Result<CreatedKey, AdminError> {
     ctx.audited("key.create", None, async {
         ctx.require(Need::Keys)?;
@@ -1175,21 +1249,39 @@ pub async fn list_keys(ctx: &Ctx<'_>, f: KeyFilter) -> Result<Vec<ApiKey>, Admin
             (own, f.user_id)
         }
     };
-    Ok(ctx
+    let all = ctx
         .store
         .list_keys(tenant.as_deref(), user.as_deref())
-        .await?)
+        .await?;
+    // Only the keys the caller may read (`key_authority`): an unrestricted
+    // admin key skips the per-key walk.
+    let unrestricted = ctx.is_root()
+        || (ctx.role() == Some(Role::Admin)
+            && match ctx.caller_key() {
+                Some(c) => bounds(&key_chain(ctx.store, c).await?) == Bounds::default(),
+                None => false,
+            });
+    if unrestricted {
+        return Ok(all);
+    }
+    let mut out = Vec::with_capacity(all.len());
+    for k in all {
+        if key_authority(ctx, &k, Res::Key, Act::Read).await.is_ok() {
+            out.push(k);
+        }
+    }
+    Ok(out)
 }
 
 pub async fn get_key(ctx: &Ctx<'_>, id: &str) -> Result<ApiKey, AdminError> {
     ctx.require(Need::Keys)?;
-    visible_key(ctx, id).await
+    managed_key(ctx, id, Act::Read).await
 }
 
 pub async fn update_key(ctx: &Ctx<'_>, id: &str, p: KeyPatch) -> Result<ApiKey, AdminError> {
     ctx.audited("key.update", Some(id), async {
         ctx.require(Need::Keys)?;
-        let mut k = visible_key(ctx, id).await?;
+        let mut k = managed_key(ctx, id, Act::Update).await?;
         let before = k.clone();
         if let Some(n) = &p.name {
             k.name = Some(check_name("name", n)?);
@@ -1268,7 +1360,7 @@ pub async fn update_key(ctx: &Ctx<'_>, id: &str, p: KeyPatch) -> Result<ApiKey, 
 pub async fn revoke_key(ctx: &Ctx<'_>, id: &str) -> Result<ApiKey, AdminError> {
     ctx.audited("key.revoke", Some(id), async {
         ctx.require(Need::Keys)?;
-        let mut k = visible_key(ctx, id).await?;
+        let mut k = managed_key(ctx, id, Act::Revoke).await?;
         if k.revoked_at.is_none() {
             k.revoked_at = Some(now_ms());
             ctx.store.update_key(&k).await?;
@@ -1296,7 +1388,7 @@ pub async fn rotate_key(
                 "`overlap_seconds` must be between 0 and 31536000",
             ));
         }
-        let mut old = visible_key(ctx, id).await?;
+        let mut old = managed_key(ctx, id, Act::Rotate).await?;
         let now = now_ms();
         match key_state(&old, now) {
             "active" => {}
@@ -1388,7 +1480,14 @@ async fn scope_tenant(
 /// Validate a scope for a write: it must exist and be in the caller's tenant.
 async fn writable_scope(ctx: &Ctx<'_>, scope: Scope, scope_id: &str) -> Result<String, AdminError> {
     match scope_tenant(ctx.store, scope, scope_id).await? {
-        Some(t) if ctx.sees_tenant(&t) => Ok(t),
+        Some(t) if ctx.sees_tenant(&t) => {
+            if scope == Scope::Key && !ctx.is_root() {
+                if let Some(k) = ctx.store.get_key(scope_id).await? {
+                    key_authority(ctx, &k, Res::Budget, Act::Create).await?;
+                }
+            }
+            Ok(t)
+        }
         Some(_) => Err(AdminError::denied(
             "you may only manage records in your own tenant",
         )),
@@ -1517,7 +1616,10 @@ async fn check_policy(
             act.label()
         ),
     )?;
-    if scope == Scope::Key {
+    if scope == Scope::Key && !ctx.is_root() {
+        if let Some(t) = ctx.store.get_key(scope_id).await? {
+            key_authority(ctx, &t, res, act).await?;
+        }
         if let Some(c) = ctx.caller_key() {
             if key_chain(ctx.store, c)
                 .await?

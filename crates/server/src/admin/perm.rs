@@ -16,7 +16,9 @@ use crate::store::Role;
 pub enum Reach {
     /// Not allowed.
     No,
-    /// The caller's own records only (its user's keys; its own usage).
+    /// The caller's own records only (keys: the calling key itself and the
+    /// keys it created, directly or not — not every key of its user; usage:
+    /// its own).
     Own,
     /// Only keys the caller (or a key it created) created, and never
     /// wider than the caller itself.
@@ -97,6 +99,9 @@ pub enum Owner {
     Lineage,
     /// Any other key.
     Others,
+    /// A key the calling key was created by (directly or not) or rotated
+    /// to: never within a key's reach, whatever its role.
+    Creators,
 }
 
 impl Owner {
@@ -107,6 +112,7 @@ impl Owner {
             Owner::Tenant => "tenant",
             Owner::Lineage => "caller's own key or its creators",
             Owner::Others => "other keys",
+            Owner::Creators => "keys the caller was created by",
         }
     }
 }
@@ -118,6 +124,10 @@ pub enum Act {
     Update,
     Delete,
     Call,
+    /// Revoke a key.
+    Revoke,
+    /// Rotate a key: a new plaintext with the key's rights.
+    Rotate,
 }
 
 impl Act {
@@ -128,6 +138,8 @@ impl Act {
             Act::Update => "update",
             Act::Delete => "delete",
             Act::Call => "call",
+            Act::Revoke => "revoke",
+            Act::Rotate => "rotate",
         }
     }
 }
@@ -207,6 +219,27 @@ pub static PERMISSIONS: &[Perm] = &[
     p(Res::Key, Owner::Any, Act::Create, [All, Ten, No, Own, No]),
     p(Res::Key, Owner::Any, Act::Read, [All, Ten, No, Own, No]),
     p(Res::Key, Owner::Any, Act::Update, [All, Ten, No, Own, No]),
+    p(Res::Key, Owner::Any, Act::Revoke, [All, Ten, No, Own, No]),
+    p(Res::Key, Owner::Any, Act::Rotate, [All, Ten, No, Own, No]),
+    p(Res::Key, Owner::Creators, Act::Read, [All, No, No, No, No]),
+    p(
+        Res::Key,
+        Owner::Creators,
+        Act::Update,
+        [All, No, No, No, No],
+    ),
+    p(
+        Res::Key,
+        Owner::Creators,
+        Act::Revoke,
+        [All, No, No, No, No],
+    ),
+    p(
+        Res::Key,
+        Owner::Creators,
+        Act::Rotate,
+        [All, No, No, No, No],
+    ),
     p(
         Res::KeyWiden,
         Owner::Others,
