@@ -315,7 +315,9 @@ async fn chat_inner(
             };
             let (tokens, cost, unpriced) =
                 worst_case(state, &alias, prompt, peek.max_tokens, choices);
-            let admission = gov.admit(p, &alias.name, tokens, cost, unpriced.as_ref())?;
+            let applies = |m: &str| limit_applies(state, &alias, m);
+            let admission =
+                gov.admit_for(p, &alias.name, &applies, tokens, cost, unpriced.as_ref())?;
             headers.extend(admission.headers.iter().cloned());
             let downgrade = admission.downgrade_to.clone();
             (
@@ -557,6 +559,28 @@ pub(crate) fn each_reachable(state: &AppState, alias: &Alias, mut f: impl FnMut(
     for a in state.router.fallback_aliases(alias) {
         a.deployments.iter().for_each(&mut f);
     }
+}
+
+/// Does a rate limit scoped to the model `limited` apply to a request for
+/// `alias`? Yes when `alias` is `limited`, or when the request may reach
+/// a deployment of `limited` (same provider, same upstream model) — e.g.
+/// through a `provider/model` route or a fallback.
+pub(crate) fn limit_applies(state: &AppState, alias: &Alias, limited: &str) -> bool {
+    if alias.name == limited {
+        return true;
+    }
+    let Some(target) = state.router.alias(limited) else {
+        return false;
+    };
+    let mut hit = false;
+    each_reachable(state, alias, |d| {
+        hit = hit
+            || target
+                .deployments
+                .iter()
+                .any(|t| t.provider.name == d.provider.name && t.model == d.model);
+    });
+    hit
 }
 
 /// The first deployment `alias` may reach whose cost cannot be computed.
