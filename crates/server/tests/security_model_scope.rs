@@ -341,6 +341,70 @@ async fn allowed_models_hold_for_provider_model_routes(db: TestDb) {
     }
 }
 
+impl Rig {
+    async fn get(&self, path: &str, key: &str, anthropic: bool) -> (u16, Value) {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if anthropic {
+            req = req.header("anthropic-version", "2023-06-01");
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap())
+    }
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `/v1/models` lists only what the caller may call, in both formats; a
+/// model it may not call is a 404 on `/v1/models/{id}`.
+async fn model_list_shows_only_callable_models(db: TestDb) {
+    let g = rig(db, "").await;
+    let (_t, _k, key) = g.key_with(&["demo-openai"], &[]).await;
+    let (_t, _k, tkey) = g.key_with(&[], &["claude", "demo-openai"]).await;
+    let (_t, _k, open) = g.key().await;
+    g.sync().await;
+    let (s, v) = g.get("/v1/models", &key, false).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), ["demo-openai"]);
+    let (s, v) = g.get("/v1/models", &key, true).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), ["demo-openai"]);
+    assert_eq!(v["first_id"], "demo-openai");
+    assert_eq!(v["last_id"], "demo-openai");
+    let (_, v) = g.get("/v1/models", &tkey, false).await;
+    assert_eq!(ids(&v), ["claude", "demo-openai"]);
+    let (_, v) = g.get("/v1/models", &tkey, true).await;
+    assert_eq!(ids(&v), ["claude", "demo-openai"]);
+    let (first, last) = (v["first_id"].clone(), v["last_id"].clone());
+    assert!(
+        first != last && ids(&v).iter().all(|i| *i == first || *i == last),
+        "{v}"
+    );
+    let all = ["claude", "demo-openai", "embed", "other"];
+    let (_, v) = g.get("/v1/models", &open, false).await;
+    assert_eq!(ids(&v), all);
+    let (_, v) = g.get("/v1/models", MASTER, false).await;
+    assert_eq!(ids(&v), all);
+    let (s, _) = g.get("/v1/models/demo-openai", &key, false).await;
+    assert_eq!(s, 200);
+    let (s, v) = g.get("/v1/models/other", &key, false).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, _) = g.get("/v1/models/other", &open, false).await;
+    assert_eq!(s, 200);
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -367,4 +431,5 @@ macro_rules! on_both {
 on_both!(
     model_limit_covers_provider_model_routes,
     allowed_models_hold_for_provider_model_routes,
+    model_list_shows_only_callable_models,
 );
