@@ -40,6 +40,10 @@ struct Rig {
 async fn rig(db: TestDb, governance: &str) -> Rig {
     let oai = start_mock(Flavor::OpenAi, "oai").await;
     let ant = start_mock(Flavor::Anthropic, "ant").await;
+    let gem = start_mock(Flavor::Gemini, "gem").await;
+    let gem_url = gem.base_url();
+    // Kept serving for the rest of the test process.
+    std::mem::forget(gem);
     let yaml = format!(
         r#"
 server:
@@ -53,9 +57,11 @@ governance:
 providers:
   oai: {{ kind: openai, base_url: "{oai}", api_key: "${{K}}" }}
   ant: {{ kind: anthropic, base_url: "{ant}", api_key: "${{K}}" }}
+  gem: {{ kind: gemini, base_url: "{gem_url}", api_key: "${{K}}" }}
 models:
   demo-openai: {{ deployments: [ {{ provider: oai, model: gpt-4o-mini }} ] }}
   other: {{ deployments: [ {{ provider: oai, model: gpt-4o }} ] }}
+  gemini: {{ deployments: [ {{ provider: gem, model: gemini-2.0-flash }} ] }}
   claude: {{ deployments: [ {{ provider: ant, model: claude-3-5-haiku-20241022 }} ] }}
   embed: {{ deployments: [ {{ provider: oai, model: text-embedding-3-small }} ] }}
 "#,
@@ -305,18 +311,29 @@ async fn concurrent_n_requests_never_overspend(db: TestDb) {
     assert!(total <= 300, "spent {total} tokens of a 300-token budget");
 }
 
-/// Translated route (OpenAI ingress, Anthropic upstream): the reservation
-/// is n × the cap too, refused before the upstream.
+/// Translated route (OpenAI ingress, Gemini upstream: `candidateCount`, at most 8):
+/// the reservation is n × the cap too, refused before the upstream; a
+/// small n that fits is served with n choices.
 async fn translated_route_reserves_n_times(db: TestDb) {
     let g = rig(db, "").await;
     let (_t, kid, key) = g.key().await;
     g.budget(&kid, None, Some(300), None).await;
     g.sync().await;
     let (s, v) = g
-        .post("/v1/chat/completions", &key, n_body("claude", json!(20)))
+        .post("/v1/chat/completions", &key, n_body("gemini", json!(8)))
         .await;
     assert_ne!(s, 200, "{v}");
-    assert_eq!(g.upstream_hits(), 0);
+    let (s, v) = g
+        .post("/v1/chat/completions", &key, n_body("gemini", json!(2)))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 2, "{v}");
+    // Anthropic has no `n`: n > 1 to a Claude deployment is a 400 naming it.
+    let (s, v) = g
+        .post("/v1/chat/completions", &key, n_body("claude", json!(2)))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["param"], "n", "{v}");
 }
 
 /// `n` is validated (OpenAI: integer, 1..=128), in the OpenAI error shape.
