@@ -247,6 +247,18 @@ mod tests {
     }
 
     #[test]
+    fn choices_default_to_one_and_stay_in_range() {
+        let n = |b: &str| peek(b.as_bytes()).unwrap().choices();
+        assert_eq!(n(r#"{"model":"a"}"#).unwrap(), 1);
+        assert_eq!(n(r#"{"model":"a","n":null}"#).unwrap(), 1);
+        assert_eq!(n(r#"{"model":"a","n":128}"#).unwrap(), 128);
+        for bad in ["0", "129", "-1", "1.5", "\"2\"", "true"] {
+            let e = n(&format!(r#"{{"model":"a","n":{bad}}}"#)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("n"), "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert_eq!(peek(b"{}").unwrap_err().param.as_deref(), Some("model"));
         assert_eq!(
