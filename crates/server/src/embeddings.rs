@@ -52,7 +52,9 @@ async fn inner(
                 worst = worst.max(crate::pipeline::cost_of(d, &usage));
             });
             let unpriced = crate::pipeline::first_unpriced(state, &alias);
-            let admission = g.admit(pr, &alias.name, prompt, worst, unpriced.as_ref())?;
+            let applies = |m: &str| crate::pipeline::limit_applies(state, &alias, m);
+            let admission =
+                g.admit_for(pr, &alias.name, &applies, prompt, worst, unpriced.as_ref())?;
             Some(Arc::new(crate::pipeline::Account {
                 principal: pr.clone(),
                 admission,

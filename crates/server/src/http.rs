@@ -430,8 +430,21 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response {
 
 /// `GET /v1/models`: the configured aliases, in OpenAI's list format, or in
 /// Anthropic's when the caller sends `anthropic-version`.
-async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let aliases = state.router.aliases();
+///
+/// Only the aliases the caller may call are listed (its key's and tenant's
+/// `allowed_models`); the master key and open keys see every alias.
+async fn list_models(
+    State(state): State<Arc<AppState>>,
+    principal: Option<axum::Extension<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    let visible: Vec<&Arc<crate::routing::Alias>> = state
+        .router
+        .aliases()
+        .iter()
+        .filter(|a| principal.as_ref().is_none_or(|p| p.may_use(&a.name)))
+        .collect();
+    let aliases = &visible[..];
     if headers.contains_key("anthropic-version") {
         let data: Vec<serde_json::Value> = aliases
             .iter()
@@ -462,9 +475,16 @@ fn model_object(a: &crate::routing::Alias) -> serde_json::Value {
 
 async fn get_model(
     State(state): State<Arc<AppState>>,
+    principal: Option<axum::Extension<Principal>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    match state.router.aliases().iter().find(|a| a.name == id) {
+    let may = |name: &str| principal.as_ref().is_none_or(|p| p.may_use(name));
+    match state
+        .router
+        .aliases()
+        .iter()
+        .find(|a| a.name == id && may(&a.name))
+    {
         Some(a) => json(StatusCode::OK, &model_object(a)),
         None => GatewayError::model_not_found(&id).render(Dialect::OpenAi),
     }

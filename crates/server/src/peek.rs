@@ -19,6 +19,9 @@ pub struct Peek<'a> {
     pub include_usage: bool,
     /// The output cap the client set (`max_completion_tokens` / `max_tokens`).
     pub max_tokens: Option<u64>,
+    /// OpenAI `n` as sent (absent/`null`: 1); read with [`Peek::choices`],
+    /// on chat routes only (embeddings have no `n`).
+    n_raw: Option<serde_json::Value>,
     model_raw: &'a RawValue,
     stream_options_raw: Option<&'a RawValue>,
 }
@@ -35,6 +38,8 @@ struct Head<'a> {
     max_tokens: Option<serde_json::Value>,
     #[serde(default)]
     max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    n: Option<serde_json::Value>,
 }
 
 /// A present member as its raw text, `null` included: `Option` alone reads
@@ -50,6 +55,30 @@ fn raw_even_null<'de, D: serde::Deserializer<'de>>(
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
+}
+
+/// The most choices one chat request may ask for (OpenAI's `n` range).
+pub const MAX_CHOICES: u64 = 128;
+
+impl Peek<'_> {
+    /// How many choices the request asks for (OpenAI `n`): every one may
+    /// produce up to the output cap, so admission reserves that many times
+    /// it. Absent or `null` is 1; anything but an integer in
+    /// `1..=MAX_CHOICES` is refused, naming `n`.
+    pub fn choices(&self) -> Result<u64, ApiError> {
+        match &self.n_raw {
+            None | Some(serde_json::Value::Null) => Ok(1),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_CHOICES).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "n",
+                        format!("`n` must be an integer from 1 to {MAX_CHOICES}, got {v}"),
+                    )
+                }),
+        }
+    }
 }
 
 /// Inspect a request body.
@@ -115,6 +144,7 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, ApiError> {
         stream,
         include_usage,
         max_tokens,
+        n_raw: head.n,
         model_raw,
         stream_options_raw: head.stream_options,
     })
@@ -214,6 +244,18 @@ mod tests {
             v["stream_options"],
             serde_json::json!({"include_usage": true, "x": 1})
         );
+    }
+
+    #[test]
+    fn choices_default_to_one_and_stay_in_range() {
+        let n = |b: &str| peek(b.as_bytes()).unwrap().choices();
+        assert_eq!(n(r#"{"model":"a"}"#).unwrap(), 1);
+        assert_eq!(n(r#"{"model":"a","n":null}"#).unwrap(), 1);
+        assert_eq!(n(r#"{"model":"a","n":128}"#).unwrap(), 128);
+        for bad in ["0", "129", "-1", "1.5", "\"2\"", "true"] {
+            let e = n(&format!(r#"{{"model":"a","n":{bad}}}"#)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("n"), "{bad}");
+        }
     }
 
     #[test]

@@ -286,6 +286,7 @@ async fn chat_inner(
     ctx: &RequestCtx,
 ) -> Result<Response, GatewayError> {
     let peek = peek::peek(original)?;
+    let choices = peek.choices()?;
     let mut alias = state
         .router
         .resolve(&peek.model)
@@ -312,8 +313,11 @@ async fn chat_inner(
                 Some(ir) => pricing::estimate_prompt_tokens(ir),
                 None => pricing::estimate_tokens_of_bytes(original.len()),
             };
-            let (tokens, cost, unpriced) = worst_case(state, &alias, prompt, peek.max_tokens);
-            let admission = gov.admit(p, &alias.name, tokens, cost, unpriced.as_ref())?;
+            let (tokens, cost, unpriced) =
+                worst_case(state, &alias, prompt, peek.max_tokens, choices);
+            let applies = |m: &str| limit_applies(state, &alias, m);
+            let admission =
+                gov.admit_for(p, &alias.name, &applies, tokens, cost, unpriced.as_ref())?;
             headers.extend(admission.headers.iter().cloned());
             let downgrade = admission.downgrade_to.clone();
             (
@@ -557,6 +561,28 @@ pub(crate) fn each_reachable(state: &AppState, alias: &Alias, mut f: impl FnMut(
     }
 }
 
+/// Does a rate limit scoped to the model `limited` apply to a request for
+/// `alias`? Yes when `alias` is `limited`, or when the request may reach
+/// a deployment of `limited` (same provider, same upstream model) — e.g.
+/// through a `provider/model` route or a fallback.
+pub(crate) fn limit_applies(state: &AppState, alias: &Alias, limited: &str) -> bool {
+    if alias.name == limited {
+        return true;
+    }
+    let Some(target) = state.router.alias(limited) else {
+        return false;
+    };
+    let mut hit = false;
+    each_reachable(state, alias, |d| {
+        hit = hit
+            || target
+                .deployments
+                .iter()
+                .any(|t| t.provider.name == d.provider.name && t.model == d.model);
+    });
+    hit
+}
+
 /// The first deployment `alias` may reach whose cost cannot be computed.
 pub(crate) fn first_unpriced(state: &AppState, alias: &Alias) -> Option<Unpriced> {
     let mut found = None;
@@ -572,7 +598,7 @@ pub(crate) fn first_unpriced(state: &AppState, alias: &Alias) -> Option<Unpriced
 }
 
 /// Worst-case tokens and cost of a request: prompt estimate plus the most
-/// output it may produce, at the highest price among the deployments (and
+/// output it may produce (`choices` times the output cap: OpenAI `n`), at the highest price among the deployments (and
 /// fallbacks) it may reach that have a price; and the first of them with no
 /// known price, if any: a cost budget then fails closed (`Governance::admit`).
 fn worst_case(
@@ -580,6 +606,7 @@ fn worst_case(
     alias: &Alias,
     prompt: u64,
     max_tokens: Option<u64>,
+    choices: u64,
 ) -> (u64, f64, Option<Unpriced>) {
     let mut worst_out = 0u64;
     let mut worst_cost = 0.0f64;
@@ -589,7 +616,8 @@ fn worst_case(
         let out = pricing::max_output_tokens(
             max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
             table,
-        );
+        )
+        .saturating_mul(choices);
         worst_out = worst_out.max(out);
         if unpriced.is_none() && !d.is_priced() {
             unpriced = Some(Unpriced {
@@ -604,7 +632,7 @@ fn worst_case(
         };
         worst_cost = worst_cost.max(cost_of(d, &u));
     });
-    (prompt + worst_out, worst_cost, unpriced)
+    (prompt.saturating_add(worst_out), worst_cost, unpriced)
 }
 
 /// Does any deployment this alias may use speak another dialect (or need quirks)?

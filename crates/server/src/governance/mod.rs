@@ -530,6 +530,22 @@ impl Governance {
         cost: f64,
         unpriced: Option<&Unpriced>,
     ) -> Result<Admission, GatewayError> {
+        self.admit_for(p, alias, &|m| m == alias, tokens, cost, unpriced)
+    }
+
+    /// [`Governance::admit`], where `limit_applies(model)` says whether a
+    /// rate limit scoped to `model` applies to this request: the request's
+    /// alias is `model`, or it may reach one of `model`'s deployments (a
+    /// `provider/model` route to the same deployment must not escape it).
+    pub fn admit_for(
+        &self,
+        p: &Principal,
+        alias: &str,
+        limit_applies: &dyn Fn(&str) -> bool,
+        tokens: u64,
+        cost: f64,
+        unpriced: Option<&Unpriced>,
+    ) -> Result<Admission, GatewayError> {
         let mut adm = Admission::default();
         if p.master || p.tenant_id.is_none() {
             return Ok(adm);
@@ -546,7 +562,7 @@ impl Governance {
                 continue;
             };
             for Limit { rule: l, key: lk } in limits {
-                if l.model.as_deref().is_some_and(|m| m != alias) {
+                if l.model.as_deref().is_some_and(|m| !limit_applies(m)) {
                     continue;
                 }
                 if let Some(rpm) = l.rpm.and_then(|v| u64::try_from(v).ok()) {
