@@ -102,10 +102,7 @@ impl<'de> Deserializer<'de> for Lenient {
 
     fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
-            Value::Mapping(m) => visitor.visit_map(LenientMap {
-                iter: m.into_iter(),
-                value: None,
-            }),
+            Value::Mapping(m) => visitor.visit_map(LenientMap::new(m)),
             Value::Sequence(s) => visitor.visit_seq(LenientSeq {
                 iter: s.into_iter(),
             }),
@@ -168,10 +165,7 @@ impl<'de> Deserializer<'de> for Lenient {
 
     fn deserialize_map<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
-            Value::Mapping(m) => visitor.visit_map(LenientMap {
-                iter: m.into_iter(),
-                value: None,
-            }),
+            Value::Mapping(m) => visitor.visit_map(LenientMap::new(m)),
             other => other.deserialize_map(visitor),
         }
     }
@@ -183,10 +177,7 @@ impl<'de> Deserializer<'de> for Lenient {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match self.0 {
-            Value::Mapping(m) => visitor.visit_map(LenientMap {
-                iter: m.into_iter(),
-                value: None,
-            }),
+            Value::Mapping(m) => visitor.visit_map(LenientMap::new(m)),
             other => other.deserialize_struct(name, fields, visitor),
         }
     }
@@ -228,6 +219,15 @@ impl<'de> SeqAccess<'de> for LenientSeq {
 struct LenientMap {
     iter: <serde_yaml::Mapping as IntoIterator>::IntoIter,
     value: Option<Value>,
+}
+
+impl LenientMap {
+    fn new(m: serde_yaml::Mapping) -> Self {
+        LenientMap {
+            iter: m.into_iter(),
+            value: None,
+        }
+    }
 }
 
 impl<'de> MapAccess<'de> for LenientMap {
