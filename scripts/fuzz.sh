@@ -45,7 +45,9 @@ for t in "${targets[@]}"; do
   if [ -f "fuzz/dict/$t.dict" ]; then dict=(-dict="fuzz/dict/$t.dict"); fi
   log="fuzz/target/$t.log"
   echo "== fuzz $t for ${secs}s"
-  if nice -n 19 "$bin/$t" "$work" "${dict[@]}" -max_total_time="$secs" \
+  # A fixed seed (FUZZ_SEED, default 1) makes a CI run explore the same
+  # inputs in the same order: a failure is reproducible, not luck of the run.
+  if nice -n 19 "$bin/$t" "$work" "${dict[@]}" -max_total_time="$secs" -seed="${FUZZ_SEED:-1}" \
       -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; then
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
