@@ -206,10 +206,11 @@ pub async fn serve_spread(
         };
         // Finished connections' entries, a few at a time.
         while conns.tasks.try_join_next().is_some() {}
-        let Some(slot) = crate::limits::Slot::take(&state) else {
-            // Past `server.max_connections`: say so, and close.
+        let Some(slot) = crate::limits::Slot::take(&state, peer.ip()) else {
+            // Past `server.max_connections` (or this address's share): say
+            // so, and close.
             let _ = tcp.try_write(&crate::limits::refused());
-            tracing::debug!(%peer, "connection refused: server.max_connections reached");
+            tracing::debug!(%peer, "connection refused: server.max_connections(_per_ip) reached");
             continue;
         };
         let Some(l) = lane.as_ref() else {

@@ -398,32 +398,56 @@ impl Drop for Buffered<'_> {
     }
 }
 
-/// One client connection counted against `server.max_connections` while
-/// it lives.
+/// One client connection counted against `server.max_connections` and
+/// its source address's `server.max_connections_per_ip` while it lives.
 #[derive(Debug)]
-pub struct Slot(Arc<AppState>);
+pub struct Slot(Arc<AppState>, std::net::IpAddr);
 
 impl Slot {
-    /// A slot, or `None` when `server.max_connections` are open already.
-    pub fn take(state: &Arc<AppState>) -> Option<Slot> {
+    /// A slot, or `None` when `server.max_connections` are open already or
+    /// `peer` holds `server.max_connections_per_ip`. (A lock per accepted
+    /// connection, not per request; the map holds only open addresses.)
+    pub fn take(state: &Arc<AppState>, peer: std::net::IpAddr) -> Option<Slot> {
         let before = state.connections.fetch_add(1, Ordering::Relaxed);
         if before >= state.front.max_connections {
             state.connections.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some(Slot(state.clone()))
+        let mut per_ip = state
+            .connections_per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = per_ip.entry(peer).or_insert(0);
+        if *n >= state.front.max_connections_per_ip {
+            drop(per_ip);
+            state.connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        *n += 1;
+        Some(Slot(state.clone(), peer))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self
+            .0
+            .connections_per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = per_ip.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.1);
+            }
+        }
     }
 }
 
 /// What a connection past `server.max_connections` is told before it is
 /// closed (best effort: the socket's buffer takes it without waiting).
 pub fn refused() -> Vec<u8> {
-    let body = r#"{"error":{"message":"the gateway is at its connection limit (server.max_connections); retry shortly","type":"overloaded_error","code":"overloaded"}}"#;
+    let body = r#"{"error":{"message":"the gateway is at its connection limit (server.max_connections, or this address's server.max_connections_per_ip); retry shortly","type":"overloaded_error","code":"overloaded"}}"#;
     format!("HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }

@@ -50,6 +50,9 @@ pub struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// Client connections open now, capped by `front.max_connections`.
     pub connections: std::sync::atomic::AtomicUsize,
+    /// Open connections per source address (entries only while > 0),
+    /// capped by `front.max_connections_per_ip`.
+    pub connections_per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 /// `0` (auto) → one worker per CPU.
@@ -167,6 +170,7 @@ impl AppState {
             buffered: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            connections_per_ip: Default::default(),
         }))
     }
 

@@ -196,6 +196,57 @@ async fn connections_past_the_limit_are_refused_at_once() {
     assert_eq!(r.status(), 200);
 }
 
+/// One source address cannot take every slot: past its share it is
+/// refused, while another address is still served.
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let g = gateway("  max_connections: 10\n  max_connections_per_ip: 2\n").await;
+    let addr: std::net::SocketAddr = g.base.trim_start_matches("http://").parse().unwrap();
+    let from = |ip: [u8; 4]| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        sock.connect(addr).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = from([127, 0, 0, 1]).await;
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            status(&read_head(&mut s, Duration::from_secs(5)).await.unwrap()),
+            200
+        );
+        held.push(s);
+    }
+    let mut third = from([127, 0, 0, 1]).await;
+    let (text, closed) = read_to_close(&mut third, Duration::from_secs(2)).await;
+    assert!(closed, "a third connection from the same address held open");
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    // Another address still gets in.
+    let mut other = from([127, 0, 0, 2]).await;
+    other
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&read_head(&mut other, Duration::from_secs(5)).await.unwrap()),
+        200
+    );
+    // A closed connection gives its address's slot back.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = from([127, 0, 0, 1]).await;
+    again
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&read_head(&mut again, Duration::from_secs(5)).await.unwrap()),
+        200
+    );
+}
+
 #[tokio::test]
 async fn a_keyless_caller_is_answered_before_its_body_is_sent() {
     let g = gateway("  max_body_size: 8MiB\n").await;
@@ -504,6 +555,7 @@ fn front_limits_have_safe_defaults_and_are_validated() {
     assert_eq!(f.body_timeout, Duration::from_secs(30));
     assert_eq!(f.idle_timeout, Duration::from_secs(75));
     assert_eq!(f.max_connections, 4096);
+    assert_eq!(f.max_connections_per_ip, 1024);
     assert_eq!(f.max_buffered, 256 << 20);
     assert_eq!(f.shutdown_grace, Duration::from_secs(30));
     assert_eq!(f.shutdown_delay, Duration::ZERO);

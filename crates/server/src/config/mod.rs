@@ -86,6 +86,8 @@ pub struct FrontConfig {
     pub idle_timeout: Duration,
     /// Connections served at once (past it: 503 and close).
     pub max_connections: usize,
+    /// Connections one source address may hold (past it: 503 and close).
+    pub max_connections_per_ip: usize,
     /// Request-body bytes held across all in-flight requests (past it: 503).
     pub max_buffered: usize,
     /// After SIGTERM, in-flight requests get this long, then are cut.
@@ -104,6 +106,9 @@ impl Default for FrontConfig {
             // (AWS ALB, nginx upstream keep-alive), so they close first.
             idle_timeout: Duration::from_secs(75),
             max_connections: 4096,
+            // A quarter of the slots: one client (or one load-balancer node)
+            // can never take them all, and still has plenty.
+            max_connections_per_ip: 1024,
             max_buffered: DEFAULT_MAX_BUFFERED,
             shutdown_grace: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,
@@ -578,6 +583,18 @@ impl Validator<'_> {
             Some(n) => n as usize,
             None => d.max_connections,
         };
+        let max_connections_per_ip = match s.max_connections_per_ip {
+            Some(0) => {
+                self.problem(
+                    "server.max_connections_per_ip",
+                    "0 connections per address would refuse every client",
+                    "leave it out (1024) or write a positive number",
+                );
+                d.max_connections_per_ip
+            }
+            Some(n) => n as usize,
+            None => d.max_connections_per_ip,
+        };
         let shutdown_delay = match s.shutdown_delay.as_deref().map(str::trim) {
             Some("0" | "0s") => Duration::ZERO,
             v => self.duration("server.shutdown_delay", v, d.shutdown_delay),
@@ -599,6 +616,7 @@ impl Validator<'_> {
                 d.idle_timeout,
             ),
             max_connections,
+            max_connections_per_ip,
             max_buffered,
             shutdown_grace: self.duration(
                 "server.shutdown_grace",

@@ -202,6 +202,9 @@ pub struct RawServer {
     pub idle_timeout: Option<String>,
     /// Client connections served at once; more are answered 503 and closed.
     pub max_connections: Option<u32>,
+    /// Client connections one source address may hold at once (past it,
+    /// 503 and close), so one client cannot take every slot.
+    pub max_connections_per_ip: Option<u32>,
     /// Request bytes held in memory across all requests; past it, 503.
     pub max_buffered: Option<RawSize>,
     /// On SIGTERM: how long in-flight requests may take before they are cut.
