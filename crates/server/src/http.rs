@@ -442,7 +442,11 @@ async fn list_models(
         .router
         .aliases()
         .iter()
-        .filter(|a| principal.as_ref().is_none_or(|p| p.may_use(&a.name)))
+        .filter(|a| {
+            principal
+                .as_ref()
+                .is_none_or(|p| p.may_call_models() && p.may_use(&a.name))
+        })
         .collect();
     let aliases = &visible[..];
     if headers.contains_key("anthropic-version") {
@@ -478,7 +482,11 @@ async fn get_model(
     principal: Option<axum::Extension<Principal>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let may = |name: &str| principal.as_ref().is_none_or(|p| p.may_use(name));
+    let may = |name: &str| {
+        principal
+            .as_ref()
+            .is_none_or(|p| p.may_call_models() && p.may_use(name))
+    };
     match state
         .router
         .aliases()

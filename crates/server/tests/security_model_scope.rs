@@ -373,8 +373,21 @@ async fn model_list_shows_only_callable_models(db: TestDb) {
     let g = rig(db, "").await;
     let (_t, _k, key) = g.key_with(&["demo-openai"], &[]).await;
     let (_t, _k, tkey) = g.key_with(&[], &["claude", "demo-openai"]).await;
-    let (_t, _k, open) = g.key().await;
+    let (open_tenant, _k, open) = g.key().await;
+    let (s, v) = g
+        .post(
+            "/admin/keys",
+            MASTER,
+            json!({"tenant_id": open_tenant, "name": "reader", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let viewer = v["key"].as_str().unwrap().to_owned();
     g.sync().await;
+    // A role that may call no model is listed none.
+    let (s, v) = g.get("/v1/models", &viewer, false).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(ids(&v).is_empty(), "{v}");
     let (s, v) = g.get("/v1/models", &key, false).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(ids(&v), ["demo-openai"]);
